@@ -1,0 +1,31 @@
+// CPU speed: BLAS core detection and correction, thread defaults, measured matmul rate.
+//
+// Debian's OpenBLAS 0.3.21 mis-detects some AVX-512 CPUs as "Prescott" and then runs its
+// generic kernels (~55 GFLOP/s instead of ~235 on a 2-core Skylake-X class VM). OpenBLAS reads
+// OPENBLAS_CORETYPE only when the library is loaded, so the fix must happen before: the host
+// checks the core at start-up and, when it is generic but the CPU has AVX-512 (or AVX2),
+// re-executes itself with OPENBLAS_CORETYPE set. LMGRID_NO_BLAS_FIX=1 disables this.
+#pragma once
+
+#include <string>
+
+namespace lmgrid {
+
+struct BlasInfo {
+  std::string library;     // "openblas", "reference" or "unknown"
+  std::string core;        // OpenBLAS core name in use, e.g. "SkylakeX" ("" if not OpenBLAS)
+  std::string coretype_env;  // value of OPENBLAS_CORETYPE, "" if unset
+  bool corrected = false;  // lmgrid set OPENBLAS_CORETYPE itself
+};
+
+BlasInfo blas_info();
+// Best OpenBLAS core for this CPU from cpuid: "SkylakeX", "Haswell" or "" (leave alone).
+std::string best_openblas_core();
+// Call first thing in main(): re-execs the program with OPENBLAS_CORETYPE fixed when needed.
+void ensure_fast_blas(int argc, char** argv);
+// Threads for one worker: all cores divided among `workers` (at least 1).
+int default_threads(int workers = 1);
+// Measured fp32 matmul rate of an n x n x n product, median of `reps`, in GFLOP/s.
+double measure_matmul_gflops(int n = 1024, int reps = 5);
+
+}  // namespace lmgrid

@@ -1,0 +1,115 @@
+// The results store: one SQLite database (WAL mode) per project, schema in docs/schema.md.
+//
+// Schema version is PRAGMA user_version; opening an older database migrates it in one
+// transaction; a newer one is refused. Every statement is prepared with bound parameters.
+// Metrics are buffered by MetricWriter and written in batched transactions.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lmgrid/experiment.hpp"
+#include "lmgrid/sqlite.hpp"
+
+namespace lmgrid {
+
+inline constexpr int kSchemaVersion = 1;
+
+// The statuses a run moves through. pending -> running -> done | failed | diverged | interrupted.
+inline const std::vector<std::string>& run_statuses() {
+  static const std::vector<std::string> s{"pending", "running", "done", "failed", "diverged", "interrupted"};
+  return s;
+}
+
+struct RunRow {
+  int64_t id = 0;
+  std::string experiment;
+  std::string config_hash;
+  std::string config;  // canonical JSON
+  std::string status;
+  std::optional<double> started_at, finished_at;
+  std::string error;
+  int64_t n_params = 0;
+  int64_t step = 0;     // last step reached
+  std::optional<int64_t> worker_pid;
+  std::string host;
+  std::string run_dir;
+};
+
+struct MetricRow {
+  int64_t run_id;
+  int64_t step;
+  int64_t tokens;
+  double elapsed_s;
+  std::string name;
+  double value;  // NaN/Inf allowed: stored as NULL value with is_finite = 0
+};
+
+struct PluginRow {
+  std::string kind, name, version, file_sha256;
+};
+
+// Default database path: $LMGRID_DB, else results/lmgrid.db.
+std::filesystem::path default_db_path();
+
+class Store {
+ public:
+  // Opens (creating and migrating when writable) the database at `path`.
+  // read_only: the file must exist; nothing can be written through this connection.
+  Store(const std::filesystem::path& path, bool read_only = false);
+
+  sql::Db& db() { return db_; }
+  const std::filesystem::path& path() const { return path_; }
+  // Folder for per-run files (checkpoints, tokenizer): <db dir>/runs/<hash[:16]>.
+  std::filesystem::path run_dir(const std::string& config_hash) const;
+
+  // Registers the experiment and its runs. Existing runs (same hash) are kept as they are,
+  // except: failed/diverged runs become pending when retry_failed; running runs whose worker
+  // process is gone become interrupted. Returns the run ids in grid order.
+  std::vector<int64_t> register_runs(const Experiment& exp, bool retry_failed);
+
+  // Atomically claims the next runnable run (pending or interrupted) among `ids`: sets status
+  // running, worker_pid and host. Returns nullopt when none is left.
+  std::optional<RunRow> claim_next(const std::vector<int64_t>& ids, int64_t pid);
+  std::optional<RunRow> run(int64_t id);
+  std::vector<RunRow> runs(const std::string& where_sql = "", const std::vector<Value>& args = {});
+
+  void mark_started(int64_t run_id, int64_t n_params, const std::string& device);
+  void set_status(int64_t run_id, const std::string& status, const std::string& error = "");
+  void set_step(int64_t run_id, int64_t step);
+  void set_plugins(int64_t run_id, const std::vector<PluginRow>& plugins);
+  void add_checkpoint(int64_t run_id, int64_t step, const std::string& path, const std::string& sha256);
+  void delete_checkpoint_rows_after(int64_t run_id, int64_t step);
+  // Removes metrics logged after `step` (used when resuming from a checkpoint at `step`).
+  void delete_metrics_after(int64_t run_id, int64_t step);
+  void write_metrics(const std::vector<MetricRow>& rows);  // one transaction
+  void set_summary(int64_t run_id, const std::string& key, double value);
+
+  // True if a process with this pid exists on this host (used to detect dead workers).
+  static bool process_alive(int64_t pid);
+
+ private:
+  void migrate();
+  std::filesystem::path path_;
+  sql::Db db_;
+};
+
+// Buffers metric rows and writes them in one transaction per flush.
+class MetricWriter {
+ public:
+  MetricWriter(Store& store, int64_t run_id) : store_(store), run_id_(run_id) {}
+  ~MetricWriter();
+  void add(int64_t step, int64_t tokens, double elapsed_s, const std::string& name, double value);
+  void flush();
+  size_t pending() const { return rows_.size(); }
+
+ private:
+  Store& store_;
+  int64_t run_id_;
+  std::vector<MetricRow> rows_;
+};
+
+}  // namespace lmgrid

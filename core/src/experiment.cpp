@@ -1,0 +1,433 @@
+// Experiment TOML -> validated, canonical run configs (grammar in experiment.hpp).
+#include "lmgrid/experiment.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <toml++/toml.h>
+
+#include "lmgrid/errors.hpp"
+#include "lmgrid/registry.hpp"
+#include "lmgrid/trainer.hpp"
+#include "lmgrid/util.hpp"
+
+namespace lmgrid {
+
+using json = nlohmann::json;
+
+PluginKind section_kind(const std::string& section) {
+  if (section == "data") return PluginKind::data;
+  if (section == "tokenizer") return PluginKind::tokenizer;
+  if (section == "model") return PluginKind::arch;
+  if (section == "optim") return PluginKind::optim;
+  throw std::invalid_argument("not a plugin section: " + section);
+}
+
+std::map<std::string, Value> RunConfig::section(const std::string& name) const {
+  std::map<std::string, Value> out;
+  std::string prefix = name + ".";
+  for (const auto& [k, v] : values)
+    if (k.rfind(prefix, 0) == 0 && k != prefix + "plugin") out[k.substr(prefix.size())] = v;
+  return out;
+}
+
+const std::string& RunConfig::plugin(const std::string& section) const {
+  auto it = values.find(section + ".plugin");
+  if (it == values.end() || !std::holds_alternative<std::string>(it->second))
+    throw UserError("[" + section + "] has no plugin");
+  return std::get<std::string>(it->second);
+}
+
+static json to_json(const Value& v) {
+  if (auto* b = std::get_if<bool>(&v)) return *b;
+  if (auto* i = std::get_if<int64_t>(&v)) return *i;
+  if (auto* d = std::get_if<double>(&v)) return *d;
+  return std::get<std::string>(v);
+}
+
+static Value from_json_value(const json& j) {
+  if (j.is_boolean()) return j.get<bool>();
+  if (j.is_number_integer()) return j.get<int64_t>();
+  if (j.is_number_float()) return j.get<double>();
+  return j.get<std::string>();
+}
+
+std::string RunConfig::canonical_json() const {
+  json j = json::object();
+  j["experiment"] = experiment;
+  j["seed"] = seed;
+  for (const auto& [k, v] : values) {
+    auto dot = k.find('.');
+    j[k.substr(0, dot)][k.substr(dot + 1)] = to_json(v);
+  }
+  return j.dump();
+}
+
+std::string RunConfig::hash() const { return sha256_hex(canonical_json()); }
+
+RunConfig RunConfig::from_json(const std::string& text) {
+  json j = json::parse(text);
+  RunConfig c;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "experiment") {
+      c.experiment = it.value().get<std::string>();
+    } else if (it.key() == "seed") {
+      c.seed = it.value().get<int64_t>();
+    } else if (it.value().is_object()) {
+      for (auto kv = it.value().begin(); kv != it.value().end(); ++kv)
+        c.values[it.key() + "." + kv.key()] = from_json_value(kv.value());
+    }
+  }
+  return c;
+}
+
+Value parse_scalar(const std::string& text) {
+  try {
+    auto tbl = toml::parse("v = " + text);
+    const toml::node* n = tbl.get("v");
+    if (auto x = n->value_exact<int64_t>()) return *x;
+    if (auto x = n->value_exact<double>()) return *x;
+    if (auto x = n->value_exact<bool>()) return *x;
+    if (auto x = n->value_exact<std::string>()) return *x;
+  } catch (const toml::parse_error&) {
+  }
+  return text;
+}
+
+namespace {
+
+const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model", "optim", "train", "grid", "zip", "variant"};
+const std::set<std::string> kSections{"data", "tokenizer", "model", "optim", "train"};
+
+std::string where_of(const std::string& file, const toml::node& n) {
+  const auto& src = n.source();
+  if (!src.begin) return file;
+  return fmt::format("{}:{}:{}", file, src.begin.line, src.begin.column);
+}
+
+Value scalar_of(const toml::node& n, const std::string& file, const std::string& key) {
+  if (auto x = n.value_exact<int64_t>()) return *x;
+  if (auto x = n.value_exact<double>()) return *x;
+  if (auto x = n.value_exact<bool>()) return *x;
+  if (auto x = n.value_exact<std::string>()) return *x;
+  throw UserError(fmt::format("{}: '{}' must be a number, boolean or string (lists belong in [grid])",
+                              where_of(file, n), key));
+}
+
+using Assign = std::map<std::string, RawValue>;  // dotted key -> value
+
+void check_dotted_key(const std::string& key, const std::string& where) {
+  auto parts = split(key, '.');
+  if (parts.size() < 2 || !kSections.count(parts[0])) {
+    std::string hint = parts.empty() ? "" : nearest(parts[0], {kSections.begin(), kSections.end()});
+    throw UserError(fmt::format("{}: key '{}' must be <section>.<key> with section one of data, tokenizer, model, "
+                                "optim, train{}",
+                                where, key, hint.empty() ? "" : "; did you mean '" + hint + "." +
+                                (parts.size() > 1 ? parts[1] : "") + "'?"));
+  }
+  if (parts[0] == "train" && parts.size() != 2)
+    throw UserError(fmt::format("{}: [train] has no sub-tables ('{}')", where, key));
+  if (parts.size() > 3) throw UserError(fmt::format("{}: key '{}' is nested too deeply", where, key));
+}
+
+// Flattens a section table (or an inline table inside a variant) into dotted keys.
+void flatten_section(const std::string& section, const toml::table& t, const std::string& file, Assign& out) {
+  for (const auto& [k, node] : t) {
+    std::string key = section + "." + std::string(k.str());
+    if (const auto* sub = node.as_table()) {
+      if (section == "train") throw UserError(fmt::format("{}: [train] has no sub-tables ('{}')", where_of(file, node), key));
+      for (const auto& [k2, node2] : *sub) {
+        std::string key2 = key + "." + std::string(k2.str());
+        if (node2.is_table()) throw UserError(fmt::format("{}: '{}' is nested too deeply", where_of(file, node2), key2));
+        out[key2] = RawValue{scalar_of(node2, file, key2), where_of(file, node2)};
+      }
+    } else {
+      out[key] = RawValue{scalar_of(node, file, key), where_of(file, node)};
+    }
+  }
+}
+
+// Flattens a [[variant]] entry: dotted keys as strings or nested tables.
+void flatten_variant(const toml::table& t, const std::string& file, Assign& out, std::string& label) {
+  for (const auto& [k, node] : t) {
+    std::string key(k.str());
+    if (key == "name") {
+      if (!node.is_string()) throw UserError(where_of(file, node) + ": variant name must be a string");
+      label = *node.value<std::string>();
+      continue;
+    }
+    if (const auto* sub = node.as_table()) {
+      if (!kSections.count(key))
+        throw UserError(fmt::format("{}: unknown section '{}' in [[variant]]", where_of(file, node), key));
+      flatten_section(key, *sub, file, out);
+    } else {
+      check_dotted_key(key, where_of(file, node));
+      out[key] = RawValue{scalar_of(node, file, key), where_of(file, node)};
+    }
+  }
+}
+
+struct Axis {  // one group of alternatives; a run takes exactly one point from every axis
+  std::vector<Assign> points;
+  std::vector<std::string> labels;  // variant names (variants axis only)
+};
+
+std::vector<RawValue> list_values(const toml::node& node, const std::string& file, const std::string& key) {
+  std::vector<RawValue> out;
+  if (const auto* arr = node.as_array()) {
+    if (arr->empty()) throw UserError(fmt::format("{}: '{}' has an empty list", where_of(file, node), key));
+    for (const auto& el : *arr) out.push_back({scalar_of(el, file, key), where_of(file, el)});
+  } else {
+    out.push_back({scalar_of(node, file, key), where_of(file, node)});
+  }
+  return out;
+}
+
+}  // namespace
+
+Experiment load_experiment_text(const std::string& text, const std::string& file,
+                                const std::vector<std::string>& overrides, const Registry& registry) {
+  toml::table root;
+  try {
+    root = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    throw UserError(fmt::format("{}:{}:{}: TOML syntax error: {}", file, b.line, b.column, e.description()));
+  }
+
+  Experiment exp;
+  exp.file = file;
+  exp.source_text = text;
+  for (const auto& [k, node] : root) {
+    std::string key(k.str());
+    if (!kTopLevel.count(key)) {
+      std::string hint = nearest(key, {kTopLevel.begin(), kTopLevel.end()});
+      throw UserError(fmt::format("{}: unknown table [{}]{}", where_of(file, node), key,
+                                  hint.empty() ? "" : "; did you mean [" + hint + "]?"));
+    }
+  }
+
+  // [experiment]
+  std::vector<int64_t> seeds{1};
+  const toml::table* et = root["experiment"].as_table();
+  if (!et) throw UserError(file + ": missing [experiment] table with name = \"...\"");
+  for (const auto& [k, node] : *et) {
+    std::string key(k.str());
+    if (key == "name") {
+      if (!node.is_string()) throw UserError(where_of(file, node) + ": experiment name must be a string");
+      exp.name = *node.value<std::string>();
+    } else if (key == "description") {
+      exp.description = node.value_or<std::string>("");
+    } else if (key == "seeds" || key == "seed") {
+      seeds.clear();
+      for (const auto& rv : list_values(node, file, key)) {
+        if (!std::holds_alternative<int64_t>(rv.value)) throw UserError(rv.where + ": seeds must be integers");
+        seeds.push_back(std::get<int64_t>(rv.value));
+      }
+    } else {
+      std::string hint = nearest(key, {"name", "description", "seeds"});
+      throw UserError(fmt::format("{}: unknown key '{}' in [experiment]{}", where_of(file, node), key,
+                                  hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    }
+  }
+  if (exp.name.empty()) throw UserError(where_of(file, *et) + ": [experiment] needs name = \"...\"");
+
+  // Base sections.
+  Assign base;
+  for (const auto& section : kSections) {
+    if (auto node = root[section]) {
+      const auto* t = node.as_table();
+      if (!t) throw UserError(fmt::format("{}: '{}' must be a table", where_of(file, *node.node()), section));
+      flatten_section(section, *t, file, base);
+    }
+  }
+
+  std::vector<Axis> axes;
+  // [[variant]]
+  if (auto node = root["variant"]) {
+    const auto* arr = node.as_array();
+    if (!arr) throw UserError(where_of(file, *node.node()) + ": variants are written [[variant]]");
+    Axis axis;
+    for (const auto& el : *arr) {
+      const auto* t = el.as_table();
+      if (!t) throw UserError(where_of(file, el) + ": each [[variant]] must be a table");
+      Assign a;
+      std::string label;
+      flatten_variant(*t, file, a, label);
+      if (label.empty()) label = fmt::format("variant{}", axis.points.size() + 1);
+      axis.points.push_back(std::move(a));
+      axis.labels.push_back(label);
+    }
+    axes.push_back(std::move(axis));
+  }
+  // [grid]: each key is its own axis.
+  if (auto node = root["grid"]) {
+    const auto* t = node.as_table();
+    if (!t) throw UserError(where_of(file, *node.node()) + ": [grid] must be a table");
+    for (const auto& [k, v] : *t) {
+      std::string key(k.str());
+      if (v.is_table())
+        throw UserError(fmt::format("{}: grid keys are quoted dotted keys, e.g. \"optim.lr\" = [1e-3, 3e-4]",
+                                    where_of(file, v)));
+      check_dotted_key(key, where_of(file, v));
+      Axis axis;
+      for (auto& rv : list_values(v, file, key)) axis.points.push_back(Assign{{key, rv}});
+      axes.push_back(std::move(axis));
+    }
+  }
+  // [[zip]]: keys in one zip vary together.
+  if (auto node = root["zip"]) {
+    const auto* arr = node.as_array();
+    if (!arr) throw UserError(where_of(file, *node.node()) + ": zips are written [[zip]]");
+    for (const auto& el : *arr) {
+      const auto* t = el.as_table();
+      if (!t) throw UserError(where_of(file, el) + ": each [[zip]] must be a table");
+      Axis axis;
+      size_t n = 0;
+      std::string first_key;
+      for (const auto& [k, v] : *t) {
+        std::string key(k.str());
+        check_dotted_key(key, where_of(file, v));
+        auto vals = list_values(v, file, key);
+        if (first_key.empty()) {
+          n = vals.size();
+          first_key = key;
+          axis.points.resize(n);
+        } else if (vals.size() != n) {
+          throw UserError(fmt::format("{}: [[zip]] lists must have equal lengths: '{}' has {}, '{}' has {}",
+                                      where_of(file, v), key, vals.size(), first_key, n));
+        }
+        for (size_t i = 0; i < n; ++i) axis.points[i][key] = vals[i];
+      }
+      if (n) axes.push_back(std::move(axis));
+    }
+  }
+  // --set overrides.
+  Assign sets;
+  for (const auto& o : overrides) {
+    auto eq = o.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw UserError(fmt::format("--set '{}': expected section.key=value", o));
+    std::string key = o.substr(0, eq);
+    if (key == "experiment.seed" || key == "seed") {
+      Value v = parse_scalar(o.substr(eq + 1));
+      if (!std::holds_alternative<int64_t>(v)) throw UserError("--set " + o + ": seed must be an integer");
+      seeds = {std::get<int64_t>(v)};
+      continue;
+    }
+    check_dotted_key(key, "--set " + o);
+    sets[key] = RawValue{parse_scalar(o.substr(eq + 1)), "--set " + o};
+  }
+
+  // Cartesian product over axes, then seeds.
+  std::vector<std::pair<Assign, std::string>> combos{{base, ""}};
+  for (const auto& axis : axes) {
+    std::vector<std::pair<Assign, std::string>> next;
+    for (const auto& [c, label] : combos)
+      for (size_t i = 0; i < axis.points.size(); ++i) {
+        Assign merged = c;
+        for (const auto& [k, v] : axis.points[i]) merged[k] = v;
+        next.emplace_back(std::move(merged), axis.labels.empty() ? label : axis.labels[i]);
+      }
+    combos = std::move(next);
+  }
+
+  const auto& train_specs = trainer_params();
+  std::set<std::string> seen;
+  for (auto& [assign, label] : combos) {
+    for (const auto& [k, v] : sets) assign[k] = v;
+    // Resolve every plugin section: plugin name, its own keys, its conditional sub-table.
+    RunConfig rc;
+    rc.experiment = exp.name;
+    rc.variant = label;
+    for (const auto& section : plugin_sections()) {
+      auto pit = assign.find(section + ".plugin");
+      if (pit == assign.end())
+        throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
+      if (!std::holds_alternative<std::string>(pit->second.value))
+        throw UserError(pit->second.where + ": " + section + ".plugin must be a string");
+      const std::string& pname = std::get<std::string>(pit->second.value);
+      const LoadedPlugin* lp = nullptr;
+      try {
+        lp = &registry.get(section_kind(section), pname);
+      } catch (const UserError& e) {
+        throw UserError(pit->second.where + ": [" + section + "] " + e.what());
+      }
+      std::map<std::string, Value> given;
+      std::map<std::string, std::string> locations;
+      std::string prefix = section + ".";
+      for (const auto& [k, rv] : assign) {
+        if (k.rfind(prefix, 0) != 0 || k == prefix + "plugin") continue;
+        auto rest = k.substr(prefix.size());
+        auto dot = rest.find('.');
+        if (dot != std::string::npos) {
+          std::string target = rest.substr(0, dot);
+          if (!registry.find(section_kind(section), target))
+            throw UserError(fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
+                                        "parameters)", rv.where, k, kind_name(section_kind(section)), target, section));
+          if (target != pname) continue;  // applies to another plugin
+          rest = rest.substr(dot + 1);
+        }
+        given[rest] = rv.value;
+        locations[rest] = rv.where;
+      }
+      // Plugin-specific keys (model.gpt.x) override the section's generic ones (model.x).
+      for (const auto& [k, rv] : assign) {
+        if (k.rfind(prefix + pname + ".", 0) == 0) {
+          auto rest = k.substr(prefix.size() + pname.size() + 1);
+          given[rest] = rv.value;
+          locations[rest] = rv.where;
+        }
+      }
+      Params p = validate_params(lp->plugin->params(), given,
+                                 fmt::format("[{}] (plugin {})", section, pname), &locations);
+      try {
+        lp->plugin->check(p);
+      } catch (const std::exception& e) {
+        std::string at = locations.empty() ? pit->second.where : locations.begin()->second;
+        if (section == "data" && locations.count("source")) at = locations["source"];
+        throw UserError(fmt::format("{}: [{}] (plugin {}): {}", at, section, pname, e.what()));
+      }
+      rc.values[section + ".plugin"] = pname;
+      for (const auto& [k, v] : p.values()) rc.values[section + "." + k] = v;
+    }
+    std::map<std::string, Value> tgiven;
+    std::map<std::string, std::string> tloc;
+    for (const auto& [k, rv] : assign)
+      if (k.rfind("train.", 0) == 0) tgiven[k.substr(6)] = rv.value, tloc[k.substr(6)] = rv.where;
+    Params tp = validate_params(train_specs, tgiven, "[train]", &tloc);
+    for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
+
+    for (int64_t seed : seeds) {
+      RunConfig r = rc;
+      r.seed = seed;
+      if (seen.insert(r.hash()).second) exp.runs.push_back(std::move(r));
+    }
+  }
+
+  // Keys that vary between runs.
+  if (!exp.runs.empty()) {
+    std::set<std::string> keys;
+    for (const auto& r : exp.runs)
+      for (const auto& [k, v] : r.values) keys.insert(k);
+    for (const auto& k : keys) {
+      std::set<std::string> vals;
+      for (const auto& r : exp.runs) vals.insert(r.values.count(k) ? to_string(r.values.at(k)) : "");
+      if (vals.size() > 1) exp.varying_keys.push_back(k);
+    }
+    std::set<int64_t> sd;
+    for (const auto& r : exp.runs) sd.insert(r.seed);
+    if (sd.size() > 1) exp.varying_keys.push_back("seed");
+  }
+  return exp;
+}
+
+Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides,
+                           const Registry& registry) {
+  if (!std::filesystem::exists(file)) throw UserError("experiment file not found: " + file.string());
+  return load_experiment_text(read_file(file), file.string(), overrides, registry);
+}
+
+}  // namespace lmgrid

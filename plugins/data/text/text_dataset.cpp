@@ -1,0 +1,128 @@
+// data/text: one text (a named source or a file), split by fraction into train and val
+// (nanoGPT: first 90% of the characters train, last 10% val). Training windows are random
+// offsets (sampling = "random", nanoGPT) or non-overlapping windows shuffled every epoch
+// (sampling = "epoch", GEM). Evaluation windows are fixed and non-overlapping.
+// Deterministic in (seed, batch index): batch i draws from its own RNG stream.
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+#include <lmgrid/data_source.hpp>
+#include <lmgrid/errors.hpp>
+#include <lmgrid/plugin.hpp>
+#include <lmgrid/util.hpp>
+
+namespace {
+
+using namespace lmgrid;
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+class TextDataset : public Dataset {
+ public:
+  TextDataset(const Params& p, const DataContext& ctx) : seq_len_(p.i("seq_len")), seed_(ctx.seed), epoch_mode_(p.s("sampling") == "epoch") {
+    std::string text = read_file(resolve_source(p.s("source")));
+    size_t cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - p.f("val_fraction")));
+    while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;  // UTF-8 boundary
+    std::string train_text = text.substr(0, cut), val_text = text.substr(cut);
+    ctx.tokenizer->fit(train_text);
+    train_ = to_tensor(ctx.tokenizer->encode(train_text));
+    val_ = to_tensor(ctx.tokenizer->encode(val_text));
+    if (train_.numel() < seq_len_ + 1)
+      throw UserError("source '" + p.s("source") + "' has too few training tokens (" + std::to_string(train_.numel()) +
+                      ") for seq_len " + std::to_string(seq_len_));
+  }
+
+  Batch train_batch(int64_t index, int64_t batch_size) override {
+    std::vector<int64_t> starts(static_cast<size_t>(batch_size));
+    if (epoch_mode_) {
+      // Non-overlapping windows of seq_len+1 tokens, a fresh permutation every epoch.
+      int64_t n_windows = train_.numel() / (seq_len_ + 1);
+      for (int64_t b = 0; b < batch_size; ++b) {
+        int64_t global = index * batch_size + b, epoch = global / n_windows, pos = global % n_windows;
+        starts[static_cast<size_t>(b)] = permutation(epoch, n_windows)[static_cast<size_t>(pos)] * (seq_len_ + 1);
+      }
+    } else {
+      std::mt19937_64 rng(splitmix64(seed_ * 0x100000001B3ull + static_cast<uint64_t>(index)));
+      std::uniform_int_distribution<int64_t> dist(0, train_.numel() - seq_len_ - 1);
+      for (auto& s : starts) s = dist(rng);
+    }
+    return windows(train_, starts);
+  }
+
+  int64_t eval_batch_count(Split split, int64_t batch_size) const override {
+    const auto& t = split == Split::train ? train_ : val_;
+    return (std::max<int64_t>(0, t.numel() - 1) / seq_len_) / batch_size;
+  }
+
+  // Batch i takes windows i, i+count, i+2*count ... so any prefix of batches spans the split.
+  Batch eval_batch(Split split, int64_t index, int64_t batch_size) override {
+    const auto& t = split == Split::train ? train_ : val_;
+    int64_t count = eval_batch_count(split, batch_size);
+    if (index < 0 || index >= count) throw std::out_of_range("eval batch index out of range");
+    std::vector<int64_t> starts;
+    for (int64_t b = 0; b < batch_size; ++b) starts.push_back((index + b * count) * seq_len_);
+    return windows(t, starts);
+  }
+
+  int64_t train_tokens() const override { return train_.numel(); }
+
+ private:
+  static torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
+    return torch::tensor(torch::ArrayRef<int64_t>(ids), torch::kLong);
+  }
+  Batch windows(const torch::Tensor& t, const std::vector<int64_t>& starts) const {
+    auto idx = torch::tensor(torch::ArrayRef<int64_t>(starts), torch::kLong).unsqueeze(1) +
+               torch::arange(seq_len_ + 1, torch::kLong).unsqueeze(0);  // (B, T+1)
+    auto w = t.index_select(0, idx.flatten()).view({static_cast<int64_t>(starts.size()), seq_len_ + 1});
+    return {w.narrow(1, 0, seq_len_).contiguous(), w.narrow(1, 1, seq_len_).contiguous(), {}};
+  }
+  const std::vector<int64_t>& permutation(int64_t epoch, int64_t n) {
+    if (epoch != perm_epoch_) {
+      perm_.resize(static_cast<size_t>(n));
+      std::iota(perm_.begin(), perm_.end(), 0);
+      std::mt19937_64 rng(splitmix64(seed_ * 0x9E3779B1ull + static_cast<uint64_t>(epoch) + 1));
+      std::shuffle(perm_.begin(), perm_.end(), rng);
+      perm_epoch_ = epoch;
+    }
+    return perm_;
+  }
+
+  int64_t seq_len_;
+  uint64_t seed_;
+  bool epoch_mode_;
+  torch::Tensor train_, val_;
+  std::vector<int64_t> perm_;
+  int64_t perm_epoch_ = -1;
+};
+
+class TextPlugin : public DataPlugin {
+ public:
+  std::string name() const override { return "text"; }
+  std::string version() const override { return "1.0"; }
+  std::string summary() const override { return "a text file or named source, split by fraction; random or epoch windows"; }
+  std::vector<ParamSpec> params() const override {
+    return {
+        string_param("source", "tiny_shakespeare", "named source (see `lmgrid data`) or a file path"),
+        int_param("seq_len", 64, "tokens per training window (context length)", 1),
+        real_param("val_fraction", 0.1, "fraction of the text (its end) held out for validation", 0.0, 0.9),
+        string_param("sampling", "random", "random offsets (nanoGPT) or shuffled non-overlapping windows per epoch (GEM)",
+                     {"random", "epoch"}),
+    };
+  }
+  std::map<std::string, Value> tiny_config() const override { return {{"seq_len", int64_t{16}}}; }
+  void check(const Params& p) const override { resolve_source(p.s("source")); }
+  int64_t seq_len(const Params& p) const override { return p.i("seq_len"); }
+  std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
+    return std::make_shared<TextDataset>(p, ctx);
+  }
+};
+
+}  // namespace
+
+LMGRID_PLUGIN(TextPlugin)

@@ -1,0 +1,60 @@
+// lmgrid grid FILE: expand and validate a grid without running it; print each run's hash,
+// the keys that vary and the parameter count of its model.
+#include <map>
+
+#include <fmt/format.h>
+
+#include <lmgrid/experiment.hpp>
+#include <lmgrid/registry.hpp>
+#include <lmgrid/trainer.hpp>
+#include <lmgrid/util.hpp>
+
+#include "commands.hpp"
+
+namespace lmgrid::cli {
+
+void add_grid(CLI::App& app) {
+  struct Opt {
+    std::string file, format = "table";
+    std::vector<std::string> sets;
+    bool no_params = false;
+  };
+  auto opt = std::make_shared<Opt>();
+  auto* cmd = app.add_subcommand("grid", "Expand a grid and print its runs (hash, varying keys, parameters)");
+  cmd->add_option("file", opt->file, "experiment TOML file")->required();
+  cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable)");
+  cmd->add_option("--format", opt->format, "table, csv or json");
+  cmd->add_flag("--no-params", opt->no_params, "skip building models to count parameters");
+  cmd->callback([opt] {
+    Format format = parse_format(opt->format);
+    const Registry& registry = Registry::instance();
+    Experiment exp = load_experiment(opt->file, opt->sets, registry);
+    std::vector<std::string> headers{"#", "hash"};
+    bool variants = false;
+    for (const auto& r : exp.runs) variants |= !r.variant.empty();
+    if (variants) headers.push_back("variant");
+    for (const auto& k : exp.varying_keys) headers.push_back(k);
+    if (!opt->no_params) headers.push_back("params");
+    std::map<std::string, int64_t> cache;  // same data+tokenizer+model -> same count
+    std::vector<std::vector<std::string>> rows;
+    for (size_t i = 0; i < exp.runs.size(); ++i) {
+      const auto& r = exp.runs[i];
+      std::vector<std::string> row{std::to_string(i + 1), r.hash().substr(0, 12)};
+      if (variants) row.push_back(r.variant);
+      for (const auto& k : exp.varying_keys) row.push_back(k == "seed" ? std::to_string(r.seed) : to_string(r.values.at(k)));
+      if (!opt->no_params) {
+        std::string key;
+        for (const auto& [k, v] : r.values)
+          if (k.rfind("train.", 0) != 0 && k.rfind("optim.", 0) != 0) key += k + "=" + to_string(v) + ";";
+        if (!cache.count(key)) cache[key] = count_parameters(r, registry);
+        row.push_back(std::to_string(cache[key]));
+      }
+      rows.push_back(row);
+    }
+    std::fputs(render_rows(headers, rows, format).c_str(), stdout);
+    if (format == Format::table)
+      std::printf("%zu runs in experiment '%s'\n", exp.runs.size(), exp.name.c_str());
+  });
+}
+
+}  // namespace lmgrid::cli

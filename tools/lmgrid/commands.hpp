@@ -1,0 +1,30 @@
+// The `lmgrid` host program: one file per subcommand, each registering itself on the CLI.
+// Every command throws UserError for bad input (exit 2); other exceptions exit 1.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace lmgrid::cli {
+
+// Set by main() from argv[0]/proc: used to spawn worker processes.
+extern int g_argc;
+extern char** g_argv;
+
+// Thrown by a command to end the program with this status (after its own output).
+struct Exit {
+  int code;
+};
+
+void add_run(CLI::App& app);         // run FILE [--workers] [--set] [--retry-failed] [--dry-run]
+void add_worker(CLI::App& app);      // worker (internal): trains one claimed run
+void add_grid(CLI::App& app);        // grid FILE: expanded runs, varying keys, parameter counts
+void add_plugins(CLI::App& app);     // plugins [--kind], plugins show NAME
+void add_runs(CLI::App& app);        // runs: list and filter
+void add_metrics(CLI::App& app);     // metrics RUN_ID...
+void add_sql(CLI::App& app);         // sql "SELECT ..." (read-only)
+void add_sample(CLI::App& app);      // sample --run ID
+void add_env(CLI::App& app);         // env: versions, threads, BLAS, measured matmul rate
+void add_new_plugin(CLI::App& app);  // new-plugin KIND NAME --dir DIR
+void add_data(CLI::App& app);        // data list | data fetch NAME
+
+}  // namespace lmgrid::cli
