@@ -109,7 +109,12 @@ Store::Store(const fs::path& path, bool read_only) : path_(path), db_(open_path(
       throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path.string(), v, kSchemaVersion));
     return;
   }
-  db_.exec("PRAGMA journal_mode = WAL");
+  {  // Switching to WAL needs a lock; an existing WAL database is left alone.
+    auto jm = db_.prepare("PRAGMA journal_mode");
+    bool wal = jm.step() && jm.text(0) == "wal";
+    jm.reset();
+    if (!wal) db_.exec("PRAGMA journal_mode = WAL");
+  }
   db_.exec("PRAGMA synchronous = NORMAL");
   migrate();
 }

@@ -1,0 +1,57 @@
+# Shared helpers for CLI tests: a scratch folder, assertions that say what failed.
+set -u
+BIN=${LMGRID_BIN:?LMGRID_BIN not set (run through ctest)}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lmgrid-cli.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+FAILS=0
+PASSES=0
+pass() { PASSES=$((PASSES + 1)); echo "ok - $1"; }
+fail() { FAILS=$((FAILS + 1)); echo "FAIL - $1"; }
+# expect_exit CODE DESCRIPTION -- command...   (stderr+stdout kept in $WORK/out)
+expect_exit() {
+  local want=$1 what=$2; shift 3
+  "$@" >"$WORK/out" 2>&1
+  local got=$?
+  if [ "$got" = "$want" ]; then pass "$what (exit $got)"; else fail "$what: exit $got, wanted $want"; cat "$WORK/out"; fi
+}
+expect_out() {  # expect_out PATTERN DESCRIPTION: grep the last command's output
+  if grep -qE -- "$1" "$WORK/out"; then pass "$2"; else fail "$2: output lacks /$1/"; cat "$WORK/out"; fi
+}
+check() {  # check DESCRIPTION -- test-expression...
+  local what=$1; shift 2
+  if "$@"; then pass "$what"; else fail "$what"; fi
+}
+finish() { echo "$PASSES passed, $FAILS failed"; [ "$FAILS" = 0 ]; }
+# A small experiment file: write_exp FILE NAME [extra toml]
+write_exp() {
+  cat >"$1" <<TOML
+[experiment]
+name = "$2"
+seeds = [1]
+[data]
+plugin = "text"
+source = "tiny_shakespeare"
+seq_len = 32
+[tokenizer]
+plugin = "char"
+[model]
+plugin = "gpt"
+[model.gpt]
+n_layer = 2
+n_head = 2
+d_model = 32
+[optim]
+plugin = "adamw"
+lr = 3e-3
+[train]
+batch_size = 8
+eval_every = 20
+eval_batches = 4
+log_every = 5
+${3:-}
+TOML
+  # defaults for keys the caller did not set
+  grep -q '^steps' "$1" || sed -i 's/^\[train\]$/[train]\nsteps = 40/' "$1"
+  grep -q '^checkpoint_every' "$1" || sed -i 's/^\[train\]$/[train]\ncheckpoint_every = 10/' "$1"
+}

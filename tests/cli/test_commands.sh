@@ -1,0 +1,37 @@
+# The query commands, sample, env and grid: outputs a script can read, read-only SQL.
+. "$(dirname "$0")/lib.sh"
+write_exp c.toml cmds 'steps = 30'
+printf '[grid]\n"optim.lr" = [1e-3, 3e-3]\n' >>c.toml
+expect_exit 0 "grid prints the expanded runs" -- "$BIN" grid c.toml
+expect_out "^2 +[0-9a-f]{12} +0.003 +[0-9]+" "grid shows hash, varying key and parameter count"
+expect_exit 0 "dry run" -- "$BIN" run c.toml --db c.db --dry-run
+check "dry run writes nothing" -- test ! -e c.db
+expect_exit 0 "run" -- "$BIN" run c.toml --db c.db
+expect_exit 0 "runs as json" -- "$BIN" runs --db c.db --format json
+expect_out '"optim.lr": 0.003' "runs json has the varying key"
+expect_exit 0 "runs --where" -- "$BIN" runs --db c.db --where optim.lr=0.003 --format csv --columns id,optim.lr,best_val_loss
+check "runs --where selects one run" -- test "$(wc -l < out)" = "2"
+expect_exit 2 "bad --where" -- "$BIN" runs --db c.db --where 'optim.lr'
+expect_exit 2 "unknown --where key" -- "$BIN" runs --db c.db --where optim.lrr=1
+expect_out "did you mean 'optim.lr'" "unknown key gets a hint"
+expect_exit 0 "metrics" -- "$BIN" metrics 1 --db c.db --name val/loss --format csv
+check "metrics exports the val series (2 evals)" -- test "$(grep -c 'val/loss' out)" = "2"
+before=$(sha256sum c.db | cut -d' ' -f1)
+expect_exit 2 "sql refuses writes" -- "$BIN" sql "DELETE FROM runs" --db c.db
+expect_out "read-only" "sql says it is read-only"
+expect_exit 2 "sql refuses a second statement" -- "$BIN" sql "SELECT 1; DELETE FROM runs" --db c.db
+check "the database file is unchanged" -- test "$before" = "$(sha256sum c.db | cut -d' ' -f1)"
+expect_exit 0 "sql select" -- "$BIN" sql "SELECT count(*) AS n FROM runs" --db c.db --format json
+expect_out '"n": 2' "sql json output"
+expect_exit 0 "sample" -- "$BIN" sample --run 1 --db c.db -n 40 --seed 3 --top-k 5 --top-p 0.9 --prompt "ROMEO:"
+cp out s1
+"$BIN" sample --run 1 --db c.db -n 40 --seed 3 --top-k 5 --top-p 0.9 --prompt "ROMEO:" >s2 2>&1
+check "sampling is reproducible with a seed" -- cmp -s s1 s2
+check "sample continues the prompt" -- grep -q "^ROMEO:" s1
+expect_exit 0 "interactive sample" -- sh -c "printf 'KING:\n' | '$BIN' sample --run 1 --db c.db -n 10 -i"
+expect_exit 2 "sample of a missing run" -- "$BIN" sample --run 99 --db c.db
+expect_exit 0 "plugins show" -- "$BIN" plugins show gpt
+expect_out "^n_layer +int +4 +\[1" "plugins show lists typed params with defaults and ranges"
+expect_exit 0 "env" -- "$BIN" env --format json --matmul-size 256
+expect_out '"blas_core"' "env reports the BLAS core"
+finish

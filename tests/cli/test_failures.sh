@@ -1,0 +1,37 @@
+# Plugin failures are isolated: a plugin that throws or segfaults fails its run only (error names
+# the plugin), NaN loss marks the run diverged with its step, and the grid finishes the others.
+. "$(dirname "$0")/lib.sh"
+export LMGRID_PLUGIN_PATH="$LMGRID_TEST_PLUGINS"
+write_exp f.toml failures 'steps = 20'
+cat >>f.toml <<'TOML'
+[[variant]]
+name = "ok"
+"model.plugin" = "probe"
+[[variant]]
+name = "throws"
+"model.plugin" = "probe"
+"model.fail" = "throw_forward"
+"model.fail_at" = 3
+[[variant]]
+name = "segfault"
+"model.plugin" = "probe"
+"model.fail" = "segv_forward"
+"model.fail_at" = 2
+[[variant]]
+name = "nan"
+"model.plugin" = "probe"
+"model.fail" = "nan_loss"
+"model.fail_at" = 5
+[[variant]]
+name = "gpt"
+TOML
+expect_exit 1 "grid with failing runs exits 1" -- "$BIN" run f.toml --db f.db --workers 2
+st() { "$BIN" sql "SELECT status || '|' || COALESCE(error,'') FROM runs WHERE variant = '$1'" --db f.db --format csv | tail -1; }
+check "ok run is done" -- test "$(st ok)" = "done|"
+check "gpt run after the failures is done" -- test "$(st gpt)" = "done|"
+[[ "$(st throws)" == "failed|plugin arch/probe: probe failure requested at forward 3"* ]] && pass "throwing plugin: failed, error names it" || fail "throws: $(st throws)"
+[[ "$(st segfault)" == "failed|worker killed by SIGSEGV in plugin arch/probe"* ]] && pass "segfaulting plugin: failed, error names it" || fail "segfault: $(st segfault)"
+[[ "$(st nan)" == "diverged|loss became NaN at step 5"* ]] && pass "NaN loss: diverged with its step" || fail "nan: $(st nan)"
+"$BIN" run f.toml --db f.db >/dev/null 2>&1
+check "re-running skips done and failed runs" -- test "$("$BIN" sql "SELECT count(*) FROM runs WHERE status='done'" --db f.db --format csv | tail -1)" = "2"
+finish

@@ -1,0 +1,116 @@
+// Grid expansion, overrides, validation errors with file:line:col, canonical hashing.
+#include <catch2/catch.hpp>
+
+#include <lmgrid/errors.hpp>
+#include <lmgrid/experiment.hpp>
+#include <lmgrid/registry.hpp>
+
+using namespace lmgrid;
+
+static const Registry& registry() {
+  static Registry r({LMGRID_PLUGIN_DIR, LMGRID_TEST_PLUGIN_DIR});
+  return r;
+}
+
+static const char* kBase = R"(
+[experiment]
+name = "t"
+seeds = [1, 2, 3]
+[data]
+plugin = "text"
+source = "tiny_shakespeare"
+[tokenizer]
+plugin = "char"
+[model]
+plugin = "gpt"
+n_layer = 2
+[optim]
+plugin = "adamw"
+[train]
+steps = 10
+)";
+
+static Experiment load(const std::string& extra, std::vector<std::string> sets = {}) {
+  return load_experiment_text(std::string(kBase) + extra, "x.toml", sets, registry());
+}
+
+TEST_CASE("grid x variants x zip x seeds expand to the Cartesian product", "[unit]") {
+  auto e = load(R"(
+[grid]
+"optim.lr" = [1e-3, 3e-4]
+[[zip]]
+"model.d_model" = [32, 64]
+"model.n_head" = [2, 4]
+[[variant]]
+name = "small"
+"model.n_layer" = 1
+[[variant]]
+name = "big"
+model = { n_layer = 3 }
+)");
+  CHECK(e.runs.size() == 2 * 2 * 2 * 3);
+  std::set<std::string> hashes;
+  for (const auto& r : e.runs) {
+    hashes.insert(r.hash());
+    // zip keys vary together
+    CHECK(std::get<int64_t>(r.values.at("model.n_head")) * 16 == std::get<int64_t>(r.values.at("model.d_model")));
+    CHECK((r.variant == "small") == (std::get<int64_t>(r.values.at("model.n_layer")) == 1));
+  }
+  CHECK(hashes.size() == e.runs.size());
+  std::vector<std::string> want{"model.d_model", "model.n_head", "model.n_layer", "optim.lr", "seed"};
+  CHECK(e.varying_keys == want);
+  // Defaults are filled in and typed.
+  CHECK(std::get<double>(e.runs[0].values.at("model.dropout")) == 0.0);
+  CHECK(std::get<int64_t>(e.runs[0].values.at("train.batch_size")) == 12);
+}
+
+TEST_CASE("--set overrides everything and identical runs merge", "[unit]") {
+  auto e = load("[grid]\n\"optim.lr\" = [1e-3, 3e-4]\n", {"optim.lr=0.01", "experiment.seed=7"});
+  REQUIRE(e.runs.size() == 1);
+  CHECK(std::get<double>(e.runs[0].values.at("optim.lr")) == 0.01);
+  CHECK(e.runs[0].seed == 7);
+}
+
+TEST_CASE("plugin sub-tables apply only to their plugin", "[unit]") {
+  auto e = load("[model.gpt]\nd_model = 48\n[model.probe]\nd_model = 4\n");
+  REQUIRE(e.runs.size() == 3);
+  CHECK(std::get<int64_t>(e.runs[0].values.at("model.d_model")) == 48);
+  CHECK_THROWS_WITH(load("[model.gtp]\nd_model = 48\n"), Catch::Contains("names no arch plugin 'gtp'"));
+}
+
+TEST_CASE("hash is canonical: key order and int-vs-real spelling do not matter", "[unit]") {
+  auto a = load("[grid]\n\"optim.lr\" = [1]\n");
+  auto b = load_experiment_text(std::string(kBase) + "[grid]\n\"optim.lr\" = [1.0]\n", "y.toml", {}, registry());
+  CHECK(a.runs[0].hash() == b.runs[0].hash());
+  RunConfig back = RunConfig::from_json(a.runs[0].canonical_json());
+  CHECK(back.hash() == a.runs[0].hash());
+  CHECK(a.runs[0].hash() != a.runs[1].hash());  // seeds differ
+}
+
+TEST_CASE("bad experiment files get UserError with file:line:col", "[unit]") {
+  CHECK_THROWS_WITH(load_experiment_text("[experiment\nname = 1", "bad.toml", {}, registry()),
+                    Catch::StartsWith("bad.toml:1:") && Catch::Contains("TOML syntax error"));
+  CHECK_THROWS_WITH(load("[grid]\n\"model.n_layers\" = [1, 2]\n"),
+                    Catch::Contains("x.toml:") && Catch::Contains("did you mean 'n_layer'"));
+  CHECK_THROWS_WITH(load("", {"model.plugin=gtp"}), Catch::Contains("unknown arch plugin 'gtp'") &&
+                                                        Catch::Contains("available: gpt"));
+  CHECK_THROWS_WITH(load("", {"model.n_layer=\"two\""}), Catch::Contains("must be int but got string"));
+  CHECK_THROWS_WITH(load("", {"model.dropout=2.0"}), Catch::Contains("out of range"));
+  CHECK_THROWS_WITH(load("", {"model.n_head=3"}), Catch::Contains("divisible by n_head"));
+  CHECK_THROWS_WITH(load("[trian]\nsteps = 1\n"), Catch::Contains("unknown table [trian]; did you mean [train]?"));
+  CHECK_THROWS_WITH(load("[[zip]]\n\"optim.lr\" = [1e-3]\n\"optim.beta1\" = [0.9, 0.8]\n"), Catch::Contains("equal lengths"));
+  // The location points at the offending line (the [model] table starts on line 10 of kBase).
+  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "[train]\nstesp = 1\n", "x.toml", {}, registry()),
+                    Catch::Contains("x.toml:") );
+}
+
+TEST_CASE("missing data offline names the file to put where", "[unit]") {
+  const char* old = std::getenv("LMGRID_DATA_PATH");
+  std::string saved = old ? old : "";
+  setenv("LMGRID_DATA_PATH", "/nonexistent", 1);
+  setenv("LMGRID_OFFLINE", "1", 1);
+  setenv("LMGRID_CACHE", "/tmp/lmgrid-test-empty-cache", 1);
+  CHECK_THROWS_WITH(load(""), Catch::Contains("tinyshakespeare/input.txt") && Catch::Contains("not found") &&
+                                  Catch::Contains("86c4e6aa9db7c042"));
+  setenv("LMGRID_DATA_PATH", saved.c_str(), 1);
+}
