@@ -318,17 +318,22 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       continue;
     }
     check_dotted_key(key, "--set " + o);
-    sets[key] = RawValue{parse_scalar(o.substr(eq + 1)), "--set " + o};
+    sets[key] = RawValue{parse_scalar(o.substr(eq + 1)), "--set " + o, 1 << 20};
   }
 
   // Cartesian product over axes, then seeds.
   std::vector<std::pair<Assign, std::string>> combos{{base, ""}};
+  int level = 0;
   for (const auto& axis : axes) {
+    ++level;
     std::vector<std::pair<Assign, std::string>> next;
     for (const auto& [c, label] : combos)
       for (size_t i = 0; i < axis.points.size(); ++i) {
         Assign merged = c;
-        for (const auto& [k, v] : axis.points[i]) merged[k] = v;
+        for (const auto& [k, v] : axis.points[i]) {
+          merged[k] = v;
+          merged[k].level = level;
+        }
         next.emplace_back(std::move(merged), axis.labels.empty() ? label : axis.labels[i]);
       }
     combos = std::move(next);
@@ -357,6 +362,7 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       }
       std::map<std::string, Value> given;
       std::map<std::string, std::string> locations;
+      std::map<std::string, int> levels;
       std::string prefix = section + ".";
       for (const auto& [k, rv] : assign) {
         if (k.rfind(prefix, 0) != 0 || k == prefix + "plugin") continue;
@@ -370,13 +376,17 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
           if (target != pname) continue;  // applies to another plugin
           rest = rest.substr(dot + 1);
         }
+        if (dot != std::string::npos) continue;  // plugin-specific keys are merged below
         given[rest] = rv.value;
         locations[rest] = rv.where;
+        levels[rest] = rv.level;
       }
-      // Plugin-specific keys (model.gpt.x) override the section's generic ones (model.x).
+      // Plugin-specific keys (model.gpt.x) override generic ones (model.x) set at the same or
+      // a lower precedence; a generic key from a later layer (e.g. --set) still wins.
       for (const auto& [k, rv] : assign) {
         if (k.rfind(prefix + pname + ".", 0) == 0) {
           auto rest = k.substr(prefix.size() + pname.size() + 1);
+          if (levels.count(rest) && levels[rest] > rv.level) continue;
           given[rest] = rv.value;
           locations[rest] = rv.where;
         }

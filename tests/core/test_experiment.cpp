@@ -76,6 +76,9 @@ TEST_CASE("plugin sub-tables apply only to their plugin", "[unit]") {
   REQUIRE(e.runs.size() == 3);
   CHECK(std::get<int64_t>(e.runs[0].values.at("model.d_model")) == 48);
   CHECK_THROWS_WITH(load("[model.gtp]\nd_model = 48\n"), Catch::Contains("names no arch plugin 'gtp'"));
+  // --set of the generic key beats a plugin sub-table from the file.
+  auto s = load("[model.gpt]\nd_model = 48\n", {"model.d_model=64"});
+  CHECK(std::get<int64_t>(s.runs[0].values.at("model.d_model")) == 64);
 }
 
 TEST_CASE("hash is canonical: key order and int-vs-real spelling do not matter", "[unit]") {

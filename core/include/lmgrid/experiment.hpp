@@ -57,6 +57,7 @@ struct RunConfig {
 struct RawValue {
   Value value;
   std::string where;
+  int level = 0;  // precedence: base 0 < variants/grid/zips (in file order) < --set
 };
 
 struct Experiment {
