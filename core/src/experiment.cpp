@@ -373,10 +373,8 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
           if (!registry.find(section_kind(section), target))
             throw UserError(fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
                                         "parameters)", rv.where, k, kind_name(section_kind(section)), target, section));
-          if (target != pname) continue;  // applies to another plugin
-          rest = rest.substr(dot + 1);
+          continue;  // plugin-specific keys (this plugin's or another's) are merged below
         }
-        if (dot != std::string::npos) continue;  // plugin-specific keys are merged below
         given[rest] = rv.value;
         locations[rest] = rv.where;
         levels[rest] = rv.level;
