@@ -23,7 +23,7 @@ function(lmgrid_add_plugin target)
     endif()
   endif()
   set_target_properties(${target} PROPERTIES
-    PREFIX "" OUTPUT_NAME "lmgrid_${P_KIND}_${target}"
+    PREFIX "" OUTPUT_NAME "lmgrid_${P_KIND}_${target}" DEFINE_SYMBOL ""
     LIBRARY_OUTPUT_DIRECTORY ${P_OUTPUT_DIR})
   if(COMMAND lmgrid_plugin_pch)
     lmgrid_plugin_pch(${target})
