@@ -433,6 +433,20 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   store.set_summary(run_id, "tokens_per_s", total_tok_s);
   if (hooks.peak_flops > 0) store.set_summary(run_id, "mfu", flops_per_token * total_tok_s / hooks.peak_flops);
   store.set_summary(run_id, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
+  {
+    // Accuracy only exists for datasets that score a subset (loss mask); read it back from the
+    // metrics so that a resumed run counts the evaluations of every session.
+    auto st = store.db().prepare(
+        "SELECT MAX(value), (SELECT value FROM metrics WHERE run_id = ?1 AND name = 'val/accuracy' ORDER BY step DESC "
+        "LIMIT 1) FROM metrics WHERE run_id = ?1 AND name = 'val/accuracy'");
+    st.bind(1, run_id);
+    if (st.step() && !st.is_null(0)) {
+      double best_acc = st.f64(0), final_acc = st.f64(1);
+      st.reset();
+      store.set_summary(run_id, "best_val_accuracy", best_acc);
+      store.set_summary(run_id, "final_val_accuracy", final_acc);
+    }
+  }
   store.set_summary(run_id, "n_params", static_cast<double>(o.model->parameter_count()));
   store.set_status(run_id, "done");
   return RunOutcome::done;

@@ -125,7 +125,7 @@ class @CLASS@Dataset : public Dataset {
  private:
   Batch make(uint64_t s, int64_t B) {
     auto gen = at::detail::createCPUGenerator(s);
-    int64_t half = (T_ + 1) / 2;
+    int64_t half = T_ / 2 + 1;  // two copies cover the T+1 tokens of inputs and targets
     auto prefix = torch::randint(0, V_, {B, half}, gen, torch::kLong);
     auto seq = torch::cat({prefix, prefix}, 1).narrow(1, 0, T_ + 1);
     auto mask = torch::zeros({B, T_});
@@ -144,6 +144,8 @@ class @CLASS@Plugin : public DataPlugin {
   std::vector<ParamSpec> params() const override { return {int_param("seq_len", 32, "tokens per sequence", 2)}; }
   int64_t seq_len(const Params& p) const override { return p.i("seq_len"); }
   std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
+    // A tokenizer that learns its vocabulary (char, BPE) is fitted on the data's alphabet.
+    ctx.tokenizer->fit("abcdefghijklmnopqrstuvwxyz");
     return std::make_shared<@CLASS@Dataset>(p.i("seq_len"), ctx.tokenizer->vocab_size(), ctx.seed);
   }
 };
