@@ -25,80 +25,10 @@ PluginKind section_kind(const std::string& section) {
   throw std::invalid_argument("not a plugin section: " + section);
 }
 
-std::map<std::string, Value> RunConfig::section(const std::string& name) const {
-  std::map<std::string, Value> out;
-  std::string prefix = name + ".";
-  for (const auto& [k, v] : values)
-    if (k.rfind(prefix, 0) == 0 && k != prefix + "plugin") out[k.substr(prefix.size())] = v;
-  return out;
-}
-
-const std::string& RunConfig::plugin(const std::string& section) const {
-  auto it = values.find(section + ".plugin");
-  if (it == values.end() || !std::holds_alternative<std::string>(it->second))
-    throw UserError("[" + section + "] has no plugin");
-  return std::get<std::string>(it->second);
-}
-
-static json to_json(const Value& v) {
-  if (auto* b = std::get_if<bool>(&v)) return *b;
-  if (auto* i = std::get_if<int64_t>(&v)) return *i;
-  if (auto* d = std::get_if<double>(&v)) return *d;
-  return std::get<std::string>(v);
-}
-
-static Value from_json_value(const json& j) {
-  if (j.is_boolean()) return j.get<bool>();
-  if (j.is_number_integer()) return j.get<int64_t>();
-  if (j.is_number_float()) return j.get<double>();
-  return j.get<std::string>();
-}
-
-std::string RunConfig::canonical_json() const {
-  json j = json::object();
-  j["experiment"] = experiment;
-  j["seed"] = seed;
-  for (const auto& [k, v] : values) {
-    auto dot = k.find('.');
-    j[k.substr(0, dot)][k.substr(dot + 1)] = to_json(v);
-  }
-  return j.dump();
-}
-
-std::string RunConfig::hash() const { return sha256_hex(canonical_json()); }
-
-RunConfig RunConfig::from_json(const std::string& text) {
-  json j = json::parse(text);
-  RunConfig c;
-  for (auto it = j.begin(); it != j.end(); ++it) {
-    if (it.key() == "experiment") {
-      c.experiment = it.value().get<std::string>();
-    } else if (it.key() == "seed") {
-      c.seed = it.value().get<int64_t>();
-    } else if (it.value().is_object()) {
-      for (auto kv = it.value().begin(); kv != it.value().end(); ++kv)
-        c.values[it.key() + "." + kv.key()] = from_json_value(kv.value());
-    }
-  }
-  return c;
-}
-
-Value parse_scalar(const std::string& text) {
-  try {
-    auto tbl = toml::parse("v = " + text);
-    const toml::node* n = tbl.get("v");
-    if (auto x = n->value_exact<int64_t>()) return *x;
-    if (auto x = n->value_exact<double>()) return *x;
-    if (auto x = n->value_exact<bool>()) return *x;
-    if (auto x = n->value_exact<std::string>()) return *x;
-  } catch (const toml::parse_error&) {
-  }
-  return text;
-}
-
 namespace {
 
-const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model", "optim", "train", "grid", "zip", "variant"};
+const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model", "optim", "train", "grid", "zip", "variant",
+                                      "report"};
 const std::set<std::string> kSections{"data", "tokenizer", "model", "optim", "train"};
 
 std::string where_of(const std::string& file, const toml::node& n) {
@@ -185,6 +115,50 @@ std::vector<RawValue> list_values(const toml::node& node, const std::string& fil
   return out;
 }
 
+// [report]: parsed here, its keys checked against the expanded runs once they exist.
+ReportSpec parse_report(const toml::table& t, const std::string& file, std::map<std::string, std::string>& key_where) {
+  ReportSpec spec;
+  auto str = [&](const toml::node& n, const std::string& key) {
+    if (!n.is_string()) throw UserError(fmt::format("{}: [report] {} must be a string", where_of(file, n), key));
+    return *n.value<std::string>();
+  };
+  for (const auto& [k, node] : t) {
+    std::string key(k.str());
+    if (key == "group_by") {
+      if (const auto* arr = node.as_array()) {
+        for (const auto& el : *arr) {
+          spec.group_by.push_back(str(el, key));
+          key_where[spec.group_by.back()] = where_of(file, el);
+        }
+      } else {
+        spec.group_by.push_back(str(node, key));
+        key_where[spec.group_by.back()] = where_of(file, node);
+      }
+    } else if (key == "best_over") {
+      spec.best_over = str(node, key);
+      key_where[spec.best_over] = where_of(file, node);
+    } else if (key == "x") {
+      spec.x = str(node, key);
+      if (spec.x != "step" && spec.x != "tokens" && spec.x != "time")
+        throw UserError(fmt::format("{}: [report] x = \"{}\": expected \"step\", \"tokens\" or \"time\"",
+                                    where_of(file, node), spec.x));
+    } else if (key == "target_loss") {
+      auto v = node.value<double>();  // integers convert too
+      if (!v || !node.is_number() || !(*v > 0))
+        throw UserError(fmt::format("{}: [report] target_loss must be a positive number", where_of(file, node)));
+      spec.target_loss = *v;
+    } else if (key == "out") {
+      spec.out = str(node, key);
+      if (spec.out.empty()) throw UserError(fmt::format("{}: [report] out must not be empty", where_of(file, node)));
+    } else {
+      std::string hint = nearest(key, {"group_by", "best_over", "x", "target_loss", "out"});
+      throw UserError(fmt::format("{}: unknown key '{}' in [report]{}", where_of(file, node), key,
+                                  hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    }
+  }
+  return spec;
+}
+
 }  // namespace
 
 Experiment load_experiment_text(const std::string& text, const std::string& file,
@@ -233,6 +207,13 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     }
   }
   if (exp.name.empty()) throw UserError(where_of(file, *et) + ": [experiment] needs name = \"...\"");
+
+  std::map<std::string, std::string> report_keys;  // key named in [report] -> where
+  if (auto node = root["report"]) {
+    const auto* t = node.as_table();
+    if (!t) throw UserError(where_of(file, *node.node()) + ": [report] must be a table");
+    exp.report = parse_report(*t, file, report_keys);
+  }
 
   // Base sections.
   Assign base;
@@ -428,6 +409,18 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     std::set<int64_t> sd;
     for (const auto& r : exp.runs) sd.insert(r.seed);
     if (sd.size() > 1) exp.varying_keys.push_back("seed");
+  }
+  // Keys named in [report] must exist in the runs.
+  if (!report_keys.empty()) {
+    std::set<std::string> all{"seed", "experiment"};
+    for (const auto& r : exp.runs)
+      for (const auto& [k, v] : r.values) all.insert(k);
+    for (const auto& [k, where] : report_keys)
+      if (!all.count(k)) {
+        std::string hint = nearest(k, {all.begin(), all.end()});
+        throw UserError(fmt::format("{}: [report] names unknown key '{}'{}", where, k,
+                                    hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+      }
   }
   return exp;
 }

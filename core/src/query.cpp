@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 
 #include "lmgrid/errors.hpp"
-#include "lmgrid/experiment.hpp"
+#include "lmgrid/run_config.hpp"
 #include "lmgrid/store.hpp"
 
 namespace lmgrid {
@@ -82,6 +82,14 @@ std::vector<RunRecord> query_runs(sql::Db& db, const RunQuery& q) {
     if (std::find(run_statuses().begin(), run_statuses().end(), s) == run_statuses().end())
       throw UserError(fmt::format("--status '{}' is not one of pending, running, done, failed, diverged, interrupted", s));
   in_list("experiment", q.experiments);
+  if (!q.ids.empty()) {
+    where += " AND id IN (";
+    for (size_t i = 0; i < q.ids.size(); ++i) {
+      where += i ? ",?" : "?";
+      args.push_back(q.ids[i]);
+    }
+    where += ")";
+  }
   in_list("status", q.statuses);
   if (!q.where.empty()) {
     auto keys = known_keys(db);

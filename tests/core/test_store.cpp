@@ -5,6 +5,7 @@
 
 #include <lmgrid/errors.hpp>
 #include <lmgrid/registry.hpp>
+#include <lmgrid/experiment.hpp>
 #include <lmgrid/store.hpp>
 
 using namespace lmgrid;

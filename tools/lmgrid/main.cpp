@@ -1,41 +1,52 @@
-// lmgrid: entry point. Fixes the BLAS core first (may re-exec), then dispatches subcommands.
+// lmgrid: the front end. Query commands (runs, metrics, sql, compare, report, new-plugin) run
+// here without LibTorch; every other command comes from liblmgrid_cli (cli_entry.cpp), loaded
+// on demand, so `lmgrid runs` starts in milliseconds instead of ~0.5 s.
 // Exit status: 0 success, 2 bad input, 1 runtime failure.
+#include <dlfcn.h>
+
 #include <cstdio>
+#include <set>
+#include <string>
 
-#include <fmt/format.h>
-#include <torch/torch.h>
-
-#include <lmgrid/cpu.hpp>
 #include <lmgrid/errors.hpp>
 
 #include "commands.hpp"
 
-namespace lmgrid::cli {
-int g_argc = 0;
-char** g_argv = nullptr;
-}  // namespace lmgrid::cli
+namespace {
+
+using RegisterFn = void (*)(CLI::App*, int, char**);
+
+// Found through the executable's RUNPATH (build/lib in the tree, <prefix>/lib installed).
+RegisterFn load_torch_commands() {
+  void* lib = dlopen("liblmgrid_cli.so", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) {
+    std::fprintf(stderr, "lmgrid: runtime error: cannot load the training commands (liblmgrid_cli.so): %s\n", dlerror());
+    std::exit(1);
+  }
+  auto fn = reinterpret_cast<RegisterFn>(dlsym(lib, "lmgrid_cli_register"));
+  if (!fn) {
+    std::fprintf(stderr, "lmgrid: runtime error: liblmgrid_cli.so has no lmgrid_cli_register: %s\n", dlerror());
+    std::exit(1);
+  }
+  return fn;  // never unloaded
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  lmgrid::ensure_fast_blas(argc, argv);
-  lmgrid::cli::g_argc = argc;
-  lmgrid::cli::g_argv = argv;
-  torch::set_num_threads(lmgrid::default_threads());
-
+  static const std::set<std::string> kLight{"runs", "metrics", "sql", "compare", "report", "new-plugin"};
   CLI::App app{"lmgrid: experiments on small language models with large memory", "lmgrid"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lmgrid 0.1.0");
   using namespace lmgrid::cli;
-  add_run(app);
-  add_worker(app);
-  add_grid(app);
-  add_plugins(app);
+  // Anything else, --help included, needs the full command set.
+  if (!(argc > 1 && kLight.count(argv[1]))) load_torch_commands()(&app, argc, argv);
   add_runs(app);
   add_metrics(app);
   add_sql(app);
-  add_sample(app);
-  add_env(app);
+  add_compare(app);
+  add_report(app);
   add_new_plugin(app);
-  add_data(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

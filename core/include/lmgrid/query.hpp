@@ -20,6 +20,7 @@ struct RunQuery {
   std::vector<std::string> experiments;
   std::vector<std::string> statuses;
   std::vector<std::string> where;
+  std::vector<int64_t> ids;  // only these run ids (empty: any)
 };
 
 struct WhereExpr {

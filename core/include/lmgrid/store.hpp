@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "lmgrid/experiment.hpp"
+#include "lmgrid/run_config.hpp"
 #include "lmgrid/sqlite.hpp"
 
 namespace lmgrid {

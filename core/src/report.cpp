@@ -1,0 +1,465 @@
+// Report model (see report.hpp): runs -> groups -> statistics and curves; plus the t-test maths.
+// Rendering lives in report_render.cpp.
+#include "lmgrid/report.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <ctime>
+#include <limits>
+#include <set>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+#include "lmgrid/errors.hpp"
+#include "lmgrid/query.hpp"
+#include "lmgrid/util.hpp"
+
+namespace lmgrid {
+
+// ---------------------------------------------------------------- statistics
+
+Stat stat_of(const std::vector<double>& xs) {
+  Stat s;
+  s.n = static_cast<int>(xs.size());
+  if (xs.empty()) return s;
+  double sum = 0;
+  s.min = s.max = xs[0];
+  for (double x : xs) sum += x, s.min = std::min(s.min, x), s.max = std::max(s.max, x);
+  s.mean = sum / s.n;
+  if (s.n > 1) {
+    double ss = 0;
+    for (double x : xs) ss += (x - s.mean) * (x - s.mean);
+    s.std = std::sqrt(ss / (s.n - 1));
+  }
+  return s;
+}
+
+// I_x(a, b) = x^a (1-x)^b / (a B(a, b)) * 1 / (1 + d1 / (1 + d2 / (1 + ...))) with
+//   d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)),  d_{2m} = m(b-m) x / ((a+2m-1)(a+2m)),
+// which converges fast for x < (a+1)/(a+b+2); above that, I_x(a,b) = 1 - I_{1-x}(b,a).
+// Evaluated with the modified Lentz method (b_j = 1, a_1 = 1, a_{j+1} = d_j).
+double incomplete_beta(double a, double b, double x) {
+  if (!(a > 0) || !(b > 0) || !(x >= 0) || !(x <= 1)) return std::numeric_limits<double>::quiet_NaN();
+  if (x == 0) return 0;
+  if (x == 1) return 1;
+  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(b, a, 1 - x);
+  const double tiny = 1e-300, eps = 1e-15;
+  double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
+  double f = tiny, c = f, d = 0;
+  for (int j = 1; j <= 10000; ++j) {
+    double aj;
+    if (j == 1) {
+      aj = 1;
+    } else {
+      int i = j - 1;  // d_i
+      if (i % 2 == 1) {
+        int m = (i - 1) / 2;
+        aj = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1));
+      } else {
+        int m = i / 2;
+        aj = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m));
+      }
+    }
+    d = 1 + aj * d;
+    if (std::abs(d) < tiny) d = tiny;
+    c = 1 + aj / c;
+    if (std::abs(c) < tiny) c = tiny;
+    d = 1 / d;
+    double delta = c * d;
+    f *= delta;
+    if (j > 1 && std::abs(delta - 1) < eps) break;
+  }
+  return std::exp(log_front) * f / a;
+}
+
+double student_t_cdf(double t, double df) {
+  if (std::isnan(t) || !(df > 0)) return std::numeric_limits<double>::quiet_NaN();
+  if (std::isinf(t)) return t > 0 ? 1 : 0;
+  // P(|T| > |t|) = I_{df/(df+t^2)}(df/2, 1/2)
+  double tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t));
+  return t > 0 ? 1 - tail : tail;
+}
+
+WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
+  if (a.size() < 2 || b.size() < 2) throw std::invalid_argument("welch_t_test needs >= 2 values per sample");
+  Stat sa = stat_of(a), sb = stat_of(b);
+  double va = sa.std * sa.std / sa.n, vb = sb.std * sb.std / sb.n;
+  WelchResult r;
+  double se2 = va + vb;
+  if (se2 == 0) {  // no spread at all: equal means are indistinguishable, different ones certain
+    r.t = sa.mean == sb.mean ? 0 : std::copysign(std::numeric_limits<double>::infinity(), sa.mean - sb.mean);
+    r.df = sa.n + sb.n - 2;
+    r.p = sa.mean == sb.mean ? 1 : 0;
+    return r;
+  }
+  r.t = (sa.mean - sb.mean) / std::sqrt(se2);
+  r.df = se2 * se2 / (va * va / (sa.n - 1) + vb * vb / (sb.n - 1));
+  r.p = incomplete_beta(r.df / 2, 0.5, r.df / (r.df + r.t * r.t));
+  return r;
+}
+
+// ---------------------------------------------------------------- ticks
+
+std::vector<double> nice_ticks(double lo, double hi, int target) {
+  if (!(hi > lo)) {
+    double pad = lo == 0 ? 1 : std::abs(lo) * 0.1;
+    lo -= pad, hi += pad;
+  }
+  double raw = (hi - lo) / std::max(1, target);
+  double mag = std::pow(10, std::floor(std::log10(raw)));
+  double step = mag;
+  for (double m : {1.0, 2.0, 5.0, 10.0})
+    if (m * mag >= raw) {
+      step = m * mag;
+      break;
+    }
+  std::vector<double> out;
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+    out.push_back(std::abs(v) < step * 1e-9 ? 0 : v);
+  return out;
+}
+
+std::vector<double> log_ticks(double lo, double hi) {
+  if (!(lo > 0) || !(hi > lo)) return nice_ticks(lo, hi);
+  double span = std::log10(hi / lo);
+  std::vector<double> mults = span > 2.5 ? std::vector<double>{1}
+                              : span > 0.9 ? std::vector<double>{1, 2, 5}
+                                           : std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9};
+  std::vector<double> out;
+  for (int e = static_cast<int>(std::floor(std::log10(lo))); e <= static_cast<int>(std::ceil(std::log10(hi))); ++e)
+    for (double m : mults) {
+      double v = m * std::pow(10.0, e);
+      if (v >= lo * (1 - 1e-9) && v <= hi * (1 + 1e-9)) out.push_back(v);
+    }
+  if (out.size() < 3) return nice_ticks(lo, hi, 5);  // too narrow for log ticks: linear positions
+  return out;
+}
+
+// ---------------------------------------------------------------- options
+
+namespace {
+
+std::vector<std::string> report_keys(sql::Db& db) {
+  auto keys = known_keys(db);
+  keys.push_back("seed");
+  return keys;
+}
+
+void check_key(const std::string& flag, const std::string& key, const std::vector<std::string>& keys) {
+  if (std::find(keys.begin(), keys.end(), key) != keys.end()) return;
+  std::string hint = nearest(key, keys);
+  throw UserError(fmt::format("{}: unknown key '{}'{}", flag, key, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+}
+
+}  // namespace
+
+void validate_report_options(sql::Db& db, const ReportOptions& opt) {
+  if (opt.x != "step" && opt.x != "tokens" && opt.x != "time")
+    throw UserError(fmt::format("--x '{}': expected step, tokens or time", opt.x));
+  if (opt.target_loss && !(*opt.target_loss > 0))
+    throw UserError(fmt::format("--target-loss {}: must be a positive loss", *opt.target_loss));
+  auto keys = report_keys(db);
+  for (const auto& k : opt.group_by) check_key("--group-by", k, keys);
+  if (!opt.best_over.empty()) check_key("--best-over", opt.best_over, keys);
+  if (!opt.experiments.empty()) {
+    std::vector<std::string> names;
+    auto st = db.prepare("SELECT name FROM experiments ORDER BY name");
+    while (st.step()) names.push_back(st.text(0));
+    for (const auto& e : opt.experiments)
+      if (std::find(names.begin(), names.end(), e) == names.end()) {
+        std::string hint = nearest(e, names);
+        throw UserError(fmt::format("--experiment: no experiment '{}' in the database{}", e,
+                                    hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+      }
+  }
+}
+
+// ---------------------------------------------------------------- the model
+
+namespace {
+
+std::string value_text(const std::optional<Value>& v) { return v ? to_string(*v) : ""; }
+
+// Per-step accumulator of one group's series.
+struct Acc {
+  int n = 0;
+  double sum = 0, lo = 0, hi = 0, tokens = 0, time = 0;
+};
+
+Curve to_curve(const std::map<int64_t, Acc>& pts, const std::string& x) {
+  Curve c;
+  size_t n = pts.size();
+  if (n == 0) return c;
+  // Evenly spaced indices, always keeping the first and last point.
+  size_t keep = std::min(n, kMaxCurvePoints);
+  std::vector<size_t> idx;
+  for (size_t i = 0; i < keep; ++i) idx.push_back(keep == 1 ? 0 : (i * (n - 1)) / (keep - 1));
+  size_t next = 0, i = 0;
+  for (const auto& [step, a] : pts) {
+    if (next < idx.size() && idx[next] == i) {
+      while (next < idx.size() && idx[next] == i) ++next;
+      c.x.push_back(x == "tokens" ? a.tokens / a.n : x == "time" ? a.time / a.n : static_cast<double>(step));
+      c.y.push_back(a.sum / a.n);
+      c.lo.push_back(a.lo);
+      c.hi.push_back(a.hi);
+    }
+    ++i;
+  }
+  return c;
+}
+
+// Number of distinct value tuples of `keys` over the runs.
+size_t n_partitions(const std::vector<RunRecord>& runs, const std::vector<std::string>& keys) {
+  std::set<std::vector<std::string>> seen;
+  for (const auto& r : runs) {
+    std::vector<std::string> v;
+    for (const auto& k : keys) v.push_back(value_text(r.get(k)));
+    seen.insert(std::move(v));
+  }
+  return seen.size();
+}
+
+// Every varying key except the seed, minus keys implied by the others: a key is dropped when
+// grouping without it gives the same groups (e.g. a plugin's own parameters when the plugin
+// differs). Keys unset in some runs are tried first, "<section>.plugin" keys are always kept.
+std::vector<std::string> default_group_by(const std::vector<RunRecord>& runs, const std::vector<std::string>& vkeys) {
+  std::vector<std::string> keys;
+  for (const auto& k : vkeys)
+    if (k != "seed") keys.push_back(k);
+  size_t target = n_partitions(runs, keys);
+  auto is_plugin = [](const std::string& k) { return k.size() > 7 && k.compare(k.size() - 7, 7, ".plugin") == 0; };
+  auto sometimes_unset = [&](const std::string& k) {
+    for (const auto& r : runs)
+      if (!r.get(k)) return true;
+    return false;
+  };
+  std::vector<std::string> order;
+  for (int pass = 0; pass < 2; ++pass)
+    for (const auto& k : keys)
+      if (!is_plugin(k) && sometimes_unset(k) == (pass == 0)) order.push_back(k);
+  for (const auto& k : order) {
+    std::vector<std::string> without;
+    for (const auto& o : keys)
+      if (o != k) without.push_back(o);
+    if (n_partitions(runs, without) == target) keys = std::move(without);
+  }
+  return keys;
+}
+
+}  // namespace
+
+Report build_report(sql::Db& db, const ReportOptions& opt) {
+  validate_report_options(db, opt);
+  Report rep;
+  rep.opt = opt;
+  RunQuery q;
+  q.experiments = opt.experiments;
+  auto runs = query_runs(db, q);
+  if (!opt.run_ids.empty()) {
+    std::set<int64_t> want(opt.run_ids.begin(), opt.run_ids.end());
+    runs.erase(std::remove_if(runs.begin(), runs.end(), [&](const RunRecord& r) { return !want.count(r.id); }),
+               runs.end());
+  }
+  if (runs.empty()) throw UserError("no runs to report on (check --experiment and --db)");
+  std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+  rep.generated_at = buf;
+  {
+    std::set<std::string> ex;
+    for (const auto& r : runs) ex.insert(r.experiment);
+    rep.experiments.assign(ex.begin(), ex.end());
+  }
+  rep.title = !opt.title.empty() ? opt.title : "lmgrid report: " + [&] {
+    std::string s;
+    for (const auto& e : rep.experiments) s += (s.empty() ? "" : ", ") + e;
+    return s;
+  }();
+  rep.n_runs = static_cast<int>(runs.size());
+
+  // What varies (config keys, seed included), with its values.
+  auto vkeys = varying_keys(runs);
+  for (const auto& k : vkeys) {
+    std::set<std::string> vals;
+    for (const auto& r : runs) vals.insert(value_text(r.get(k)));
+    std::vector<std::string> v(vals.begin(), vals.end());
+    // Numbers in numeric order.
+    std::stable_sort(v.begin(), v.end(), [](const std::string& a, const std::string& b) {
+      char *ea, *eb;
+      double x = std::strtod(a.c_str(), &ea), y = std::strtod(b.c_str(), &eb);
+      bool na = !a.empty() && *ea == 0, nb = !b.empty() && *eb == 0;
+      if (na && nb) return x < y;
+      return na && !nb;
+    });
+    rep.varying[k] = v;
+  }
+  if (!opt.group_by.empty()) {
+    rep.group_by = opt.group_by;
+  } else {
+    rep.group_by = default_group_by(runs, vkeys);
+  }
+  if (!opt.best_over.empty() &&
+      std::find(rep.group_by.begin(), rep.group_by.end(), opt.best_over) == rep.group_by.end())
+    rep.group_by.push_back(opt.best_over);
+
+  // Groups, in order of first appearance.
+  std::map<std::vector<std::string>, size_t> gindex;
+  std::unordered_map<int64_t, size_t> run_group;
+  for (const auto& r : runs) {
+    std::vector<std::string> vals;
+    for (const auto& k : rep.group_by) vals.push_back(value_text(r.get(k)));
+    auto [it, fresh] = gindex.emplace(vals, rep.groups.size());
+    if (fresh) {
+      ReportGroup g;
+      for (size_t i = 0; i < rep.group_by.size(); ++i) {
+        g.keys[rep.group_by[i]] = vals[i];
+        if (!vals[i].empty()) g.label += (g.label.empty() ? "" : " ") + rep.group_by[i] + "=" + vals[i];
+      }
+      if (g.label.empty()) g.label = "all runs";
+      rep.groups.push_back(std::move(g));
+    }
+    run_group[r.id] = it->second;
+    rep.groups[it->second].run_ids.push_back(r.id);
+  }
+
+  // Summary statistics over the finished runs.
+  struct Vals {
+    std::vector<double> best, final, acc, params, tps, mfu, wall;
+  };
+  std::vector<Vals> vals(rep.groups.size());
+  std::set<int64_t> done;
+  double max_best = 0;
+  for (const auto& r : runs) {
+    if (r.status != "done") {
+      if (r.status == "failed" || r.status == "diverged" || r.status == "interrupted")
+        rep.problems.push_back({r.id, r.experiment, r.variant, r.status, r.error,
+                                rep.groups[run_group[r.id]].label, r.step});
+      continue;
+    }
+    done.insert(r.id);
+    size_t gi = run_group[r.id];
+    auto& g = rep.groups[gi];
+    auto& v = vals[gi];
+    ++g.n_done;
+    ++rep.n_done;
+    g.seeds.push_back(r.seed);
+    auto put = [&](const char* key, std::vector<double>& out) {
+      auto it = r.summaries.find(key);
+      if (it != r.summaries.end() && std::isfinite(it->second)) out.push_back(it->second);
+    };
+    put("best_val_loss", v.best);
+    put("final_val_loss", v.final);
+    put("best_val_accuracy", v.acc);
+    put("tokens_per_s", v.tps);
+    put("mfu", v.mfu);
+    put("wall_time_s", v.wall);
+    if (r.n_params > 0) v.params.push_back(static_cast<double>(r.n_params));
+    else put("n_params", v.params);
+    if (auto it = r.summaries.find("best_val_loss"); it != r.summaries.end() && std::isfinite(it->second))
+      max_best = std::max(max_best, it->second);
+  }
+  for (size_t i = 0; i < rep.groups.size(); ++i) {
+    auto& g = rep.groups[i];
+    auto& v = vals[i];
+    g.best_val_losses = v.best;
+    g.best_val_loss = stat_of(v.best), g.final_val_loss = stat_of(v.final), g.best_val_accuracy = stat_of(v.acc);
+    g.n_params = stat_of(v.params), g.tokens_per_s = stat_of(v.tps), g.mfu = stat_of(v.mfu);
+    g.wall_time_s = stat_of(v.wall);
+    std::sort(g.seeds.begin(), g.seeds.end());
+    rep.has_accuracy |= !v.acc.empty();
+    rep.has_mfu |= !v.mfu.empty();
+  }
+  rep.target_automatic = !opt.target_loss;
+  rep.target_loss = opt.target_loss ? *opt.target_loss : max_best;
+
+  // Series: one ordered scan over the loss metrics of the finished runs.
+  std::vector<std::map<int64_t, Acc>> train(rep.groups.size()), val(rep.groups.size());
+  std::vector<std::vector<double>> tok_target(rep.groups.size()), time_target(rep.groups.size());
+  if (!done.empty()) {
+    auto st = db.prepare(
+        "SELECT run_id, name, step, tokens, elapsed_s, value FROM metrics "
+        "WHERE run_id BETWEEN ? AND ? AND name IN ('train/loss', 'val/loss') AND finite = 1 "
+        "ORDER BY run_id, name, step");
+    st.bind(1, *done.begin()).bind(2, *done.rbegin());
+    int64_t cur_run = -1;
+    bool reached = false;
+    while (st.step()) {
+      int64_t id = st.i64(0);
+      if (id != cur_run) cur_run = id, reached = false;
+      if (!done.count(id)) continue;
+      size_t gi = run_group[id];
+      std::string name = st.text(1);
+      bool is_val = name == "val/loss";
+      int64_t step = st.i64(2);
+      double tokens = static_cast<double>(st.i64(3)), t = st.f64(4), y = st.f64(5);
+      Acc& a = (is_val ? val : train)[gi][step];
+      if (a.n == 0) a.lo = a.hi = y;
+      ++a.n, a.sum += y, a.lo = std::min(a.lo, y), a.hi = std::max(a.hi, y), a.tokens += tokens, a.time += t;
+      if (is_val && !reached && rep.target_loss > 0 && y <= rep.target_loss * (1 + 1e-12)) {
+        reached = true;
+        tok_target[gi].push_back(tokens);
+        time_target[gi].push_back(t);
+      }
+    }
+  }
+  for (size_t i = 0; i < rep.groups.size(); ++i) {
+    rep.groups[i].train = to_curve(train[i], opt.x);
+    rep.groups[i].val = to_curve(val[i], opt.x);
+    rep.groups[i].tokens_to_target = stat_of(tok_target[i]);
+    rep.groups[i].time_to_target = stat_of(time_target[i]);
+  }
+
+  // Best first; groups without a finished run last, in their original order.
+  std::stable_sort(rep.groups.begin(), rep.groups.end(), [](const ReportGroup& a, const ReportGroup& b) {
+    bool ha = a.best_val_loss.n > 0, hb = b.best_val_loss.n > 0;
+    if (ha != hb) return ha;
+    return ha && a.best_val_loss.mean < b.best_val_loss.mean;
+  });
+  if (!rep.groups.empty() && rep.groups[0].best_val_loss.n > 0) rep.best_group = 0;
+  if (rep.best_group == 0 && rep.groups[0].best_val_losses.size() >= 2)
+    for (size_t i = 1; i < rep.groups.size(); ++i)
+      if (rep.groups[i].best_val_losses.size() >= 2)
+        rep.groups[i].p_value = welch_t_test(rep.groups[0].best_val_losses, rep.groups[i].best_val_losses).p;
+
+  // Best over a swept key: per bucket of the other group keys, the group with the lowest mean.
+  if (!opt.best_over.empty()) {
+    std::map<std::string, size_t> bucket;
+    for (const auto& g : rep.groups) {
+      if (g.best_val_loss.n == 0) continue;
+      std::string label;
+      for (const auto& k : rep.group_by)
+        if (k != opt.best_over && !g.keys.at(k).empty()) label += (label.empty() ? "" : " ") + k + "=" + g.keys.at(k);
+      auto [it, fresh] = bucket.emplace(label, rep.best_over.size());
+      if (fresh) {  // groups are sorted best first, so the first one met wins
+        BestOverRow row;
+        row.label = label;
+        row.winner = g.keys.at(opt.best_over);
+        row.best_val_loss = g.best_val_loss;
+        rep.best_over.push_back(std::move(row));
+      }
+      rep.best_over[it->second].means.emplace_back(g.keys.at(opt.best_over), g.best_val_loss.mean);
+    }
+    for (auto& row : rep.best_over)
+      std::stable_sort(row.means.begin(), row.means.end(), [](const auto& a, const auto& b) {
+        char *ea, *eb;
+        double x = std::strtod(a.first.c_str(), &ea), y = std::strtod(b.first.c_str(), &eb);
+        if (*ea == 0 && *eb == 0 && !a.first.empty() && !b.first.empty()) return x < y;
+        return a.first < b.first;
+      });
+  }
+  return rep;
+}
+
+// Default folder: beside the database, named after the experiment when there is one
+// (results/<experiment>/ for the default database), else <db dir>/report.
+std::filesystem::path default_report_dir(const std::filesystem::path& db, const std::vector<std::string>& experiments) {
+  std::string name = experiments.size() == 1 ? experiments[0] : "report";
+  for (char& c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  if (name.empty() || name == "." || name == "..") name = "report";
+  return (db.has_parent_path() ? db.parent_path() : std::filesystem::path(".")) / name;
+}
+
+}  // namespace lmgrid

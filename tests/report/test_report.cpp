@@ -1,0 +1,453 @@
+// Reports: the statistics against reference values, and every number of the report model against
+// the same quantity computed directly with SQL on a database built through the real Store API
+// (2 architectures x 3 learning rates x 3 seeds, one failed run, one diverged run).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+
+#include <lmgrid/errors.hpp>
+#include <lmgrid/query.hpp>
+#include <lmgrid/report.hpp>
+#include <lmgrid/store.hpp>
+#include <lmgrid/util.hpp>
+
+using namespace lmgrid;
+namespace fs = std::filesystem;
+
+// Reference values computed with scipy 1.10.1 (Debian python3-scipy):
+//   scipy.special.betainc(a, b, x), scipy.stats.t.cdf(t, df),
+//   scipy.stats.ttest_ind(A, B, equal_var=False).pvalue
+TEST_CASE("regularized incomplete beta matches scipy", "[unit][report]") {
+  struct Case {
+    double a, b, x, want;
+  };
+  for (auto c : {Case{2, 3, 0.4, 0.5247999999999999}, Case{0.5, 0.5, 0.2, 0.29516723530086664},
+                 Case{10, 20, 0.3, 0.3640040810719437}, Case{100, 50, 0.7, 0.8054481662277535},
+                 Case{2.5, 0.5, 0.99, 0.8310822789720564}, Case{1, 1, 0.37, 0.37}}) {
+    INFO("I_" << c.x << "(" << c.a << ", " << c.b << ")");
+    CHECK(incomplete_beta(c.a, c.b, c.x) == Approx(c.want).epsilon(1e-10));
+  }
+  CHECK(incomplete_beta(3, 4, 0) == 0);
+  CHECK(incomplete_beta(3, 4, 1) == 1);
+  CHECK(std::isnan(incomplete_beta(-1, 4, 0.5)));
+}
+
+TEST_CASE("Student t CDF matches scipy and closed forms", "[unit][report]") {
+  struct Case {
+    double t, df, want;
+  };
+  for (auto c : {Case{2.0, 5, 0.9490302605850709}, Case{-1.3, 3.5, 0.13629770790218498},
+                 Case{0.5, 1, 0.6475836176504333}, Case{10, 30, 0.9999999999771237},
+                 Case{2.228138851986, 10, 0.9749999999999883}, Case{-0.1, 2.2, 0.46436106802059796},
+                 Case{3.0, 1000, 0.9986166454778809}}) {
+    INFO("t = " << c.t << ", df = " << c.df);
+    CHECK(student_t_cdf(c.t, c.df) == Approx(c.want).epsilon(1e-10));
+  }
+  // Closed forms: df = 1 is Cauchy, df = 2 has F(t) = 1/2 + t / (2 sqrt(2 + t^2)).
+  for (double t : {-7.5, -1.0, 0.0, 0.3, 4.0}) {
+    CHECK(student_t_cdf(t, 1) == Approx(0.5 + std::atan(t) / M_PI).epsilon(1e-12));
+    CHECK(student_t_cdf(t, 2) == Approx(0.5 + t / (2 * std::sqrt(2 + t * t))).epsilon(1e-12));
+  }
+  CHECK(student_t_cdf(INFINITY, 3) == 1);
+}
+
+TEST_CASE("Welch t-test p-values match scipy", "[unit][report]") {
+  auto r = welch_t_test({3.41, 3.38, 3.45}, {3.52, 3.49, 3.57, 3.50});
+  CHECK(r.t == Approx(-3.9539332045773694).epsilon(1e-10));
+  CHECK(r.p == Approx(0.013366785730690814).epsilon(1e-9));
+  auto r2 = welch_t_test({1.0, 2.0}, {1.5, 2.7, 3.1});
+  CHECK(r2.t == Approx(-1.345594127730196).epsilon(1e-10));
+  CHECK(r2.p == Approx(0.2839259832767104).epsilon(1e-9));
+  CHECK(welch_t_test({1, 1}, {1, 1}).p == 1);
+  CHECK(welch_t_test({1, 1}, {2, 2}).p == 0);
+  CHECK_THROWS(welch_t_test({1}, {1, 2}));
+}
+
+TEST_CASE("stat_of: mean and sample standard deviation", "[unit][report]") {
+  Stat s = stat_of({2, 4, 4, 4, 5, 5, 7, 9});
+  CHECK(s.n == 8);
+  CHECK(s.mean == Approx(5));
+  CHECK(s.std == Approx(std::sqrt(32.0 / 7)));
+  CHECK(s.min == 2);
+  CHECK(s.max == 9);
+  CHECK(stat_of({3}).std == 0);
+}
+
+TEST_CASE("axis ticks are nice and cover the range", "[unit][report]") {
+  auto t = nice_ticks(0.13, 0.97, 6);
+  REQUIRE(t.size() >= 4);
+  CHECK(t.front() == Approx(0.2));
+  CHECK(t.back() == Approx(0.8));
+  CHECK(t[1] - t[0] == Approx(0.2));
+  auto s = nice_ticks(1, 1000, 5);
+  CHECK(s[1] - s[0] == Approx(200));
+  auto l = log_ticks(0.002, 15);
+  CHECK(std::find_if(l.begin(), l.end(), [](double v) { return std::abs(v - 0.01) < 1e-12; }) != l.end());
+  CHECK(std::find_if(l.begin(), l.end(), [](double v) { return std::abs(v - 10) < 1e-9; }) != l.end());
+  auto n = log_ticks(1.5, 4.2);  // narrow: 2, 3, 4
+  CHECK(n == std::vector<double>{2, 3, 4});
+}
+
+TEST_CASE("escaping for HTML and Markdown", "[unit][report]") {
+  CHECK(html_escape("<script>alert(1)</script>") == "&lt;script&gt;alert(1)&lt;/script&gt;");
+  CHECK(html_escape("a&b\"'") == "a&amp;b&quot;&#39;");
+  CHECK(markdown_escape("a|b\nc") == "a\\|b c");
+  CHECK(markdown_escape("<b>") == "&lt;b&gt;");
+}
+
+namespace {
+
+fs::path fresh_db(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("lmgrid-test-" + name + "-" + std::to_string(getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir / "db.sqlite";
+}
+
+// Deterministic noise in [-1, 1].
+double noise(int64_t a, int64_t b) {
+  uint64_t h = static_cast<uint64_t>(a) * 0x9E3779B97F4A7C15ull ^ (static_cast<uint64_t>(b) + 0x632BE59BD9B4E019ull);
+  h ^= h >> 29, h *= 0xBF58476D1CE4E5B9ull, h ^= h >> 32;
+  return static_cast<double>(h % 20001) / 10000.0 - 1;
+}
+
+const std::vector<double> kLrs{1e-3, 3e-3, 1e-2};
+const std::vector<std::string> kArchs{"gpt", "mamba"};
+constexpr int kSteps = 1000, kEvalEvery = 100;
+
+// The database: archs x lrs x seeds 1..3 finished, plus a failed and a diverged run.
+fs::path make_db() {
+  static fs::path path;
+  if (!path.empty()) return path;
+  path = fresh_db("report");
+  Store store(path);
+  Experiment exp;
+  exp.name = "rep";
+  exp.file = "rep.toml";
+  for (const auto& arch : kArchs)
+    for (double lr : kLrs)
+      for (int64_t seed = 1; seed <= 3; ++seed) {
+        RunConfig rc;
+        rc.experiment = "rep";
+        rc.seed = seed;
+        rc.values["model.plugin"] = arch;
+        rc.values["optim.lr"] = lr;
+        rc.values["train.steps"] = int64_t{kSteps};
+        if (arch == "gpt") rc.values["model.n_layer"] = int64_t{2};  // a plugin's own key
+        else rc.values["model.d_state"] = int64_t{16};
+        exp.runs.push_back(rc);
+      }
+  for (const char* v : {"<script>alert(1)</script>", "nan | pipe"}) {
+    RunConfig rc = exp.runs.front();
+    rc.variant = v;
+    rc.values["optim.lr"] = 0.1;
+    rc.seed = v[0] == '<' ? 7 : 8;
+    exp.runs.push_back(rc);
+  }
+  auto ids = store.register_runs(exp, false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto& rc = exp.runs[i];
+    int64_t id = ids[i];
+    store.mark_started(id, rc.values.at("model.plugin") == Value(std::string("gpt")) ? 27840 : 31000, "cpu");
+    if (!rc.variant.empty()) {
+      bool failed = rc.variant[0] == '<';
+      store.set_step(id, failed ? 3 : 57);
+      store.set_status(id, failed ? "failed" : "diverged", failed ? "plugin arch/probe: boom" : "loss became NaN at step 57");
+      continue;
+    }
+    double lr = std::get<double>(rc.values.at("optim.lr"));
+    bool gpt = rc.values.at("model.plugin") == Value(std::string("gpt"));
+    // Loss floor depends on arch and lr (best lr differs per arch), seeds add noise.
+    double floor = (gpt ? 1.5 : 1.6) + 0.2 * std::pow(std::log10(lr) - (gpt ? -2.5 : -2.0), 2);
+    std::vector<MetricRow> rows;
+    double best = 1e9, last = 0, acc_best = 0;
+    for (int s = 1; s <= kSteps; ++s) {
+      double base = floor + 2.5 * std::exp(-s / 150.0);
+      int64_t tokens = int64_t{s} * 768;
+      double t = s * 0.01 * (1 + 0.05 * rc.seed);
+      rows.push_back({id, s, tokens, t, "train/loss", base + 0.05 * noise(id, s)});
+      if (s % kEvalEvery == 0) {
+        double v = base + 0.03 * noise(id, -s);
+        rows.push_back({id, s, tokens, t, "val/loss", v});
+        best = std::min(best, v), last = v;
+        acc_best = std::max(acc_best, 0.6 - 0.1 * v);
+      }
+    }
+    store.write_metrics(rows);
+    store.set_summary(id, "best_val_loss", best);
+    store.set_summary(id, "final_val_loss", last);
+    store.set_summary(id, "tokens_per_s", gpt ? 40000 + 100 * rc.seed : 30000);
+    store.set_summary(id, "wall_time_s", kSteps * 0.01 * (1 + 0.05 * rc.seed));
+    store.set_summary(id, "mfu", 0.15);
+    if (gpt) store.set_summary(id, "best_val_accuracy", acc_best);  // only where the data set has one
+    store.set_step(id, kSteps);
+    store.set_status(id, "done");
+  }
+  return path;
+}
+
+const ReportGroup* find_group(const Report& r, const std::string& arch, double lr) {
+  for (const auto& g : r.groups)
+    if (g.keys.at("model.plugin") == arch && g.keys.at("optim.lr") == to_string(Value(lr))) return &g;
+  return nullptr;
+}
+
+// Values of one summary for one (arch, lr) group, from SQL.
+std::vector<double> sql_summary(sql::Db& db, const std::string& key, const std::string& arch, double lr) {
+  auto st = db.prepare(
+      "SELECT s.value FROM summaries s JOIN runs r ON r.id = s.run_id "
+      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+      "WHERE s.key = ? AND r.status = 'done' AND a.value = ? AND l.value = ? ORDER BY r.id");
+  st.bind(1, key).bind(2, arch).bind(3, lr);
+  std::vector<double> out;
+  while (st.step()) out.push_back(st.f64(0));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
+  Store store(make_db(), true);
+  auto& db = store.db();
+  ReportOptions opt;
+  opt.best_over = "optim.lr";
+  opt.target_loss = 2.0;
+  Report r = build_report(db, opt);
+
+  // Default grouping: the architecture and the lr; the plugins' own keys are implied, the seed excluded.
+  CHECK(r.group_by == std::vector<std::string>{"model.plugin", "optim.lr"});
+  CHECK(r.varying.count("seed"));
+  CHECK(r.varying.count("model.n_layer"));
+  CHECK_FALSE(r.varying.count("train.steps"));  // same everywhere: not shown
+  CHECK(r.n_runs == 20);
+  CHECK(r.n_done == 18);
+  CHECK(r.has_accuracy);
+  REQUIRE(r.groups.size() == 7);  // 6 finished groups + the lr = 0.1 group of the failed runs
+
+  // Per-group statistics against SQL (mean, and sample std computed from SQL sums).
+  for (const auto& arch : kArchs)
+    for (double lr : kLrs) {
+      INFO(arch << " lr=" << lr);
+      const ReportGroup* g = find_group(r, arch, lr);
+      REQUIRE(g);
+      CHECK(g->n_done == 3);
+      CHECK(g->seeds == std::vector<int64_t>{1, 2, 3});
+      auto st = db.prepare(
+          "SELECT avg(s.value), sum(s.value * s.value), sum(s.value), count(*) FROM summaries s JOIN runs r ON r.id = s.run_id "
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+          "WHERE s.key = ? AND r.status = 'done' AND a.value = ? AND l.value = ?");
+      for (const char* key : {"best_val_loss", "final_val_loss", "best_val_accuracy"}) {
+        st.bind(1, key).bind(2, arch).bind(3, lr);
+        REQUIRE(st.step());
+        int64_t n = st.i64(3);
+        const Stat& s = std::string(key) == "best_val_loss" ? g->best_val_loss
+                        : std::string(key) == "final_val_loss" ? g->final_val_loss : g->best_val_accuracy;
+        CHECK(s.n == n);
+        if (n > 0) {
+          double var = (st.f64(1) - st.f64(2) * st.f64(2) / n) / (n - 1);
+          CHECK(s.mean == Approx(st.f64(0)).epsilon(1e-12));
+          CHECK(s.std == Approx(std::sqrt(var)).epsilon(1e-6));
+        }
+        st.reset();
+      }
+      if (arch == "mamba") CHECK(g->best_val_accuracy.n == 0);  // absent summary: no numbers
+      // Tokens to the target: first val/loss <= 2.0 per run, mean over runs, from SQL.
+      auto tt = db.prepare(
+          "SELECT avg(t), count(*) FROM (SELECT min(m.tokens) AS t FROM metrics m JOIN runs r ON r.id = m.run_id "
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+          "WHERE m.name = 'val/loss' AND m.value <= 2.0 AND r.status = 'done' AND a.value = ? AND l.value = ? GROUP BY r.id)");
+      tt.bind(1, arch).bind(2, lr);
+      REQUIRE(tt.step());
+      CHECK(g->tokens_to_target.n == tt.i64(1));
+      if (tt.i64(1) > 0) CHECK(g->tokens_to_target.mean == Approx(tt.f64(0)));
+      // Curves: downsampled for drawing, first point is the mean over the seeds at step 1.
+      CHECK(g->train.x.size() <= kMaxCurvePoints);
+      CHECK(g->train.x.front() == 1);
+      CHECK(g->train.x.back() == kSteps);
+      CHECK(g->val.x.size() == kSteps / kEvalEvery);
+      auto c = db.prepare(
+          "SELECT avg(m.value), min(m.value), max(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id "
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+          "WHERE m.name = 'train/loss' AND m.step = 1 AND a.value = ? AND l.value = ?");
+      c.bind(1, arch).bind(2, lr);
+      REQUIRE(c.step());
+      CHECK(g->train.y.front() == Approx(c.f64(0)));
+      CHECK(g->train.lo.front() == Approx(c.f64(1)));
+      CHECK(g->train.hi.front() == Approx(c.f64(2)));
+    }
+
+  // Best group = lowest mean best val loss (SQL), sorted first.
+  auto bq = db.prepare(
+      "SELECT a.value, l.value, avg(s.value) AS m FROM summaries s JOIN runs r ON r.id = s.run_id "
+      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+      "WHERE s.key = 'best_val_loss' AND r.status = 'done' GROUP BY a.value, l.value ORDER BY m LIMIT 1");
+  REQUIRE(bq.step());
+  REQUIRE(r.best_group == 0);
+  CHECK(r.groups[0].keys.at("model.plugin") == bq.text(0));
+  CHECK(r.groups[0].keys.at("optim.lr") == to_string(Value(bq.f64(1))));
+
+  // Welch p-values: best group vs each other, on the SQL values.
+  auto best_vals = sql_summary(db, "best_val_loss", bq.text(0), bq.f64(1));
+  int n_p = 0;
+  for (const auto& arch : kArchs)
+    for (double lr : kLrs) {
+      const ReportGroup* g = find_group(r, arch, lr);
+      if (g == &r.groups[0]) {
+        CHECK_FALSE(g->p_value);
+        continue;
+      }
+      REQUIRE(g->p_value);
+      CHECK(*g->p_value == Approx(welch_t_test(best_vals, sql_summary(db, "best_val_loss", arch, lr)).p).epsilon(1e-12));
+      ++n_p;
+    }
+  CHECK(n_p == 5);
+
+  // Best lr per architecture: the lr with the lowest mean, from SQL.
+  REQUIRE(r.best_over.size() == 2);
+  for (const auto& row : r.best_over) {
+    std::string arch = row.label.substr(row.label.find('=') + 1);
+    auto w = db.prepare(
+        "SELECT l.value, avg(s.value) AS m FROM summaries s JOIN runs r ON r.id = s.run_id "
+        "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+        "WHERE s.key = 'best_val_loss' AND r.status = 'done' AND a.value = ? GROUP BY l.value ORDER BY m LIMIT 1");
+    w.bind(1, arch);
+    REQUIRE(w.step());
+    INFO(row.label);
+    CHECK(row.winner == to_string(Value(w.f64(0))));
+    CHECK(row.best_val_loss.mean == Approx(w.f64(1)));
+    CHECK(row.means.size() == 3);
+  }
+  // By construction the best lr is 3e-3 for gpt and 1e-2 for mamba.
+  for (const auto& row : r.best_over) CHECK(row.winner == (row.label == "model.plugin=gpt" ? "0.003" : "0.01"));
+
+  // Failed and diverged runs, with error and last step.
+  REQUIRE(r.problems.size() == 2);
+  CHECK(r.problems[0].status == "failed");
+  CHECK(r.problems[0].step == 3);
+  CHECK(r.problems[0].error == "plugin arch/probe: boom");
+  CHECK(r.problems[1].status == "diverged");
+  CHECK(r.problems[1].step == 57);
+
+  // Rendering: escaped names, no script, the tables' numbers.
+  std::string html = report_html(r);
+  CHECK(html.find("<script") == std::string::npos);
+  CHECK(html.find("&lt;script&gt;alert(1)&lt;/script&gt;") != std::string::npos);
+  CHECK(html.find("<svg") != std::string::npos);
+  CHECK(html.find("http://") == std::string::npos);  // inline SVG needs no namespace URL
+  char mean_text[32];
+  std::snprintf(mean_text, sizeof(mean_text), "%.4f ± ", r.groups[0].best_val_loss.mean);
+  CHECK(html.find(mean_text) != std::string::npos);
+  std::string md = report_markdown(r, {"train_loss.svg"});
+  CHECK(md.find("nan \\| pipe") != std::string::npos);
+  CHECK(md.find("![train_loss.svg](train_loss.svg)") != std::string::npos);
+  auto charts = report_charts(r);
+  REQUIRE(charts.size() == 3);
+  CHECK(charts[2].first == "best_over");
+  for (const auto& [name, svg] : charts) CHECK(svg.rfind("<svg xmlns=\"http://www.w3.org/2000/svg\"", 0) == 0);
+
+  fs::path dir = make_db().parent_path() / "out";
+  write_report(r, dir);
+  for (const char* f : {"report.html", "report.md", "train_loss.svg", "val_loss.svg", "best_over.svg"})
+    CHECK(fs::file_size(dir / f) > 100);
+}
+
+TEST_CASE("report options are validated with hints", "[unit][report]") {
+  Store store(make_db(), true);
+  ReportOptions opt;
+  opt.group_by = {"optim.lrr"};
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("did you mean 'optim.lr'"));
+  opt.group_by = {};
+  opt.x = "epochs";
+  CHECK_THROWS_AS(build_report(store.db(), opt), UserError);
+  opt.x = "time";
+  opt.experiments = {"nope"};
+  CHECK_THROWS_AS(build_report(store.db(), opt), UserError);
+  opt.experiments = {};
+  opt.target_loss = -1;
+  CHECK_THROWS_AS(build_report(store.db(), opt), UserError);
+  // Explicit grouping and an automatic target: every finished run reaches it.
+  opt.target_loss.reset();
+  opt.group_by = {"model.plugin"};
+  Report r = build_report(store.db(), opt);
+  CHECK(r.groups.size() == 2);
+  CHECK(r.target_automatic);
+  for (const auto& g : r.groups)
+    if (g.n_done) CHECK(g.tokens_to_target.n == g.n_done);
+  // x = time: the curve's x is the mean elapsed time at each step.
+  CHECK(r.groups[0].train.x.back() > 9.0);
+}
+
+// The experiment's [report] table: parsed, validated against the runs' keys, defaults when absent.
+#include <lmgrid/experiment.hpp>
+#include <lmgrid/registry.hpp>
+
+namespace {
+const char* kBase =
+    "[experiment]\nname = 'r'\nseeds = [1, 2]\n[data]\nplugin = 'text'\n[tokenizer]\nplugin = 'char'\n"
+    "[model]\nplugin = 'gpt'\n[optim]\nplugin = 'adamw'\n[grid]\n'optim.lr' = [1e-3, 3e-3]\n";
+Experiment load(const std::string& extra) {
+  static Registry reg({LMGRID_PLUGIN_DIR});
+  return load_experiment_text(std::string(kBase) + extra, "r.toml", {}, reg);
+}
+}  // namespace
+
+TEST_CASE("[report] table in experiment files", "[unit][report]") {
+  auto none = load("");
+  CHECK(none.report.group_by.empty());
+  CHECK(none.report.x == "step");
+  CHECK_FALSE(none.report.target_loss);
+  auto e = load("[report]\ngroup_by = ['model.plugin', 'optim.lr']\nbest_over = 'optim.lr'\nx = 'time'\n"
+                "target_loss = 2\nout = 'somewhere'\n");
+  CHECK(e.report.group_by == std::vector<std::string>{"model.plugin", "optim.lr"});
+  CHECK(e.report.best_over == "optim.lr");
+  CHECK(e.report.x == "time");
+  CHECK(e.report.target_loss == 2.0);
+  CHECK(e.report.out == "somewhere");
+  CHECK(load("[report]\ngroup_by = 'seed'\n").report.group_by == std::vector<std::string>{"seed"});
+  CHECK_THROWS_WITH(load("[report]\ngrup_by = 'optim.lr'\n"), Catch::Contains("r.toml:15:1") && Catch::Contains("did you mean 'group_by'"));
+  CHECK_THROWS_WITH(load("[report]\nbest_over = 'optim.lrr'\n"), Catch::Contains("did you mean 'optim.lr'"));
+  CHECK_THROWS_WITH(load("[report]\nx = 'epochs'\n"), Catch::Contains("expected \"step\""));
+  CHECK_THROWS_WITH(load("[report]\ntarget_loss = -1\n"), Catch::Contains("positive"));
+  CHECK_THROWS_WITH(load("[report]\ntarget_loss = 'low'\n"), Catch::Contains("positive"));
+  CHECK_THROWS_WITH(load("[report]\ngroup_by = [1]\n"), Catch::Contains("must be a string"));
+  CHECK_THROWS_AS(load("report = 3\n"), UserError);
+  // [report] does not change the runs: same hashes with and without it.
+  REQUIRE(e.runs.size() == none.runs.size());
+  for (size_t i = 0; i < e.runs.size(); ++i) CHECK(e.runs[i].hash() == none.runs[i].hash());
+}
+
+TEST_CASE("report without loss series or summaries; interrupted runs listed", "[unit][report]") {
+  auto path = fresh_db("report-empty");
+  {
+    Store store(path);
+    Experiment exp;
+    exp.name = "bare";
+    for (int64_t seed : {1, 2}) {
+      RunConfig rc;
+      rc.experiment = "bare";
+      rc.seed = seed;
+      rc.values["model.plugin"] = std::string("gpt");
+      exp.runs.push_back(rc);
+    }
+    auto ids = store.register_runs(exp, false);
+    store.set_status(ids[0], "done");
+    store.set_step(ids[1], 12);
+    store.set_status(ids[1], "interrupted");
+  }
+  Store store(path, true);
+  Report r = build_report(store.db(), ReportOptions{});
+  CHECK(r.group_by.empty());  // only the seed varies
+  REQUIRE(r.groups.size() == 1);
+  CHECK(r.groups[0].label == "all runs");
+  CHECK(r.target_loss == 0);
+  CHECK(r.best_group == -1);
+  REQUIRE(r.problems.size() == 1);
+  CHECK(r.problems[0].status == "interrupted");
+  CHECK(r.problems[0].step == 12);
+  std::string html = report_html(r);
+  CHECK(html.find("no data") != std::string::npos);
+  CHECK(html.find("tokens to") == std::string::npos);  // no target: no target columns
+  CHECK_THROWS_AS(build_report(store.db(), ReportOptions{{"bare"}, {999}}), UserError);  // no such run
+}
