@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Report benchmark (not a test): a database of 1,000 runs x 1,000 metric points, then the median
 # of 5 timings of `lmgrid report` (target < 5 s) and `lmgrid runs` (target < 0.5 s), beside the
-# start-up floor of the host (`lmgrid --version`: loading LibTorch) and the machine's load.
+# cost of loading LibTorch (`lmgrid --version` loads the training commands; the query commands
+# do not) and the machine's load.
 #   tools/bench/bench_report.sh [BUILD_DIR] [N_RUNS] [N_POINTS]
 set -euo pipefail
 build=${1:-build}
@@ -32,5 +33,5 @@ printf 'load before: %s\n' "$load0"
 printf 'load after:  %s\n' "$(uptime | sed 's/.*load average: //')"
 printf 'lmgrid report: %.3f s wall, %.3f s CPU (target < 5 s)   %s\n' "$rep" "$rep_cpu" "$(verdict "$rep" 5)"
 printf 'lmgrid runs:   %.3f s wall, %.3f s CPU (target < 0.5 s) %s\n' "$runs" "$runs_cpu" "$(verdict "$runs" 0.5)"
-printf 'start-up floor (lmgrid --version: loading LibTorch): %.3f s wall, %.3f s CPU\n' "$floor" "$floor_cpu"
+printf 'for scale, a command that loads LibTorch (lmgrid --version): %.3f s wall, %.3f s CPU\n' "$floor" "$floor_cpu"
 printf 'report size: %s bytes html\n' "$(stat -c %s "$work/r/report.html")"
