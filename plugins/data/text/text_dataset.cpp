@@ -4,6 +4,7 @@
 // (sampling = "epoch", GEM). Evaluation windows are fixed and non-overlapping.
 // Deterministic in (seed, batch index): batch i draws from its own RNG stream.
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 #include <random>
 
@@ -27,12 +28,21 @@ class TextDataset : public Dataset {
  public:
   TextDataset(const Params& p, const DataContext& ctx) : seq_len_(p.i("seq_len")), seed_(ctx.seed), epoch_mode_(p.s("sampling") == "epoch") {
     std::string text = read_file(resolve_source(p.s("source")));
-    size_t cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - p.f("val_fraction")));
-    while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;  // UTF-8 boundary
-    std::string train_text = text.substr(0, cut), val_text = text.substr(cut);
+    // train | val | test, in text order: train is the first 1 - val_fraction - test_fraction
+    // (nanoGPT: int(0.9 n)), test the last round(test_fraction n) characters (HF's tiny_shakespeare
+    // splits: 1,003,854 / 55,770 / 55,770 with 0.05 / 0.05).
+    const double n = static_cast<double>(text.size());
+    auto utf8_boundary = [&](size_t cut) {
+      while (cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) ++cut;
+      return cut;
+    };
+    size_t cut = utf8_boundary(static_cast<size_t>(n * (1.0 - p.f("val_fraction") - p.f("test_fraction"))));
+    size_t test_cut = utf8_boundary(std::max(cut, text.size() - static_cast<size_t>(std::llround(n * p.f("test_fraction")))));
+    std::string train_text = text.substr(0, cut), val_text = text.substr(cut, test_cut - cut);
     ctx.tokenizer->fit(train_text);
     train_ = to_tensor(ctx.tokenizer->encode(train_text));
     val_ = to_tensor(ctx.tokenizer->encode(val_text));
+    test_ = to_tensor(ctx.tokenizer->encode(text.substr(test_cut)));
     if (train_.numel() < seq_len_ + 1)
       throw UserError("source '" + p.s("source") + "' has too few training tokens (" + std::to_string(train_.numel()) +
                       ") for seq_len " + std::to_string(seq_len_));
@@ -56,13 +66,13 @@ class TextDataset : public Dataset {
   }
 
   int64_t eval_batch_count(Split split, int64_t batch_size) const override {
-    const auto& t = split == Split::train ? train_ : val_;
+    const auto& t = split_tensor(split);
     return (std::max<int64_t>(0, t.numel() - 1) / seq_len_) / batch_size;
   }
 
   // Batch i takes windows i, i+count, i+2*count ... so any prefix of batches spans the split.
   Batch eval_batch(Split split, int64_t index, int64_t batch_size) override {
-    const auto& t = split == Split::train ? train_ : val_;
+    const auto& t = split_tensor(split);
     int64_t count = eval_batch_count(split, batch_size);
     if (index < 0 || index >= count) throw std::out_of_range("eval batch index out of range");
     std::vector<int64_t> starts;
@@ -73,6 +83,7 @@ class TextDataset : public Dataset {
   int64_t train_tokens() const override { return train_.numel(); }
 
  private:
+  const torch::Tensor& split_tensor(Split s) const { return s == Split::train ? train_ : s == Split::val ? val_ : test_; }
   static torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
     return torch::tensor(torch::ArrayRef<int64_t>(ids), torch::kLong);
   }
@@ -96,7 +107,7 @@ class TextDataset : public Dataset {
   int64_t seq_len_;
   uint64_t seed_;
   bool epoch_mode_;
-  torch::Tensor train_, val_;
+  torch::Tensor train_, val_, test_;
   std::vector<int64_t> perm_;
   int64_t perm_epoch_ = -1;
 };
@@ -110,13 +121,20 @@ class TextPlugin : public DataPlugin {
     return {
         string_param("source", "tiny_shakespeare", "named source (see `lmgrid data`) or a file path"),
         int_param("seq_len", 64, "tokens per training window (context length)", 1),
-        real_param("val_fraction", 0.1, "fraction of the text (its end) held out for validation", 0.0, 0.9),
+        real_param("val_fraction", 0.1, "fraction of the text held out for validation (after train)", 0.0, 0.9),
+        real_param("test_fraction", 0.0, "fraction at the very end held out as a test split, never scored in training",
+                   0.0, 0.9),
         string_param("sampling", "random", "random offsets (nanoGPT) or shuffled non-overlapping windows per epoch (GEM)",
                      {"random", "epoch"}),
     };
   }
   std::map<std::string, Value> tiny_config() const override { return {{"seq_len", int64_t{16}}}; }
-  void check(const Params& p) const override { resolve_source(p.s("source")); }
+  void check(const Params& p) const override {
+    if (p.f("val_fraction") + p.f("test_fraction") >= 1.0)
+      throw UserError("val_fraction + test_fraction must be below 1 (got " + std::to_string(p.f("val_fraction")) + " + " +
+                      std::to_string(p.f("test_fraction")) + ")");
+    resolve_source(p.s("source"));
+  }
   int64_t seq_len(const Params& p) const override { return p.i("seq_len"); }
   std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
     return std::make_shared<TextDataset>(p, ctx);
