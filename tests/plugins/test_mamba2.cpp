@@ -9,16 +9,14 @@
 #include <lmgrid/registry.hpp>
 #include <lmgrid/trainer.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
 namespace {
 
-const Registry& reg() {
-  static Registry r({LMGRID_PLUGIN_DIR});
-  return r;
-}
-const ArchPlugin& mamba2() { return static_cast<const ArchPlugin&>(*reg().get(PluginKind::arch, "mamba2").plugin); }
-Params cfg(std::map<std::string, Value> v) { return validate_params(mamba2().params(), v, "mamba2"); }
+const ArchPlugin& mamba2() { return test::arch_plugin("mamba2"); }
+Params cfg(const std::map<std::string, Value>& v) { return test::arch_params("mamba2", v); }
 
 }  // namespace
 

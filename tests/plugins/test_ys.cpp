@@ -6,16 +6,14 @@
 #include <lmgrid/registry.hpp>
 #include <lmgrid/trainer.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
 namespace {
 
-const Registry& reg() {
-  static Registry r({LMGRID_PLUGIN_DIR});
-  return r;
-}
-const ArchPlugin& ys() { return static_cast<const ArchPlugin&>(*reg().get(PluginKind::arch, "ys").plugin); }
-Params cfg(std::map<std::string, Value> v) { return validate_params(ys().params(), v, "ys"); }
+const ArchPlugin& ys() { return test::arch_plugin("ys"); }
+Params cfg(const std::map<std::string, Value>& v) { return test::arch_params("ys", v); }
 
 }  // namespace
 
@@ -96,7 +94,7 @@ TEST_CASE("ys: a short training run lowers the loss", "[unit][ys]") {
   auto model = ys().create(cfg({{"embedding_dim", int64_t{16}}, {"state_dim", int64_t{12}}, {"output_dim", int64_t{16}},
                                 {"block_size", int64_t{8}}, {"dropout", 0.1}}),
                            {V, T});
-  const auto& op = static_cast<const OptimPlugin&>(*reg().get(PluginKind::optim, "adamw").plugin);
+  const auto& op = static_cast<const OptimPlugin&>(*test::built_plugins().get(PluginKind::optim, "adamw").plugin);
   auto opt = op.create(validate_params(op.params(), {{"lr", 1e-2}}, "adamw"), named_parameters_for_optim(*model));
   // Data with structure: each row counts upwards mod V from a random start (next token = +1).
   auto start = torch::randint(0, V, {B, 1}, torch::kLong);

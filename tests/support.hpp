@@ -1,0 +1,25 @@
+// Helpers shared by tests that load the plugins of this build (build/plugins).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <lmgrid/params.hpp>
+#include <lmgrid/registry.hpp>
+
+namespace lmgrid::test {
+
+// One registry over build/plugins for the whole test binary (libraries stay loaded).
+inline const Registry& built_plugins() {
+  static Registry r({LMGRID_PLUGIN_DIR});
+  return r;
+}
+inline const ArchPlugin& arch_plugin(const std::string& name) {
+  return static_cast<const ArchPlugin&>(*built_plugins().get(PluginKind::arch, name).plugin);
+}
+// The plugin's declared defaults with `values` applied, validated as a [model] table would be.
+inline Params arch_params(const std::string& name, const std::map<std::string, Value>& values) {
+  return validate_params(arch_plugin(name).params(), values, name);
+}
+
+}  // namespace lmgrid::test
