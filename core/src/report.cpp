@@ -245,6 +245,24 @@ std::vector<std::string> default_group_by(const std::vector<RunRecord>& runs, co
       if (o != k) without.push_back(o);
     if (n_partitions(runs, without) == target) keys = std::move(without);
   }
+  // Named [[variant]]s read better than the keys they set ("variant=ttt-mlp" rather than
+  // "model.intermediate=297 model.plugin=ttt"): when every run has a variant label and the label
+  // plus the remaining keys gives the same groups, group by the label and drop what it implies.
+  bool all_named = !runs.empty();
+  for (const auto& r : runs) all_named = all_named && !r.variant.empty();
+  if (all_named && n_partitions(runs, {"variant"}) > 1) {
+    std::vector<std::string> with{"variant"};
+    with.insert(with.end(), keys.begin(), keys.end());
+    if (n_partitions(runs, with) == target) {
+      for (size_t i = 1; i < with.size();) {
+        std::vector<std::string> without = with;
+        without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
+        if (n_partitions(runs, without) == target) with = std::move(without);
+        else ++i;
+      }
+      keys = std::move(with);
+    }
+  }
   return keys;
 }
 
@@ -293,6 +311,9 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
       if (na && nb) return x < y;
       return na && !nb;
     });
+    // A key set to one value in some runs and absent from the others is a plugin's own setting,
+    // not a swept axis (it follows from model.plugin): left out of "what varies".
+    if (v.size() == 2 && std::count(v.begin(), v.end(), std::string()) == 1) continue;
     rep.varying[k] = v;
   }
   if (!opt.group_by.empty()) {

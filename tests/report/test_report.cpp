@@ -219,7 +219,9 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
   // Default grouping: the architecture and the lr; the plugins' own keys are implied, the seed excluded.
   CHECK(r.group_by == std::vector<std::string>{"model.plugin", "optim.lr"});
   CHECK(r.varying.count("seed"));
-  CHECK(r.varying.count("model.n_layer"));
+  // gpt's own key, set in gpt runs and absent elsewhere: implied by model.plugin, not listed.
+  CHECK_FALSE(r.varying.count("model.n_layer"));
+  CHECK(r.varying.count("model.plugin"));
   CHECK_FALSE(r.varying.count("train.steps"));  // same everywhere: not shown
   CHECK(r.n_runs == 20);
   CHECK(r.n_done == 18);
@@ -450,4 +452,49 @@ TEST_CASE("report without loss series or summaries; interrupted runs listed", "[
   CHECK(html.find("no data") != std::string::npos);
   CHECK(html.find("tokens to") == std::string::npos);  // no target: no target columns
   CHECK_THROWS_AS(build_report(store.db(), ReportOptions{{"bare"}, {999}}), UserError);  // no such run
+}
+
+TEST_CASE("runs from named variants are grouped by the variant label", "[unit][report]") {
+  fs::path path = fresh_db("report-variants");
+  {
+    Store store(path);
+    Experiment exp;
+    exp.name = "var";
+    exp.file = "var.toml";
+    // Two variants of one plugin that differ in a plugin key, plus another plugin; two lrs.
+    struct V {
+      const char* name;
+      const char* plugin;
+      int64_t width;
+    };
+    for (V v : {V{"ttt-linear", "ttt", 373}, V{"ttt-mlp", "ttt", 297}, V{"gpt", "gpt", 0}})
+      for (double lr : {1e-3, 3e-3}) {
+        RunConfig rc;
+        rc.experiment = "var";
+        rc.variant = v.name;
+        rc.seed = 1;
+        rc.values["model.plugin"] = std::string(v.plugin);
+        rc.values["optim.lr"] = lr;
+        if (v.width) rc.values["model.intermediate"] = v.width;
+        else rc.values["model.n_layer"] = int64_t{4};
+        exp.runs.push_back(rc);
+      }
+    auto ids = store.register_runs(exp, false);
+    for (auto id : ids) {
+      store.mark_started(id, 1000, "cpu");
+      store.set_summary(id, "best_val_loss", 2.0 + 0.01 * static_cast<double>(id));
+      store.set_status(id, "done");
+    }
+  }
+  Store store(path, true);
+  ReportOptions opt;
+  opt.best_over = "optim.lr";
+  Report r = build_report(store.db(), opt);
+  CHECK(r.group_by == std::vector<std::string>{"variant", "optim.lr"});
+  REQUIRE(r.groups.size() == 6);
+  CHECK(r.groups[0].label == "variant=ttt-linear optim.lr=0.001");
+  // What varies: the swept keys, not gpt's own n_layer (set only where model.plugin = gpt).
+  CHECK(r.varying.count("model.intermediate"));
+  CHECK_FALSE(r.varying.count("model.n_layer"));
+  REQUIRE(r.best_over.size() == 3);
 }
