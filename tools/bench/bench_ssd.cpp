@@ -9,7 +9,12 @@
 // = 2 x forward: each product has two gradient products). ratio = measured / matmul-only time;
 // the target is <= 3. Every timing is the median of --reps runs after one warm-up, taken as the
 // process's CPU time (robust to other processes on a shared machine; wall time in brackets).
-// LMGRID_THREADS sets the thread count (default: all cores). Developer aid: BENCH_SSD_TRACE=PREFIX
+// LMGRID_THREADS sets LibTorch's thread count (default: all cores); OpenBLAS reads its own
+// OPENBLAS_NUM_THREADS at start-up. The figure to quote is single-threaded:
+//   OPENBLAS_NUM_THREADS=1 LMGRID_THREADS=1 build/bin/bench_ssd --reps 9 --chunks 64,128
+// (measured 2026-11-22, quiet 2-core machine: chunk 64 forward 2.52x, forward+backward 3.37x;
+// chunk 128: 1.91x / 2.50x). At these shapes a second thread does not shorten the wall time, so
+// with 2 threads the CPU time per token doubles (ratio ~4.7). Developer aid: BENCH_SSD_TRACE=PREFIX
 // writes a profiler trace PREFIX<chunk>.json of one forward+backward (forward only with
 // BENCH_SSD_TRACE_FWD=1).
 #include <algorithm>
