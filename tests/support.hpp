@@ -1,6 +1,7 @@
 // Helpers shared by tests that load the plugins of this build (build/plugins).
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <string>
 
@@ -20,6 +21,11 @@ inline const ArchPlugin& arch_plugin(const std::string& name) {
 // The plugin's declared defaults with `values` applied, validated as a [model] table would be.
 inline Params arch_params(const std::string& name, const std::map<std::string, Value>& values) {
   return validate_params(arch_plugin(name).params(), values, name);
+}
+
+// max |a - b| / max |b|: one scale for the whole tensor, so tiny entries do not dominate.
+inline double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-300);
 }
 
 }  // namespace lmgrid::test

@@ -8,6 +8,8 @@
 #include <lmgrid/experiment.hpp>
 #include <lmgrid/store.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 namespace fs = std::filesystem;
 
@@ -19,7 +21,7 @@ static fs::path fresh_db(const std::string& name) {
 }
 
 static Experiment tiny_experiment(int n_seeds) {
-  static Registry reg({LMGRID_PLUGIN_DIR});
+  const Registry& reg = test::built_plugins();
   std::string seeds;
   for (int i = 1; i <= n_seeds; ++i) seeds += (i > 1 ? "," : "") + std::to_string(i);
   return load_experiment_text("[experiment]\nname='s'\nseeds=[" + seeds +

@@ -7,6 +7,8 @@
 
 #include <lmgrid/kernels/ssd.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid::kernels;
 
 namespace {
@@ -31,9 +33,7 @@ Inputs make_inputs(int64_t b, int64_t L, int64_t H, int64_t P, int64_t G, int64_
   return in;
 }
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return ((a - b).abs().max() / b.abs().max().clamp_min(1e-300)).item<double>();
-}
+using lmgrid::test::rel_err;
 
 // Gradients of a fixed random projection of (y, final_state) w.r.t. all inputs.
 std::vector<torch::Tensor> grads(const SsdResult& r, const Inputs& in) {

@@ -7,14 +7,14 @@
 #include <lmgrid/kernels/ttt.hpp>
 #include <lmgrid/registry.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 namespace K = lmgrid::kernels;
 
 namespace {
 
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-300);
-}
+using lmgrid::test::rel_err;
 
 struct Inputs {
   torch::Tensor xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1, W2, b2;
@@ -118,8 +118,7 @@ TEST_CASE("ttt: primal decoding and split prefill equal one dual-form call", "[u
 }
 
 TEST_CASE("ttt plugin: incremental decoding equals the full forward", "[unit][ttt]") {
-  static Registry r({LMGRID_PLUGIN_DIR});
-  const auto& p = static_cast<const ArchPlugin&>(*r.get(PluginKind::arch, "ttt").plugin);
+  const auto& p = test::arch_plugin("ttt");
   for (std::string inner : {"linear", "mlp"}) {
     for (bool mamba : {false, true}) {
       DYNAMIC_SECTION(inner << (mamba ? " mamba" : " transformer")) {

@@ -10,20 +10,16 @@
 #include <lmgrid/kernels/ttt.hpp>
 #include <lmgrid/registry.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 namespace K = lmgrid::kernels;
 
 namespace {
 
-// max |a - b| / max |b|: one scale for the whole tensor, so tiny entries do not dominate.
-double rel_err(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / std::max(b.abs().max().item<double>(), 1e-300);
-}
+using lmgrid::test::rel_err;
 
-const ArchPlugin& gem_plugin() {
-  static Registry r({LMGRID_PLUGIN_DIR});
-  return static_cast<const ArchPlugin&>(*r.get(PluginKind::arch, "gem").plugin);
-}
+const ArchPlugin& gem_plugin() { return test::arch_plugin("gem"); }
 
 std::shared_ptr<Model> make_gem(std::map<std::string, Value> over, int64_t vocab, int64_t seq) {
   const auto& p = gem_plugin();

@@ -12,12 +12,11 @@
 #include <lmgrid/registry.hpp>
 #include <lmgrid/trainer.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
-static const Registry& reg() {
-  static Registry r({LMGRID_PLUGIN_DIR});
-  return r;
-}
+static const Registry& reg() { return test::built_plugins(); }
 
 static Params tiny(const Plugin& p) { return validate_params(p.params(), p.tiny_config(), p.name()); }
 

@@ -5,6 +5,8 @@
 #include <lmgrid/params.hpp>
 #include <lmgrid/registry.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
 namespace {
@@ -15,7 +17,7 @@ struct Made {
 };
 
 Made make_text(std::map<std::string, Value> values) {
-  Registry reg({LMGRID_PLUGIN_DIR});
+  const Registry& reg = test::built_plugins();
   const auto& tp = static_cast<const TokenizerPlugin&>(*reg.get(PluginKind::tokenizer, "char").plugin);
   const auto& dp = static_cast<const DataPlugin&>(*reg.get(PluginKind::data, "text").plugin);
   Made m;

@@ -13,6 +13,8 @@
 #include <lmgrid/store.hpp>
 #include <lmgrid/util.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 namespace fs = std::filesystem;
 
@@ -385,13 +387,13 @@ TEST_CASE("report options are validated with hints", "[unit][report]") {
 #include <lmgrid/experiment.hpp>
 #include <lmgrid/registry.hpp>
 
+
 namespace {
 const char* kBase =
     "[experiment]\nname = 'r'\nseeds = [1, 2]\n[data]\nplugin = 'text'\n[tokenizer]\nplugin = 'char'\n"
     "[model]\nplugin = 'gpt'\n[optim]\nplugin = 'adamw'\n[grid]\n'optim.lr' = [1e-3, 3e-3]\n";
 Experiment load(const std::string& extra) {
-  static Registry reg({LMGRID_PLUGIN_DIR});
-  return load_experiment_text(std::string(kBase) + extra, "r.toml", {}, reg);
+  return load_experiment_text(std::string(kBase) + extra, "r.toml", {}, test::built_plugins());
 }
 }  // namespace
 
