@@ -6,11 +6,18 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 #include <vector>
 
 #include <torch/torch.h>
 
+#include <fmt/format.h>
+
+#include "lmgrid/data_source.hpp"
+#include "lmgrid/errors.hpp"
 #include "lmgrid/util.hpp"
 
 namespace lmgrid {
@@ -102,6 +109,78 @@ double measure_matmul_gflops(int n, int reps) {
   }
   std::sort(rates.begin(), rates.end());
   return rates[rates.size() / 2];
+}
+
+namespace {
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      std::string m = colon == std::string::npos ? "" : line.substr(colon + 1);
+      m.erase(0, m.find_first_not_of(" \t"));
+      std::replace(m.begin(), m.end(), '\t', ' ');
+      return m;
+    }
+  return "unknown cpu";
+}
+}  // namespace
+
+PeakGflops machine_peak_gflops(int threads) {
+  PeakGflops p;
+  std::string fixed = env_or("LMGRID_PEAK_GFLOPS", "");
+  if (!fixed.empty()) {
+    char* end = nullptr;
+    double v = std::strtod(fixed.c_str(), &end);
+    if (end && *end == '\0' && v > 0) return {v, 0, "LMGRID_PEAK_GFLOPS"};
+    throw UserError("LMGRID_PEAK_GFLOPS='" + fixed + "' is not a positive number of GFLOP/s");
+  }
+  threads = std::max(1, threads);
+  int before = torch::get_num_threads();
+  torch::set_num_threads(threads);
+  p.measured = measure_matmul_gflops(512, 5);
+  torch::set_num_threads(before);
+  p.gflops = p.measured;
+  p.source = "measured";
+
+  // Cache lines: model <TAB> blas core <TAB> threads <TAB> best GFLOP/s. A missing or unreadable
+  // cache only means no history; failing to write it is not an error either.
+  namespace fs = std::filesystem;
+  const std::string model = cpu_model(), core = blas_info().core, key_threads = std::to_string(threads);
+  fs::path file = cache_dir() / "peak_gflops.tsv";
+  std::vector<std::string> keep;
+  {
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) {
+      std::vector<std::string> f;
+      std::stringstream ss(line);
+      for (std::string x; std::getline(ss, x, '\t');) f.push_back(x);
+      if (f.size() == 4 && f[0] == model && f[1] == core && f[2] == key_threads) {
+        double best = std::atof(f[3].c_str());
+        if (best > p.gflops) p = {best, p.measured, "cached best"};
+      } else if (!line.empty()) {
+        keep.push_back(line);
+      }
+    }
+  }
+  keep.push_back(model + "\t" + core + "\t" + key_threads + "\t" + fmt::format("{:.2f}", p.gflops));
+  std::error_code ec;
+  fs::create_directories(file.parent_path(), ec);
+  fs::path tmp = file;
+  tmp += fmt::format(".tmp{}", static_cast<long>(getpid()));
+  {
+    std::ofstream out(tmp);
+    for (const auto& l : keep) out << l << "\n";
+    if (!out) {
+      fs::remove(tmp, ec);
+      return p;
+    }
+  }
+  fs::rename(tmp, file, ec);
+  if (ec) fs::remove(tmp, ec);
+  return p;
 }
 
 }  // namespace lmgrid

@@ -292,10 +292,21 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     if (eq == std::string::npos || eq == 0)
       throw UserError(fmt::format("--set '{}': expected section.key=value", o));
     std::string key = o.substr(0, eq);
-    if (key == "experiment.seed" || key == "seed") {
-      Value v = parse_scalar(o.substr(eq + 1));
-      if (!std::holds_alternative<int64_t>(v)) throw UserError("--set " + o + ": seed must be an integer");
-      seeds = {std::get<int64_t>(v)};
+    if (key == "experiment.seed" || key == "seed" || key == "experiment.seeds" || key == "seeds") {
+      // One seed, or a list: "1,2,3" or "[1, 2, 3]".
+      std::string list = o.substr(eq + 1);
+      if (list.size() >= 2 && list.front() == '[' && list.back() == ']') list = list.substr(1, list.size() - 2);
+      seeds.clear();
+      for (std::string item : split(list, ',')) {
+        item.erase(0, item.find_first_not_of(" \t"));
+        item.erase(item.find_last_not_of(" \t") + 1);
+        if (item.empty()) continue;
+        Value v = parse_scalar(item);
+        if (!std::holds_alternative<int64_t>(v))
+          throw UserError(fmt::format("--set {}: seeds must be integers ('{}' is not)", o, item));
+        seeds.push_back(std::get<int64_t>(v));
+      }
+      if (seeds.empty()) throw UserError(fmt::format("--set {}: no seed given", o));
       continue;
     }
     check_dotted_key(key, "--set " + o);

@@ -69,6 +69,13 @@ TEST_CASE("--set overrides everything and identical runs merge", "[unit]") {
   REQUIRE(e.runs.size() == 1);
   CHECK(std::get<double>(e.runs[0].values.at("optim.lr")) == 0.01);
   CHECK(e.runs[0].seed == 7);
+  // A list of seeds replaces the file's list, in either spelling; bad items name themselves.
+  auto many = load("", {"experiment.seeds=[4, 5,6]"});
+  REQUIRE(many.runs.size() == 3);
+  CHECK(many.runs[2].seed == 6);
+  CHECK(load("", {"seeds=8,9"}).runs.size() == 2);
+  CHECK_THROWS_WITH(load("", {"experiment.seeds=[1, x]"}), Catch::Contains("seeds must be integers ('x' is not)"));
+  CHECK_THROWS_WITH(load("", {"experiment.seeds=[]"}), Catch::Contains("no seed given"));
 }
 
 TEST_CASE("plugin sub-tables apply only to their plugin", "[unit]") {

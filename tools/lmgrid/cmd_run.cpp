@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -123,7 +124,12 @@ int run_grid(const RunOptions& opt) {
 
   int workers = std::max(1, opt.workers);
   int threads = default_threads(workers);
-  double peak = measure_matmul_gflops(512, 5) * 1e9 / workers;
+  // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
+  // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
+  // down when the workers together ask for more threads than there are cores.
+  PeakGflops pk = machine_peak_gflops(threads);
+  double cores = std::max(1u, std::thread::hardware_concurrency());
+  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
 
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;

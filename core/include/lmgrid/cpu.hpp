@@ -28,4 +28,16 @@ int default_threads(int workers = 1);
 // Measured fp32 matmul rate of an n x n x n product, median of `reps`, in GFLOP/s.
 double measure_matmul_gflops(int n = 1024, int reps = 5);
 
+// The denominator of MFU: this machine's fp32 matmul peak at `threads` threads, in GFLOP/s.
+// A rate measured on a busy machine is low and would inflate MFU, so the best rate ever
+// measured here is kept in cache_dir()/peak_gflops.tsv, keyed by CPU model, BLAS core and
+// thread count, and the larger of it and a fresh measurement is returned (and stored).
+// LMGRID_PEAK_GFLOPS=X fixes the peak for every thread count (e.g. a vendor figure).
+struct PeakGflops {
+  double gflops = 0;    // the peak used
+  double measured = 0;  // measured just now (0 when LMGRID_PEAK_GFLOPS is set)
+  std::string source;   // "measured", "cached best" or "LMGRID_PEAK_GFLOPS"
+};
+PeakGflops machine_peak_gflops(int threads);
+
 }  // namespace lmgrid
