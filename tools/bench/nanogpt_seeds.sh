@@ -80,4 +80,10 @@ if [[ -n "$REF_SEEDS" ]]; then
         done | sort -n)
   echo "$REF" | awk '{ printf "  seed %-6s %.4f\n", $1, $2 }'
   echo "$REF" | stats
+  echo
+  echo "what nanoGPT itself would print as best_val_loss (min over its evaluations of one 20-batch estimate),"
+  echo "30 simulated logs per reference run:"
+  for f in "$LOGS"/*.log; do
+    echo "  seed $(basename "$f" .log): $(grep '^nanogpt-style' "$f" | sed 's/^nanogpt-style best_val_loss over 30 simulated logs: //')"
+  done
 fi
