@@ -1,6 +1,8 @@
 // liblmgrid_cli: the commands that need LibTorch (train, load plugins, sample, measure), loaded by
 // the `lmgrid` front end only when one of them is asked for. Loading LibTorch costs ~0.4 s of CPU
 // in static initialisers, which the query commands (runs, metrics, sql, compare, report) never pay.
+#include <cstdlib>
+
 #include <torch/torch.h>
 
 #include <lmgrid/cpu.hpp>
@@ -18,7 +20,10 @@ extern "C" __attribute__((visibility("default"))) void lmgrid_cli_register(CLI::
   lmgrid::ensure_fast_blas(argc, argv);
   lmgrid::cli::g_argc = argc;
   lmgrid::cli::g_argv = argv;
-  torch::set_num_threads(lmgrid::default_threads());
+  // Size OpenBLAS's pool too (LibTorch does not), unless the user sized it with OPENBLAS_NUM_THREADS.
+  int threads = lmgrid::default_threads();
+  torch::set_num_threads(threads);
+  if (!std::getenv("OPENBLAS_NUM_THREADS")) lmgrid::set_blas_threads(threads);
   using namespace lmgrid::cli;
   add_run(*app);
   add_worker(*app);

@@ -35,6 +35,7 @@ void add_env(CLI::App& app) {
         {"plugin_abi", std::to_string(kPluginAbiVersion)},
         {"libtorch", TORCH_VERSION},
         {"threads", std::to_string(torch::get_num_threads())},
+        {"blas_threads", blas_threads() > 0 ? std::to_string(blas_threads()) : "n/a"},
         {"cores", std::to_string(std::thread::hardware_concurrency())},
         {"blas", b.library},
         {"blas_core", b.core},

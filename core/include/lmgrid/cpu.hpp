@@ -25,6 +25,10 @@ std::string best_openblas_core();
 void ensure_fast_blas(int argc, char** argv);
 // Threads for one worker: all cores divided among `workers` (at least 1).
 int default_threads(int workers = 1);
+// OpenBLAS's own thread pool (torch::set_num_threads does not size it): its size, -1 when the
+// BLAS is not OpenBLAS; set_blas_threads does nothing then.
+int blas_threads();
+void set_blas_threads(int n);
 // Measured fp32 matmul rate of an n x n x n product, median of `reps`, in GFLOP/s.
 double measure_matmul_gflops(int n = 1024, int reps = 5);
 
