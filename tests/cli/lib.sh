@@ -4,6 +4,8 @@ BIN=${LMGRID_BIN:?LMGRID_BIN not set (run through ctest)}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/lmgrid-cli.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 cd "$WORK"
+# Tests leave the user's cache (~/.cache/lmgrid: downloads, the MFU peak) alone.
+export LMGRID_CACHE="$WORK/cache"
 FAILS=0
 PASSES=0
 pass() { PASSES=$((PASSES + 1)); echo "ok - $1"; }

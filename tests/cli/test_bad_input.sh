@@ -27,6 +27,8 @@ expect_exit 2 "ABI-mismatched plugin" -- env LMGRID_PLUGIN_PATH="$LMGRID_TEST_PL
 expect_out "plugin ABI version [0-9]+ \(plugin\) != [0-9]+ \(host\)" "ABI mismatch names both versions"
 
 expect_exit 2 "missing experiment file" -- "$BIN" run nothere.toml --db "$db"
+expect_exit 2 "bad LMGRID_PEAK_GFLOPS" -- env LMGRID_PEAK_GFLOPS=-3 "$BIN" run good.toml --db "$db"
+expect_out "LMGRID_PEAK_GFLOPS='-3' is not a positive number" "bad peak override is named"
 expect_exit 2 "bad CLI option" -- "$BIN" run good.toml --workers 0 --db "$db"
 check "no database was written by any bad input" -- test ! -e "$db"
 finish

@@ -8,4 +8,13 @@ expect_out "^blas_core,$best" "the core in use is $best"
 expect_out "^blas_corrected_by_lmgrid,yes" "env says lmgrid corrected it"
 expect_exit 0 "an explicit OPENBLAS_CORETYPE is respected" -- env OPENBLAS_CORETYPE=Prescott LMGRID_TEST_BLAS_CORE=Prescott "$BIN" env --format csv --matmul-size 64
 expect_out "^blas_core,Prescott" "user's choice kept"
+# LibTorch sizes only its own pool; lmgrid sizes OpenBLAS's with LMGRID_THREADS too, and the MFU
+# peak is recorded for that thread count in the cache.
+expect_exit 0 "env at 1 thread" -- env LMGRID_THREADS=1 "$BIN" env --format csv --matmul-size 64
+expect_out "^threads,1$" "LibTorch threads 1"
+expect_out "^blas_threads,(1|n/a)$" "OpenBLAS threads 1 (or not OpenBLAS)"
+expect_out "^mfu_peak_gflops,.*measured, 512\^3 at 1 threads" "MFU peak measured at 1 thread"
+check "the peak is cached per thread count" -- grep -qE "	1	[0-9.]+$" "$LMGRID_CACHE/peak_gflops.tsv"
+expect_exit 2 "a bad LMGRID_PEAK_GFLOPS is refused" -- env LMGRID_PEAK_GFLOPS=fast "$BIN" env --matmul-size 64
+expect_out "LMGRID_PEAK_GFLOPS='fast' is not a positive number" "says what is wrong"
 finish

@@ -109,6 +109,15 @@ int run_grid(const RunOptions& opt) {
     return 0;
   }
 
+  int workers = std::max(1, opt.workers);
+  int threads = default_threads(workers);
+  // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
+  // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
+  // down when the workers together ask for more threads than there are cores.
+  PeakGflops pk = machine_peak_gflops(threads);
+  double cores = std::max(1u, std::thread::hardware_concurrency());
+  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
+
   Store store(db_path);
   std::vector<int64_t> ids = store.register_runs(exp, opt.retry_failed);
   {
@@ -121,15 +130,6 @@ int run_grid(const RunOptions& opt) {
     std::fprintf(stderr, "lmgrid: experiment '%s': %zu runs (%d done, %d to run) -> %s\n", exp.name.c_str(), ids.size(),
                  done, todo, db_path.c_str());
   }
-
-  int workers = std::max(1, opt.workers);
-  int threads = default_threads(workers);
-  // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
-  // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
-  // down when the workers together ask for more threads than there are cores.
-  PeakGflops pk = machine_peak_gflops(threads);
-  double cores = std::max(1u, std::thread::hardware_concurrency());
-  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
 
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
