@@ -23,17 +23,8 @@
 namespace lmgrid {
 
 namespace {
-using corename_fn = char* (*)();
-
-corename_fn find_corename() {
-  if (auto f = reinterpret_cast<corename_fn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"))) return f;
-  for (const char* lib : {"libblas.so.3", "libopenblas.so.0"}) {
-    if (void* h = dlopen(lib, RTLD_LAZY | RTLD_NOLOAD))
-      if (auto f = reinterpret_cast<corename_fn>(dlsym(h, "openblas_get_corename"))) return f;
-  }
-  return nullptr;
-}
-
+// A function of the loaded OpenBLAS (LibTorch links it as libblas.so.3 through Debian's
+// alternatives, or directly), nullptr when the BLAS is not OpenBLAS.
 template <typename Fn>
 Fn find_openblas(const char* name) {
   if (auto f = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name))) return f;
@@ -42,6 +33,20 @@ Fn find_openblas(const char* name) {
       if (auto f = reinterpret_cast<Fn>(dlsym(h, name))) return f;
   }
   return nullptr;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("model name", 0) == 0) {
+      auto colon = line.find(':');
+      std::string m = colon == std::string::npos ? "" : line.substr(colon + 1);
+      m.erase(0, m.find_first_not_of(" \t"));
+      std::replace(m.begin(), m.end(), '\t', ' ');
+      return m;
+    }
+  return "unknown cpu";
 }
 
 std::string lower(std::string s) {
@@ -64,7 +69,7 @@ BlasInfo blas_info() {
   info.corrected = env_or("LMGRID_BLAS_CORRECTED", "") == "1";
   // Make sure LibTorch (and thereby its BLAS) is loaded before looking.
   (void)torch::get_num_threads();
-  if (auto f = find_corename()) {
+  if (auto f = find_openblas<char* (*)()>("openblas_get_corename")) {
     info.library = "openblas";
     const char* c = f();
     info.core = c ? c : "";
@@ -76,7 +81,7 @@ BlasInfo blas_info() {
 
 void ensure_fast_blas(int argc, char** argv) {
   if (env_or("LMGRID_NO_BLAS_FIX", "") == "1" || !env_or("OPENBLAS_CORETYPE", "").empty()) return;
-  auto f = find_corename();
+  auto f = find_openblas<char* (*)()>("openblas_get_corename");
   if (!f) return;
   std::string core = f() ? lower(f()) : "";
   // Tests simulate a mis-detected core with LMGRID_TEST_BLAS_CORE (e.g. "Prescott").
@@ -120,22 +125,6 @@ double measure_matmul_gflops(int n, int reps) {
   std::sort(rates.begin(), rates.end());
   return rates[rates.size() / 2];
 }
-
-namespace {
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("model name", 0) == 0) {
-      auto colon = line.find(':');
-      std::string m = colon == std::string::npos ? "" : line.substr(colon + 1);
-      m.erase(0, m.find_first_not_of(" \t"));
-      std::replace(m.begin(), m.end(), '\t', ' ');
-      return m;
-    }
-  return "unknown cpu";
-}
-}  // namespace
 
 int blas_threads() {
   (void)torch::get_num_threads();  // loads LibTorch and its BLAS

@@ -431,8 +431,10 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   store.set_summary(run_id, "tokens", static_cast<double>(tokens));
   store.set_summary(run_id, "wall_time_s", elapsed());
   store.set_summary(run_id, "tokens_per_s", total_tok_s);
-  if (hooks.peak_flops > 0) store.set_summary(run_id, "mfu", flops_per_token * total_tok_s / hooks.peak_flops);
-  if (hooks.peak_flops > 0) store.set_summary(run_id, "peak_gflops", hooks.peak_flops / 1e9);  // MFU's denominator
+  if (hooks.peak_flops > 0) {
+    store.set_summary(run_id, "mfu", flops_per_token * total_tok_s / hooks.peak_flops);
+    store.set_summary(run_id, "peak_gflops", hooks.peak_flops / 1e9);  // MFU's denominator
+  }
   store.set_summary(run_id, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
   {
     // Accuracy only exists for datasets that score a subset (loss mask); read it back from the

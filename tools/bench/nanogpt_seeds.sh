@@ -39,11 +39,14 @@ mkdir -p "$(dirname "$DB")"
 LMGRID_THREADS=${LMGRID_THREADS:-1} "$LMGRID" run "$ROOT/experiments/nanogpt_cpu.toml" --db "$DB" \
   --workers "$WORKERS" --no-report --set "experiment.seeds=[$SEEDS]"
 
+# Two-sided 95% Student t quantiles for 1..30 degrees of freedom (1.96 beyond).
+T95="12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 2.131"
+T95="$T95 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042"
+
 # mean, sd, 95% CI of the mean (Student t), count <= target over the lines of a "seed value" list.
 stats() {
-  awk -v target="$TARGET" '
-    BEGIN { split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 " \
-                  "2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", t, " ") }
+  awk -v target="$TARGET" -v T95="$T95" '
+    BEGIN { split(T95, t, " ") }
     { v[NR] = $2; s += $2; if ($2 <= target) hit++ }
     END {
       n = NR; if (n == 0) { print "  no runs"; exit }
@@ -103,9 +106,8 @@ fi
 {
   echo "$ROWS" | awk 'NF == 2 { print "lmgrid", $2 }'
   if [[ -n "$REF_SEEDS" ]]; then echo "$REF" | awk 'NF == 2 { print "reference", $2 }'; fi
-} | awk -v target="$TARGET" '
-  BEGIN { split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228 2.201 2.179 2.160 2.145 " \
-                "2.131 2.120 2.110 2.101 2.093 2.086 2.080 2.074 2.069 2.064 2.060 2.056 2.052 2.048 2.045 2.042", t, " ")
+} | awk -v target="$TARGET" -v T95="$T95" '
+  BEGIN { split(T95, t, " ")
           lo = 1.88; hi = target }
   { if (!($1 in n)) order[++rows] = $1; n[$1]++; v[$1, n[$1]] = $2; sum[$1] += $2
     if ($2 < lo) lo = $2; if ($2 > hi) hi = $2 }

@@ -29,13 +29,14 @@ void add_env(CLI::App& app) {
     std::string paths;
     for (const auto& p : Registry::default_search_path()) paths += (paths.empty() ? "" : ":") + p.string();
     double gflops = measure_matmul_gflops(opt->n, 7);
-    PeakGflops peak = machine_peak_gflops(torch::get_num_threads());
+    const int threads = torch::get_num_threads(), bthreads = blas_threads();
+    PeakGflops peak = machine_peak_gflops(threads);
     std::vector<std::vector<std::string>> rows{
         {"lmgrid", "0.1.0"},
         {"plugin_abi", std::to_string(kPluginAbiVersion)},
         {"libtorch", TORCH_VERSION},
-        {"threads", std::to_string(torch::get_num_threads())},
-        {"blas_threads", blas_threads() > 0 ? std::to_string(blas_threads()) : "n/a"},
+        {"threads", std::to_string(threads)},
+        {"blas_threads", bthreads > 0 ? std::to_string(bthreads) : "n/a"},
         {"cores", std::to_string(std::thread::hardware_concurrency())},
         {"blas", b.library},
         {"blas_core", b.core},
@@ -43,8 +44,7 @@ void add_env(CLI::App& app) {
         {"blas_corrected_by_lmgrid", b.corrected ? "yes" : "no"},
         {"OPENBLAS_CORETYPE", b.coretype_env},
         {fmt::format("matmul_fp32_{}_gflops", opt->n), fmt::format("{:.1f}", gflops)},
-        {"mfu_peak_gflops", fmt::format("{:.1f} ({}, 512^3 at {} threads)", peak.gflops, peak.source,
-                                        torch::get_num_threads())},
+        {"mfu_peak_gflops", fmt::format("{:.1f} ({}, 512^3 at {} threads)", peak.gflops, peak.source, threads)},
         {"cuda_devices", std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0)},
         {"sqlite", sqlite3_libversion()},
         {"db", default_db_path().string()},
