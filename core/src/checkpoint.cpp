@@ -46,6 +46,9 @@ std::string save_checkpoint(const fs::path& file, const CheckpointMeta& meta, Mo
   h["data_cursor"] = meta.data_cursor;
   h["best_val"] = std::isfinite(meta.best_val) ? json(meta.best_val) : json(nullptr);
   h["evals_since_best"] = meta.evals_since_best;
+  h["train_time_s"] = meta.train_time_s;
+  h["last_train_loss"] = std::isfinite(meta.last_train_loss) ? json(meta.last_train_loss) : json(nullptr);
+  h["last_val"] = std::isfinite(meta.last_val) ? json(meta.last_val) : json(nullptr);
   h["config"] = meta.config_json;
   h["tokenizer_state"] = meta.tokenizer_state;
   h["extra"] = meta.extra;
@@ -116,6 +119,13 @@ CheckpointMeta meta_of(const json& h) {
   m.data_cursor = h.at("data_cursor").get<int64_t>();
   m.best_val = h.at("best_val").is_null() ? NAN : h.at("best_val").get<double>();
   m.evals_since_best = h.value("evals_since_best", int64_t(0));
+  auto real_or_nan = [&](const char* key) {
+    auto it = h.find(key);
+    return it == h.end() || it->is_null() ? NAN : it->get<double>();
+  };
+  m.train_time_s = h.value("train_time_s", 0.0);
+  m.last_train_loss = real_or_nan("last_train_loss");
+  m.last_val = real_or_nan("last_val");
   m.config_json = h.at("config").get<std::string>();
   m.tokenizer_state = h.at("tokenizer_state").get<std::string>();
   m.extra = h.value("extra", json::object());

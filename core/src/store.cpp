@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cmath>
 #include <fstream>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@ namespace lmgrid {
 
 namespace fs = std::filesystem;
 
+// The tables. v2 changed only what run_dir and checkpoints.path mean (see store.hpp).
 static const char* kSchemaV1 = R"SQL(
 CREATE TABLE experiments(
   name        TEXT PRIMARY KEY,
@@ -90,25 +92,27 @@ CREATE TABLE summaries(
 
 fs::path default_db_path() { return env_or("LMGRID_DB", "results/lmgrid.db"); }
 
+static fs::path absolute_db_path(const fs::path& path) {
+  std::error_code ec;
+  fs::path abs = fs::absolute(path, ec);
+  return (ec ? path : abs).lexically_normal();
+}
+
 static std::string open_path(const fs::path& path, bool read_only) {
   if (read_only) {
     if (!fs::exists(path)) throw UserError("database not found: " + path.string());
+    if (fs::is_directory(path)) throw UserError(path.string() + " is a folder, not an lmgrid database");
   } else if (path.has_parent_path()) {
     fs::create_directories(path.parent_path());
   }
   return path.string();
 }
 
-Store::Store(const fs::path& path, bool read_only) : path_(path), db_(open_path(path, read_only), read_only) {
+Store::Store(const fs::path& path, bool read_only)
+    : path_(absolute_db_path(path)), db_(open_path(path_, read_only), read_only) {
+  check_lmgrid(read_only);
   db_.exec("PRAGMA foreign_keys = ON");
-  if (read_only) {
-    auto st = db_.prepare("PRAGMA user_version");
-    st.step();
-    int v = static_cast<int>(st.i64(0));
-    if (v > kSchemaVersion)
-      throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path.string(), v, kSchemaVersion));
-    return;
-  }
+  if (read_only) return;
   {  // Switching to WAL needs a lock; an existing WAL database is left alone.
     auto jm = db_.prepare("PRAGMA journal_mode");
     bool wal = jm.step() && jm.text(0) == "wal";
@@ -119,6 +123,53 @@ Store::Store(const fs::path& path, bool read_only) : path_(path), db_(open_path(
   migrate();
 }
 
+// Refuses what is not an lmgrid database before anything is read or written: a file SQLite
+// cannot read, a database with tables of its own but no lmgrid schema, an empty file opened
+// for reading, a schema newer than this lmgrid. An empty file opened for writing becomes one.
+void Store::check_lmgrid(bool read_only) {
+  int version = 0;
+  int64_t tables = 0;
+  bool has_runs = false;
+  try {
+    auto uv = db_.prepare("PRAGMA user_version");
+    uv.step();
+    version = static_cast<int>(uv.i64(0));
+    auto t = db_.prepare("SELECT count(*), COALESCE(SUM(name = 'runs'), 0) FROM sqlite_master WHERE type = 'table'");
+    t.step();
+    tables = t.i64(0);
+    has_runs = t.i64(1) > 0;
+  } catch (const std::runtime_error&) {
+    throw UserError(fmt::format("{} is not an lmgrid database ({})", path_.string(), sqlite3_errmsg(db_.raw())));
+  }
+  if (version > kSchemaVersion)
+    throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), version,
+                                kSchemaVersion));
+  if (version == 0 && tables > 0)
+    throw UserError(fmt::format("{} is not an lmgrid database (an SQLite database with {} other table{})",
+                                path_.string(), tables, tables == 1 ? "" : "s"));
+  if (version == 0 && read_only)
+    throw UserError(fmt::format("{} is not an lmgrid database (it is empty: no lmgrid run has written to it)",
+                                path_.string()));
+  if (version > 0 && !has_runs)
+    throw UserError(fmt::format("{} is not an lmgrid database (schema version {} but no runs table)", path_.string(),
+                                version));
+  schema_ = version == 0 ? kSchemaVersion : version;
+}
+
+// v1 -> v2: run files stored relative to the database's folder. v1 always laid them out as
+// <db dir>/runs/<hash[:16]>/<file>, so the relative form follows from the hash and file name
+// whatever the working directory was when they were written.
+static void migrate_v1_to_v2(sql::Db& db) {
+  db.exec("UPDATE runs SET run_dir = 'runs/' || substr(config_hash, 1, 16)");
+  std::vector<std::tuple<int64_t, int64_t, std::string>> rows;
+  auto st = db.prepare(
+      "SELECT c.run_id, c.step, 'runs/' || substr(r.config_hash, 1, 16) || '/', c.path FROM checkpoints c "
+      "JOIN runs r ON r.id = c.run_id");
+  while (st.step()) rows.emplace_back(st.i64(0), st.i64(1), st.text(2) + fs::path(st.text(3)).filename().string());
+  auto up = db.prepare("UPDATE checkpoints SET path = ? WHERE run_id = ? AND step = ?");
+  for (const auto& [run_id, step, rel] : rows) up.bind(1, rel).bind(2, run_id).bind(3, step).run();
+}
+
 void Store::migrate() {
   sql::Transaction tx(db_);
   auto st = db_.prepare("PRAGMA user_version");
@@ -127,15 +178,20 @@ void Store::migrate() {
   st.reset();
   if (v > kSchemaVersion)
     throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), v, kSchemaVersion));
-  if (v < 1) db_.exec(kSchemaV1);
-  // Future migrations: if (v < 2) { ... }
+  if (v < 1) {
+    db_.exec(kSchemaV1);
+  } else if (v < 2) {
+    migrate_v1_to_v2(db_);
+  }
   if (v != kSchemaVersion) db_.exec(fmt::format("PRAGMA user_version = {}", kSchemaVersion));
   tx.commit();
+  schema_ = kSchemaVersion;
 }
 
+static std::string stored_run_dir(const std::string& config_hash) { return "runs/" + config_hash.substr(0, 16); }
+
 fs::path Store::run_dir(const std::string& config_hash) const {
-  fs::path base = path_.has_parent_path() ? path_.parent_path() : fs::path(".");
-  return base / "runs" / config_hash.substr(0, 16);
+  return path_.parent_path() / stored_run_dir(config_hash);
 }
 
 bool Store::process_alive(int64_t pid) {
@@ -214,7 +270,7 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
     }
     find.reset();
     insert.bind(1, rc.experiment).bind(2, hash).bind(3, rc.canonical_json()).bind(4, rc.variant)
-        .bind(5, rc.seed).bind(6, now).bind(7, run_dir(hash).string()).run();
+        .bind(5, rc.seed).bind(6, now).bind(7, stored_run_dir(hash)).run();
     int64_t id = db_.last_insert_id();
     insert_param.bind(1, id).bind(2, "seed").bind(3, rc.seed).run();
     if (!rc.variant.empty()) insert_param.bind(1, id).bind(2, "variant").bind(3, rc.variant).run();
@@ -291,9 +347,92 @@ void Store::set_plugins(int64_t run_id, const std::vector<PluginRow>& plugins) {
   tx.commit();
 }
 
-void Store::add_checkpoint(int64_t run_id, int64_t step, const std::string& path, const std::string& sha256) {
+void Store::add_checkpoint(int64_t run_id, int64_t step, const fs::path& file, const std::string& sha256) {
+  fs::path rel = file.lexically_relative(path_.parent_path());
+  bool inside = !rel.empty() && *rel.begin() != "..";
   db_.prepare("INSERT OR REPLACE INTO checkpoints(run_id, step, path, sha256, created_at) VALUES(?,?,?,?,?)")
-      .bind(1, run_id).bind(2, step).bind(3, path).bind(4, sha256).bind(5, now_unix()).run();
+      .bind(1, run_id).bind(2, step).bind(3, (inside ? rel : file).generic_string()).bind(4, sha256)
+      .bind(5, now_unix()).run();
+}
+
+std::vector<CheckpointRow> Store::checkpoints(int64_t run_id) {
+  auto st = db_.prepare(
+      "SELECT c.step, c.path, c.sha256, r.config_hash FROM checkpoints c JOIN runs r ON r.id = c.run_id "
+      "WHERE c.run_id = ? ORDER BY c.step DESC");
+  st.bind(1, run_id);
+  std::vector<CheckpointRow> out;
+  while (st.step()) {
+    fs::path stored = st.text(1);
+    fs::path file;
+    if (schema_ < 2) file = run_dir(st.text(3)) / stored.filename();  // a v1 file read without migrating
+    else file = stored.is_absolute() ? stored : path_.parent_path() / stored;
+    out.push_back({st.i64(0), file.lexically_normal(), st.text(2)});
+  }
+  return out;
+}
+
+void Store::delete_checkpoint(int64_t run_id, int64_t step) {
+  db_.prepare("DELETE FROM checkpoints WHERE run_id = ? AND step = ?").bind(1, run_id).bind(2, step).run();
+}
+
+void Store::delete_checkpoints(int64_t run_id) {
+  db_.prepare("DELETE FROM checkpoints WHERE run_id = ?").bind(1, run_id).run();
+}
+
+std::vector<std::string> Store::metric_names(int64_t run_id) {
+  auto st = db_.prepare("SELECT DISTINCT name FROM metrics WHERE run_id = ? ORDER BY name");
+  st.bind(1, run_id);
+  std::vector<std::string> out;
+  while (st.step()) out.push_back(st.text(0));
+  return out;
+}
+
+std::vector<MetricRow> Store::metric_rows(int64_t run_id, const std::vector<std::string>& names) {
+  std::string sql = "SELECT step, tokens, elapsed_s, name, value, finite FROM metrics WHERE run_id = ?";
+  if (!names.empty()) {
+    sql += " AND name IN (";
+    for (size_t i = 0; i < names.size(); ++i) sql += i ? ",?" : "?";
+    sql += ")";
+  }
+  auto st = db_.prepare(sql + " ORDER BY name, step");
+  st.bind(1, run_id);
+  for (size_t i = 0; i < names.size(); ++i) st.bind(static_cast<int>(i + 2), names[i]);
+  std::vector<MetricRow> out;
+  while (st.step())
+    out.push_back({run_id, st.i64(0), st.i64(1), st.f64(2), st.text(3), st.i64(5) ? st.f64(4) : NAN});
+  return out;
+}
+
+std::optional<MetricStats> Store::metric_stats(int64_t run_id, const std::string& name) {
+  auto st = db_.prepare("SELECT value FROM metrics WHERE run_id = ? AND name = ? AND finite = 1 ORDER BY step");
+  st.bind(1, run_id).bind(2, name);
+  MetricStats m;
+  double sum = 0;
+  while (st.step()) {
+    double v = st.f64(0);
+    if (m.count == 0) m.first = m.min = m.max = v;
+    m.min = std::min(m.min, v), m.max = std::max(m.max, v), m.last = v;
+    sum += v;
+    ++m.count;
+  }
+  if (m.count == 0) return std::nullopt;
+  m.mean = sum / static_cast<double>(m.count);
+  return m;
+}
+
+std::optional<double> Store::summary(int64_t run_id, const std::string& key) {
+  auto st = db_.prepare("SELECT value FROM summaries WHERE run_id = ? AND key = ? AND value IS NOT NULL");
+  st.bind(1, run_id).bind(2, key);
+  if (!st.step()) return std::nullopt;
+  return st.f64(0);
+}
+
+std::map<std::string, std::string> Store::statuses_by_hash(const std::string& experiment) {
+  auto st = db_.prepare("SELECT config_hash, status FROM runs WHERE experiment = ?");
+  st.bind(1, experiment);
+  std::map<std::string, std::string> out;
+  while (st.step()) out[st.text(0)] = st.text(1);
+  return out;
 }
 
 void Store::delete_checkpoint_rows_after(int64_t run_id, int64_t step) {

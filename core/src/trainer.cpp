@@ -31,21 +31,22 @@ void set_current_plugin(const std::string& id) {
 
 const std::vector<ParamSpec>& trainer_params() {
   static const std::vector<ParamSpec> specs{
-      int_param("steps", 1000, "optimizer steps to train", 1),
-      int_param("batch_size", 12, "sequences per micro-batch", 1),
-      int_param("grad_accum", 1, "micro-batches accumulated per optimizer step", 1),
+      // Upper bounds keep a typo from passing validation and failing (or allocating) later.
+      int_param("steps", 1000, "optimizer steps to train", 1, 1e12),
+      int_param("batch_size", 12, "sequences per micro-batch", 1, 1 << 20),
+      int_param("grad_accum", 1, "micro-batches accumulated per optimizer step", 1, 1 << 20),
       real_param("clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0),
       string_param("schedule", "cosine", "learning-rate schedule", {"constant", "cosine", "linear"}),
-      int_param("warmup", 0, "linear warm-up steps", 0),
+      int_param("warmup", 0, "linear warm-up steps", 0, 1e12),
       real_param("lr_min", 0.0, "learning rate at the end of the decay (absolute)", 0.0),
-      int_param("decay_steps", 0, "step at which decay reaches lr_min (0 = steps)", 0),
-      int_param("eval_every", 200, "evaluate on the val split every N steps (and at the end)", 1),
-      int_param("eval_batches", 20, "fixed val batches per evaluation", 1),
-      int_param("checkpoint_every", 200, "write a checkpoint every N steps (and at the end)", 1),
-      int_param("keep_checkpoints", 2, "checkpoints kept per run", 1),
-      int_param("early_stop_patience", 0, "stop after N evaluations without improvement (0 = off)", 0),
+      int_param("decay_steps", 0, "step at which decay reaches lr_min (0 = steps)", 0, 1e12),
+      int_param("eval_every", 200, "evaluate on the val split every N steps (and at the end)", 1, 1e12),
+      int_param("eval_batches", 20, "fixed val batches per evaluation", 1, 1 << 20),
+      int_param("checkpoint_every", 200, "write a checkpoint every N steps (and at the end)", 1, 1e12),
+      int_param("keep_checkpoints", 2, "checkpoints kept per run", 1, 1 << 20),
+      int_param("early_stop_patience", 0, "stop after N evaluations without improvement (0 = off)", 0, 1e12),
       real_param("early_stop_min_delta", 0.0, "improvement smaller than this does not count", 0.0),
-      int_param("log_every", 10, "record train metrics every N steps", 1),
+      int_param("log_every", 10, "record train metrics every N steps", 1, 1e12),
       string_param("device", "auto", "where to train", {"auto", "cpu", "cuda"}),
       string_param("dtype", "float32", "parameter dtype", {"float32", "float64", "bfloat16"}),
   };
@@ -54,8 +55,9 @@ const std::vector<ParamSpec>& trainer_params() {
 
 double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
                     int64_t decay_steps) {
-  if (schedule == "constant") return warmup > 0 && step < warmup ? lr * (step + 1) / warmup : lr;
+  // nanoGPT's get_lr for every schedule: warm-up lr * (step + 1) / (warmup + 1).
   if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup + 1);
+  if (schedule == "constant") return lr;
   if (step > decay_steps) return lr_min;
   double ratio = decay_steps > warmup ? static_cast<double>(step - warmup) / static_cast<double>(decay_steps - warmup) : 1.0;
   ratio = std::clamp(ratio, 0.0, 1.0);
@@ -241,30 +243,24 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   const int64_t eval_every = tp.i("eval_every"), ckpt_every = tp.i("checkpoint_every"), log_every = tp.i("log_every");
   const int64_t decay_steps = tp.i("decay_steps") > 0 ? tp.i("decay_steps") : steps;
   const double clip = tp.f("clip");
-  fs::path run_dir = row->run_dir.empty() ? store.run_dir(row->config_hash) : fs::path(row->run_dir);
+  // Run files live beside the database (not where the command was started).
+  fs::path run_dir = store.run_dir(row->config_hash);
   fs::create_directories(run_dir);
 
   // Newest checkpoint that verifies; corrupt ones are reported, moved aside and skipped.
   std::optional<fs::path> resume_from;
   std::optional<CheckpointMeta> resume_meta;
-  {
-    auto st = store.db().prepare("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC");
-    st.bind(1, run_id);
-    std::vector<std::pair<int64_t, std::string>> cks;
-    while (st.step()) cks.emplace_back(st.i64(0), st.text(1));
-    for (const auto& [ck_step, path] : cks) {
-      try {
-        if (!fs::exists(path)) throw CheckpointError("checkpoint file missing: " + path);
-        auto meta = read_checkpoint_meta(path);
-        resume_meta = meta;
-        resume_from = path;
-        break;
-      } catch (const CheckpointError& e) {
-        std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; not loading it\n", static_cast<long long>(run_id), e.what());
-        std::error_code ec;
-        fs::rename(path, path + ".corrupt", ec);
-        store.db().prepare("DELETE FROM checkpoints WHERE run_id = ? AND step = ?").bind(1, run_id).bind(2, ck_step).run();
-      }
+  for (const auto& ck : store.checkpoints(run_id)) {
+    try {
+      if (!fs::exists(ck.path)) throw CheckpointError("checkpoint file missing: " + ck.path.string());
+      resume_meta = read_checkpoint_meta(ck.path);
+      resume_from = ck.path;
+      break;
+    } catch (const CheckpointError& e) {
+      std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; not loading it\n", static_cast<long long>(run_id), e.what());
+      std::error_code ec;
+      if (fs::exists(ck.path)) fs::rename(ck.path, ck.path.string() + ".corrupt", ec);
+      store.delete_checkpoint(run_id, ck.step);
     }
   }
 
@@ -273,20 +269,22 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   torch::Device device = o.model->parameters().empty() ? torch::Device(torch::kCPU) : o.model->parameters()[0].device();
 
   int64_t step = 0, tokens = 0, cursor = 0, evals_since_best = 0;
-  double elapsed_before = 0, best_val = NAN;
+  double elapsed_before = 0, best_val = NAN, train_time_before = 0;
+  double last_loss = NAN, last_val = NAN;
   if (resume_from) {
     // load_checkpoint verifies the payload checksum before anything is loaded.
     try {
       auto meta = load_checkpoint(*resume_from, *o.model, o.optimizer.get(), true);
       step = meta.step, tokens = meta.tokens, cursor = meta.data_cursor, elapsed_before = meta.elapsed_s;
       best_val = meta.best_val, evals_since_best = meta.evals_since_best;
+      train_time_before = meta.train_time_s, last_loss = meta.last_train_loss, last_val = meta.last_val;
       std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id),
                    static_cast<long long>(step), resume_from->c_str());
     } catch (const CheckpointError& e) {
       std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; starting from scratch\n", static_cast<long long>(run_id), e.what());
       std::error_code ec;
       fs::rename(*resume_from, resume_from->string() + ".corrupt", ec);
-      store.db().prepare("DELETE FROM checkpoints WHERE run_id = ?").bind(1, run_id).run();
+      store.delete_checkpoints(run_id);
       o = build_run(cfg, registry, true);
     }
   }
@@ -296,6 +294,9 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   store.mark_started(run_id, o.model->parameter_count(), device.str());
   store.set_plugins(run_id, o.plugins);
   write_file_atomic(run_dir / "tokenizer.txt", o.tokenizer->save());
+  if (call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }) <= 0)
+    throw std::runtime_error(fmt::format("dataset {} has no validation batch of {} sequences (val split too small)",
+                                         data_id, batch_size));
 
   MetricWriter metrics(store, run_id);
   Progress progress{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, steps};
@@ -314,26 +315,22 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
     meta.config_json = row->config;
     meta.tokenizer_state = o.tokenizer->save();
     for (const auto& p : o.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
+    meta.train_time_s = train_time_before + train_time, meta.last_train_loss = last_loss, meta.last_val = last_val;
     fs::path file = run_dir / fmt::format("ckpt-{:08d}.lmck", at_step);
     std::string sha = save_checkpoint(file, meta, *o.model, o.optimizer.get());
-    store.add_checkpoint(run_id, at_step, file.string(), sha);
+    store.add_checkpoint(run_id, at_step, file, sha);
     store.set_step(run_id, at_step);
     // Keep the newest keep_checkpoints files.
-    auto st = store.db().prepare("SELECT step, path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT -1 OFFSET ?");
-    st.bind(1, run_id).bind(2, tp.i("keep_checkpoints"));
-    std::vector<std::pair<int64_t, std::string>> old;
-    while (st.step()) old.emplace_back(st.i64(0), st.text(1));
-    for (const auto& [s, path] : old) {
+    auto cks = store.checkpoints(run_id);
+    for (size_t i = static_cast<size_t>(tp.i("keep_checkpoints")); i < cks.size(); ++i) {
       std::error_code ec;
-      fs::remove(path, ec);
-      store.db().prepare("DELETE FROM checkpoints WHERE run_id = ? AND step = ?").bind(1, run_id).bind(2, s).run();
+      fs::remove(cks[i].path, ec);
+      store.delete_checkpoint(run_id, cks[i].step);
     }
   };
 
-  const int64_t tokens_at_start = tokens;
   double interval_loss = 0, interval_time = 0;
   int64_t interval_steps = 0, interval_tokens = 0;
-  double last_loss = NAN, last_val = NAN;
   std::vector<double> tok_rates;
   o.model->train();
 
@@ -423,8 +420,15 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   }
   metrics.flush();
   store.set_step(run_id, step);
-  // Training throughput of this session (evaluation and checkpoints excluded).
-  double total_tok_s = train_time > 0 ? static_cast<double>(tokens - tokens_at_start) / train_time : 0;
+  // Training throughput over every session of the run (evaluation and checkpoints excluded).
+  // A run resumed from a checkpoint written before train_time_s existed falls back to the mean
+  // of its logged rates.
+  double total_train_time = train_time_before + train_time;
+  double total_tok_s = total_train_time > 0 ? static_cast<double>(tokens) / total_train_time : NAN;
+  if (!(total_tok_s > 0)) {
+    auto rates = store.metric_stats(run_id, "perf/tokens_per_s");
+    total_tok_s = rates ? rates->mean : NAN;
+  }
   store.set_summary(run_id, "best_val_loss", best_val);
   store.set_summary(run_id, "final_val_loss", last_val);
   store.set_summary(run_id, "final_train_loss", last_loss);
@@ -436,19 +440,11 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
     store.set_summary(run_id, "peak_gflops", hooks.peak_flops / 1e9);  // MFU's denominator
   }
   store.set_summary(run_id, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
-  {
-    // Accuracy only exists for datasets that score a subset (loss mask); read it back from the
-    // metrics so that a resumed run counts the evaluations of every session.
-    auto st = store.db().prepare(
-        "SELECT MAX(value), (SELECT value FROM metrics WHERE run_id = ?1 AND name = 'val/accuracy' ORDER BY step DESC "
-        "LIMIT 1) FROM metrics WHERE run_id = ?1 AND name = 'val/accuracy'");
-    st.bind(1, run_id);
-    if (st.step() && !st.is_null(0)) {
-      double best_acc = st.f64(0), final_acc = st.f64(1);
-      st.reset();
-      store.set_summary(run_id, "best_val_accuracy", best_acc);
-      store.set_summary(run_id, "final_val_accuracy", final_acc);
-    }
+  // Accuracy only exists for datasets that score a subset (loss mask); read it back from the
+  // metrics so that a resumed run counts the evaluations of every session.
+  if (auto acc = store.metric_stats(run_id, "val/accuracy")) {
+    store.set_summary(run_id, "best_val_accuracy", acc->max);
+    store.set_summary(run_id, "final_val_accuracy", acc->last);
   }
   store.set_summary(run_id, "n_params", static_cast<double>(o.model->parameter_count()));
   store.set_status(run_id, "done");

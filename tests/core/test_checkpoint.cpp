@@ -24,6 +24,7 @@ TEST_CASE("checkpoint round trip restores weights, RNG and meta", "[unit]") {
   auto a = std::make_shared<Tiny>();
   CheckpointMeta meta;
   meta.step = 42, meta.tokens = 4200, meta.data_cursor = 43, meta.elapsed_s = 1.5, meta.best_val = 2.25;
+  meta.evals_since_best = 3, meta.train_time_s = 1.25, meta.last_train_loss = 2.5, meta.last_val = 2.375;
   meta.config_json = "{\"x\":1}";
   meta.tokenizer_state = "abc\n";
   save_checkpoint(file, meta, *a, nullptr);
@@ -37,11 +38,31 @@ TEST_CASE("checkpoint round trip restores weights, RNG and meta", "[unit]") {
   CHECK(torch::equal(a->lin->bias, b->lin->bias));
   CHECK(torch::equal(torch::rand({3}), r1));
   CHECK(got.step == 42);
+  CHECK(got.tokens == 4200);
+  CHECK(got.elapsed_s == 1.5);
   CHECK(got.data_cursor == 43);
   CHECK(got.best_val == 2.25);
+  CHECK(got.evals_since_best == 3);
+  CHECK(got.train_time_s == 1.25);
+  CHECK(got.last_train_loss == 2.5);
+  CHECK(got.last_val == 2.375);
   CHECK(got.tokenizer_state == "abc\n");
   CHECK(read_checkpoint_meta(file).config_json == "{\"x\":1}");
   fs::remove(file);
+}
+
+TEST_CASE("a checkpoint without a val loss keeps it NaN", "[unit]") {
+  fs::path file = fs::temp_directory_path() / "nan.lmck";
+  auto a = std::make_shared<Tiny>();
+  CheckpointMeta meta;  // best_val, last_train_loss, last_val default to NaN
+  meta.best_val = NAN;
+  meta.config_json = "{}";
+  save_checkpoint(file, meta, *a, nullptr);
+  auto got = read_checkpoint_meta(file);
+  CHECK(std::isnan(got.best_val));
+  CHECK(std::isnan(got.last_train_loss));
+  CHECK(std::isnan(got.last_val));
+  CHECK(got.train_time_s == 0);
 }
 
 TEST_CASE("a corrupted or truncated checkpoint is never loaded", "[unit]") {

@@ -1,7 +1,9 @@
 // Results store: schema version, run registration and claiming, metrics with NaN flags.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include <lmgrid/errors.hpp>
 #include <lmgrid/registry.hpp>
@@ -103,4 +105,119 @@ TEST_CASE("read-only store refuses writes and missing files", "[unit]") {
   Store ro(path, true);
   CHECK_THROWS(ro.db().exec("DELETE FROM runs"));
   CHECK_THROWS_AS(Store(path.string() + ".missing", true), UserError);
+}
+
+TEST_CASE("run files are stored relative to the database and found from any folder", "[unit]") {
+  auto path = fresh_db("relative");
+  auto dir = path.parent_path();
+  auto exp = tiny_experiment(1);
+  std::string hash = exp.runs[0].hash();
+  {
+    Store s(path);
+    auto ids = s.register_runs(exp, false);
+    CHECK(s.run(ids[0])->run_dir == "runs/" + hash.substr(0, 16));
+    CHECK(s.run_dir(hash) == dir / "runs" / hash.substr(0, 16));
+    s.add_checkpoint(ids[0], 10, s.run_dir(hash) / "ckpt-00000010.lmck", "abc");
+    s.add_checkpoint(ids[0], 20, s.run_dir(hash) / "ckpt-00000020.lmck", "def");
+    auto st = s.db().prepare("SELECT path FROM checkpoints WHERE step = 20");
+    REQUIRE(st.step());
+    CHECK(st.text(0) == "runs/" + hash.substr(0, 16) + "/ckpt-00000020.lmck");
+  }
+  // Opened by a relative path from another working directory: same absolute files.
+  auto cwd = fs::current_path();
+  fs::current_path(dir.parent_path());
+  {
+    Store s(dir.filename() / path.filename(), true);
+    CHECK(s.path() == path);
+    auto cks = s.checkpoints(1);
+    REQUIRE(cks.size() == 2);
+    CHECK(cks[0].step == 20);  // newest first
+    CHECK(cks[0].path == dir / "runs" / hash.substr(0, 16) / "ckpt-00000020.lmck");
+    CHECK(cks[1].sha256 == "abc");
+  }
+  fs::current_path(cwd);
+  // The database moved with its runs/ folder resolves to the new place.
+  auto moved = dir.parent_path() / (dir.filename().string() + "-moved");
+  fs::remove_all(moved);
+  fs::rename(dir, moved);
+  {
+    Store s(moved / path.filename(), true);
+    CHECK(s.checkpoints(1)[0].path == moved / "runs" / hash.substr(0, 16) / "ckpt-00000020.lmck");
+    CHECK(s.run_dir(hash) == moved / "runs" / hash.substr(0, 16));
+  }
+  fs::remove_all(moved);
+}
+
+TEST_CASE("a version-1 database (paths as typed) migrates to paths relative to the database", "[unit]") {
+  auto path = fresh_db("v1");
+  auto exp = tiny_experiment(1);
+  std::string h16 = exp.runs[0].hash().substr(0, 16);
+  {
+    Store s(path);
+    auto ids = s.register_runs(exp, false);
+    // What v1 wrote for `--db results/x.db` run from elsewhere: paths relative to that folder.
+    s.db().prepare("UPDATE runs SET run_dir = ? WHERE id = ?").bind(1, "results/runs/" + h16).bind(2, ids[0]).run();
+    s.db().prepare("INSERT INTO checkpoints(run_id, step, path, sha256) VALUES(?, 5, ?, 'x')")
+        .bind(1, ids[0]).bind(2, "./results/runs/" + h16 + "/ckpt-00000005.lmck").run();
+    s.db().exec("PRAGMA user_version = 1");
+  }
+  {  // Read-only: not migrated, but the files are found by the v1 layout rule.
+    Store ro(path, true);
+    CHECK(ro.schema_version() == 1);
+    CHECK(ro.checkpoints(1)[0].path == path.parent_path() / "runs" / h16 / "ckpt-00000005.lmck");
+  }
+  Store s(path);
+  CHECK(s.schema_version() == kSchemaVersion);
+  CHECK(s.run(1)->run_dir == "runs/" + h16);
+  auto st = s.db().prepare("SELECT path FROM checkpoints");
+  REQUIRE(st.step());
+  CHECK(st.text(0) == "runs/" + h16 + "/ckpt-00000005.lmck");
+}
+
+TEST_CASE("files that are not lmgrid databases are refused by name", "[unit]") {
+  auto dir = fresh_db("notdb").parent_path();
+  auto empty = dir / "empty.db";
+  { std::ofstream touch(empty); }
+  CHECK_THROWS_WITH(Store(empty, true), Catch::Contains("empty.db is not an lmgrid database (it is empty"));
+  auto text = dir / "text.db";
+  { std::ofstream(text) << std::string(4096, 'x'); }
+  CHECK_THROWS_AS(Store(text, true), UserError);
+  CHECK_THROWS_WITH(Store(text), Catch::Contains("text.db is not an lmgrid database"));
+  CHECK(fs::file_size(text) == 4096);  // untouched
+  auto other = dir / "other.db";
+  {
+    sql::Db db(other.string(), false);
+    db.exec("CREATE TABLE people(name TEXT)");
+  }
+  CHECK_THROWS_WITH(Store(other), Catch::Contains("not an lmgrid database (an SQLite database with 1 other table)"));
+  CHECK_THROWS_AS(Store(other, true), UserError);
+  // An empty file opened for writing becomes a database.
+  Store fresh(empty);
+  CHECK(fresh.schema_version() == kSchemaVersion);
+}
+
+TEST_CASE("metric names and stats come from the store API", "[unit]") {
+  auto path = fresh_db("mstats");
+  Store s(path);
+  auto ids = s.register_runs(tiny_experiment(1), false);
+  MetricWriter w(s, ids[0]);
+  w.add(1, 10, 0.1, "val/accuracy", 0.25);
+  w.add(2, 20, 0.2, "val/accuracy", 0.75);
+  w.add(3, 30, 0.3, "val/accuracy", std::nan(""));
+  w.add(4, 40, 0.4, "val/accuracy", 0.5);
+  w.add(1, 10, 0.1, "train/loss", 3.0);
+  w.flush();
+  CHECK(s.metric_names(ids[0]) == std::vector<std::string>{"train/loss", "val/accuracy"});
+  auto m = s.metric_stats(ids[0], "val/accuracy");
+  REQUIRE(m);
+  CHECK(m->count == 3);
+  CHECK(m->first == 0.25);
+  CHECK(m->last == 0.5);
+  CHECK(m->max == 0.75);
+  CHECK(m->min == 0.25);
+  CHECK(m->mean == Approx(0.5));
+  CHECK_FALSE(s.metric_stats(ids[0], "no/such"));
+  auto rows = s.metric_rows(ids[0], {"val/accuracy"});
+  REQUIRE(rows.size() == 4);
+  CHECK(std::isnan(rows[2].value));
 }

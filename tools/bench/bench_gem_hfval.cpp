@@ -6,6 +6,8 @@
 // database mixes both; this prints the three numbers for one run's newest checkpoint.
 //   build/bin/bench_gem_hfval DB RUN_ID [path/to/input.txt]
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include <lmgrid/checkpoint.hpp>
 #include <lmgrid/registry.hpp>
@@ -20,15 +22,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_gem_hfval DB RUN_ID [input.txt]\n");
     return 2;
   }
-  std::string text_path = argc > 3 ? argv[3] : "/work/shared/data/tinyshakespeare/input.txt";
+  // The text as tools/setup.sh resolves data: the argument, else the first LMGRID_DATA_PATH entry.
+  std::string text_path;
+  if (argc > 3) {
+    text_path = argv[3];
+  } else if (const char* dp = std::getenv("LMGRID_DATA_PATH"); dp && *dp) {
+    std::string first(dp);
+    text_path = first.substr(0, first.find(':')) + "/tinyshakespeare/input.txt";
+  } else {
+    std::fprintf(stderr, "bench_gem_hfval: give input.txt or set LMGRID_DATA_PATH\n");
+    return 2;
+  }
   Store store(argv[1], true);
-  auto st = store.db().prepare("SELECT path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1");
-  st.bind(1, static_cast<int64_t>(std::atoll(argv[2])));
-  if (!st.step()) {
+  auto cks = store.checkpoints(static_cast<int64_t>(std::atoll(argv[2])));
+  if (cks.empty()) {
     std::fprintf(stderr, "no checkpoint for run %s\n", argv[2]);
     return 1;
   }
-  std::string path = st.text(0);
+  std::filesystem::path path = cks.front().path;
   CheckpointMeta meta = read_checkpoint_meta(path);
   RunConfig cfg = RunConfig::from_json(meta.config_json);
   RunObjects o = build_run(cfg, Registry::instance(), false, meta.tokenizer_state);

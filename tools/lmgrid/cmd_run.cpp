@@ -85,12 +85,7 @@ int run_grid(const RunOptions& opt) {
 
   if (opt.dry_run) {
     std::map<std::string, std::string> existing;
-    if (std::filesystem::exists(db_path)) {
-      Store store(db_path, true);
-      auto st = store.db().prepare("SELECT config_hash, status FROM runs WHERE experiment = ?");
-      st.bind(1, exp.name);
-      while (st.step()) existing[st.text(0)] = st.text(1);
-    }
+    if (std::filesystem::exists(db_path)) existing = Store(db_path, true).statuses_by_hash(exp.name);
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : exp.runs) {
       std::string h = r.hash(), status = existing.count(h) ? existing[h] : "new";
@@ -119,6 +114,7 @@ int run_grid(const RunOptions& opt) {
   double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
 
   Store store(db_path);
+  db_path = store.path();  // absolute: workers and run files do not depend on the working directory
   std::vector<int64_t> ids = store.register_runs(exp, opt.retry_failed);
   {
     int done = 0, todo = 0;
@@ -139,7 +135,6 @@ int run_grid(const RunOptions& opt) {
 
   bool tty = isatty(STDERR_FILENO) && workers == 1;
   std::vector<Child> children;
-  int n_failed = 0;
   auto reap = [&](bool block) {
     int status = 0;
     pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
@@ -159,8 +154,6 @@ int run_grid(const RunOptions& opt) {
       store.set_status(it->run_id, "failed", why);
       std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(it->run_id), why.c_str());
     }
-    row = store.run(it->run_id);
-    if (row && row->status == "failed") ++n_failed;
     children.erase(it);
     return true;
   };
@@ -203,13 +196,13 @@ int run_grid(const RunOptions& opt) {
 
   // Summary of this experiment's runs.
   std::vector<std::vector<std::string>> rows;
+  int n_unsuccessful = 0;  // failed or diverged, in this invocation or an earlier one
   for (int64_t id : ids) {
     auto r = store.run(id);
-    auto st = store.db().prepare("SELECT value FROM summaries WHERE run_id = ? AND key = 'best_val_loss'");
-    st.bind(1, id);
-    std::string best = st.step() && !st.is_null(0) ? fmt::format("{:.4f}", st.f64(0)) : "";
-    rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), r->status, std::to_string(r->step), best,
-                    r->error.substr(0, 80)});
+    auto best = store.summary(id, "best_val_loss");
+    if (r->status == "failed" || r->status == "diverged") ++n_unsuccessful;
+    rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), r->status, std::to_string(r->step),
+                    best ? fmt::format("{:.4f}", *best) : "", r->error.substr(0, 80)});
   }
   std::fputs(render_rows({"id", "hash", "status", "step", "best_val_loss", "error"}, rows, Format::table).c_str(), stdout);
   std::fflush(stdout);  // the table before the report's line, also when both go to one file
@@ -218,7 +211,14 @@ int run_grid(const RunOptions& opt) {
     std::fprintf(stderr, "lmgrid: interrupted; run the same command again to resume\n");
     return 130;
   }
-  return n_failed > 0 ? 1 : 0;
+  // README: exit 1 for a grid in which a run failed. A diverged run did not finish either, and
+  // a failed run skipped on a rerun still leaves the grid unfinished.
+  if (n_unsuccessful > 0) {
+    std::fprintf(stderr, "lmgrid: %d of %zu runs failed or diverged%s\n", n_unsuccessful, ids.size(),
+                 opt.retry_failed ? "" : "; `lmgrid run --retry-failed` runs them again from scratch");
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace

@@ -96,10 +96,9 @@ void sample(const SampleOptions& opt) {
   Store store(opt.db.empty() ? default_db_path() : std::filesystem::path(opt.db), true);
   auto row = store.run(opt.run_id);
   if (!row) throw UserError(fmt::format("no run with id {} in {}", opt.run_id, store.path().string()));
-  auto st = store.db().prepare("SELECT path FROM checkpoints WHERE run_id = ? ORDER BY step DESC LIMIT 1");
-  st.bind(1, opt.run_id);
-  if (!st.step()) throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, row->status));
-  std::string path = st.text(0);
+  auto cks = store.checkpoints(opt.run_id);
+  if (cks.empty()) throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, row->status));
+  std::filesystem::path path = cks.front().path;
   CheckpointMeta meta = read_checkpoint_meta(path);
   RunConfig cfg = RunConfig::from_json(meta.config_json);
   cfg.values["train.device"] = std::string("cpu");
@@ -136,7 +135,12 @@ void add_sample(CLI::App& app) {
   cmd->add_option("--prompt,-p", opt->prompt, "text to continue");
   cmd->add_option("--max-tokens,-n", opt->max_tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
   cmd->add_option("--temperature,-t", opt->temperature, "softmax temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-k", opt->top_k, "keep the k most likely tokens (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--top-k", opt->top_k, "keep the k most likely tokens (0 = all)")
+      ->check(CLI::Validator(
+          [](std::string& s) {
+            return !s.empty() && s[0] != '-' ? std::string() : "must be 0 (all tokens) or a positive integer, got " + s;
+          },
+          "INT>=0"));
   cmd->add_option("--top-p", opt->top_p, "keep the smallest set with probability >= p")->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--seed", opt->seed, "sampling seed");
   cmd->add_flag("--interactive,-i", opt->interactive, "read prompts from standard input");

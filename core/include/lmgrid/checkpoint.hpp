@@ -7,6 +7,7 @@
 // not match throws CheckpointError and is never loaded.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -26,6 +27,11 @@ struct CheckpointMeta {
   int64_t data_cursor = 0;   // index of the next training batch
   double best_val = 0;       // best val loss so far (NaN if none)
   int64_t evals_since_best = 0;
+  // What the run's summaries need when it resumes from its final checkpoint (NaN / 0 in
+  // checkpoints written before these fields existed).
+  double train_time_s = 0;   // training time so far (evaluation and checkpoints excluded)
+  double last_train_loss = NAN;
+  double last_val = NAN;     // val loss of the newest evaluation
   std::string config_json;   // canonical run config
   std::string tokenizer_state;
   nlohmann::json extra;      // free-form (plugin names, versions)

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,7 +17,9 @@
 
 namespace lmgrid {
 
-inline constexpr int kSchemaVersion = 1;
+// 2: run_dir and checkpoints.path are stored relative to the database's folder (v1 stored them
+// as typed from --db, so a grid resumed from another working directory lost its checkpoints).
+inline constexpr int kSchemaVersion = 2;
 
 // The statuses a run moves through. pending -> running -> done | failed | diverged | interrupted.
 inline const std::vector<std::string>& run_statuses() {
@@ -36,7 +39,20 @@ struct RunRow {
   int64_t step = 0;     // last step reached
   std::optional<int64_t> worker_pid;
   std::string host;
-  std::string run_dir;
+  std::string run_dir;  // as stored: relative to the database's folder (Store::run_dir resolves it)
+};
+
+// A checkpoint row with its file resolved against the database's folder.
+struct CheckpointRow {
+  int64_t step = 0;
+  std::filesystem::path path;  // absolute
+  std::string sha256;
+};
+
+// Finite values of one metric series of one run.
+struct MetricStats {
+  int64_t count = 0;
+  double first = 0, last = 0, min = 0, max = 0, mean = 0;
 };
 
 struct MetricRow {
@@ -59,11 +75,17 @@ class Store {
  public:
   // Opens (creating and migrating when writable) the database at `path`.
   // read_only: the file must exist; nothing can be written through this connection.
+  // A file that is not an lmgrid database (not SQLite, foreign tables, empty when read-only)
+  // throws UserError naming it, as does a schema newer than this lmgrid.
   Store(const std::filesystem::path& path, bool read_only = false);
 
   sql::Db& db() { return db_; }
+  // The database file, absolute: run files are found from any working directory.
   const std::filesystem::path& path() const { return path_; }
-  // Folder for per-run files (checkpoints, tokenizer): <db dir>/runs/<hash[:16]>.
+  int schema_version() const { return schema_; }
+  // Folder for per-run files (checkpoints, tokenizer): <db dir>/runs/<hash[:16]>, absolute.
+  // Derived from the database's own location, so a database moved together with its runs/
+  // folder keeps working.
   std::filesystem::path run_dir(const std::string& config_hash) const;
 
   // Registers the experiment and its runs. Existing runs (same hash) are kept as they are,
@@ -81,8 +103,22 @@ class Store {
   void set_status(int64_t run_id, const std::string& status, const std::string& error = "");
   void set_step(int64_t run_id, int64_t step);
   void set_plugins(int64_t run_id, const std::vector<PluginRow>& plugins);
-  void add_checkpoint(int64_t run_id, int64_t step, const std::string& path, const std::string& sha256);
+  // `file` lies in the run's folder; it is stored relative to the database's folder.
+  void add_checkpoint(int64_t run_id, int64_t step, const std::filesystem::path& file, const std::string& sha256);
+  // The run's checkpoints, newest first, files resolved (they may be missing on disk).
+  std::vector<CheckpointRow> checkpoints(int64_t run_id);
+  void delete_checkpoint(int64_t run_id, int64_t step);
+  void delete_checkpoints(int64_t run_id);
   void delete_checkpoint_rows_after(int64_t run_id, int64_t step);
+  // Names of the metric series a run has, sorted.
+  std::vector<std::string> metric_names(int64_t run_id);
+  // A run's metric rows ordered by name, then step; only `names` when not empty.
+  std::vector<MetricRow> metric_rows(int64_t run_id, const std::vector<std::string>& names = {});
+  // Statistics of a run's finite values of metric `name` in step order; nullopt when none.
+  std::optional<MetricStats> metric_stats(int64_t run_id, const std::string& name);
+  std::optional<double> summary(int64_t run_id, const std::string& key);
+  // Status of each run of an experiment, by config hash.
+  std::map<std::string, std::string> statuses_by_hash(const std::string& experiment);
   // Removes metrics logged after `step` (used when resuming from a checkpoint at `step`).
   void delete_metrics_after(int64_t run_id, int64_t step);
   void write_metrics(const std::vector<MetricRow>& rows);  // one transaction
@@ -92,9 +128,11 @@ class Store {
   static bool process_alive(int64_t pid);
 
  private:
+  void check_lmgrid(bool read_only);
   void migrate();
   std::filesystem::path path_;
   sql::Db db_;
+  int schema_ = kSchemaVersion;
 };
 
 // Buffers metric rows and writes them in one transaction per flush.

@@ -19,9 +19,9 @@ namespace lmgrid {
 // Parameters of the [train] table (validated like a plugin's).
 const std::vector<ParamSpec>& trainer_params();
 
-// Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear":
-// linear warm-up over `warmup` steps to `lr`, then decay to `lr_min` at `decay_steps`
-// (nanoGPT's get_lr), constant lr_min after.
+// Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear", nanoGPT's
+// get_lr for all three: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
+// stays at lr, cosine and linear decay to `lr_min` at `decay_steps` and stay there after.
 double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
                     int64_t decay_steps);
 
