@@ -29,6 +29,7 @@ namespace {
 
 const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model", "optim", "train", "grid", "zip", "variant",
                                       "report"};
+constexpr double kMaxBatchTokens = 268435456.0;  // 2^28
 const std::set<std::string> kSections{"data", "tokenizer", "model", "optim", "train"};
 
 std::string where_of(const std::string& file, const toml::node& n) {
@@ -44,6 +45,11 @@ Value scalar_of(const toml::node& n, const std::string& file, const std::string&
   if (auto x = n.value_exact<std::string>()) return *x;
   throw UserError(fmt::format("{}: '{}' must be a number, boolean or string (lists belong in [grid])",
                               where_of(file, n), key));
+}
+
+// A value as the user wrote it: strings in quotes ("two"), the rest as is.
+std::string quoted(const Value& v) {
+  return std::holds_alternative<std::string>(v) ? "\"" + std::get<std::string>(v) + "\"" : to_string(v);
 }
 
 using Assign = std::map<std::string, RawValue>;  // dotted key -> value
@@ -196,8 +202,12 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       exp.description = node.value_or<std::string>("");
     } else if (key == "seeds" || key == "seed") {
       seeds.clear();
-      for (const auto& rv : list_values(node, file, key)) {
-        if (!std::holds_alternative<int64_t>(rv.value)) throw UserError(rv.where + ": seeds must be integers");
+      auto items = list_values(node, file, key);
+      for (size_t i = 0; i < items.size(); ++i) {
+        const auto& rv = items[i];
+        if (!std::holds_alternative<int64_t>(rv.value))
+          throw UserError(fmt::format("{}: seeds must be integers; item {} is {} {}", rv.where, i + 1,
+                                      type_name(type_of(rv.value)), quoted(rv.value)));
         seeds.push_back(std::get<int64_t>(rv.value));
       }
     } else {
@@ -301,7 +311,12 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
         item.erase(0, item.find_first_not_of(" \t"));
         item.erase(item.find_last_not_of(" \t") + 1);
         if (item.empty()) continue;
-        Value v = parse_scalar(item);
+        Value v;
+        try {
+          v = parse_scalar(item);
+        } catch (const UserError& e) {
+          throw UserError(fmt::format("--set {}: {}", o, e.what()));
+        }
         if (!std::holds_alternative<int64_t>(v))
           throw UserError(fmt::format("--set {}: seeds must be integers ('{}' is not)", o, item));
         seeds.push_back(std::get<int64_t>(v));
@@ -309,8 +324,29 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       if (seeds.empty()) throw UserError(fmt::format("--set {}: no seed given", o));
       continue;
     }
+    if (key == "experiment.name" || key == "experiment.description") {
+      // Raw text: a name needs no TOML quoting on the command line ("--set experiment.name=lr-sweep").
+      std::string text = o.substr(eq + 1);
+      Value v = parse_scalar(text);
+      if (auto* str = std::get_if<std::string>(&v)) text = *str;
+      if (key == "experiment.name") {
+        if (text.empty()) throw UserError(fmt::format("--set {}: the experiment name must not be empty", o));
+        exp.name = text;
+      } else {
+        exp.description = text;
+      }
+      continue;
+    }
+    if (key.rfind("experiment.", 0) == 0)
+      throw UserError(fmt::format("--set {}: [experiment] keys that --set can change are name, description and seeds", o));
     check_dotted_key(key, "--set " + o);
-    sets[key] = RawValue{parse_scalar(o.substr(eq + 1)), "--set " + o, 1 << 20};
+    Value v;
+    try {
+      v = parse_scalar(o.substr(eq + 1));
+    } catch (const UserError& e) {
+      throw UserError(fmt::format("--set {}: {}", o, e.what()));
+    }
+    sets[key] = RawValue{v, "--set " + o, 1 << 20};
   }
 
   // Cartesian product over axes, then seeds.
@@ -337,6 +373,7 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     for (const auto& [k, v] : sets) assign[k] = v;
     // Resolve every plugin section: plugin name, its own keys, its conditional sub-table.
     RunConfig rc;
+    int64_t seq_len = 0;
     rc.experiment = exp.name;
     rc.variant = label;
     for (const auto& section : plugin_sections()) {
@@ -386,18 +423,31 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       try {
         lp->plugin->check(p);
       } catch (const std::exception& e) {
-        std::string at = locations.empty() ? pit->second.where : locations.begin()->second;
-        if (section == "data" && locations.count("source")) at = locations["source"];
+        // Point at the key the plugin's message names (its first word, by convention), else
+        // at the plugin's table.
+        std::string msg = e.what(), at = pit->second.where;
+        for (const auto& [k, where] : locations)
+          if (msg.rfind(k + " ", 0) == 0 || msg.rfind("'" + k + "'", 0) == 0) at = where;
+        if (at == pit->second.where && section == "data" && locations.count("source")) at = locations["source"];
         throw UserError(fmt::format("{}: [{}] (plugin {}): {}", at, section, pname, e.what()));
       }
       rc.values[section + ".plugin"] = pname;
       for (const auto& [k, v] : p.values()) rc.values[section + "." + k] = v;
+      if (section == "data") seq_len = static_cast<const DataPlugin&>(*lp->plugin).seq_len(p);
     }
     std::map<std::string, Value> tgiven;
     std::map<std::string, std::string> tloc;
     for (const auto& [k, rv] : assign)
       if (k.rfind("train.", 0) == 0) tgiven[k.substr(6)] = rv.value, tloc[k.substr(6)] = rv.where;
     Params tp = validate_params(train_specs, tgiven, "[train]", &tloc);
+    // A micro-batch beyond 2^28 tokens is a typo on any machine; caught here, before anything
+    // is written, instead of as an allocation failure in the worker.
+    if (seq_len > 0 && static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len) > kMaxBatchTokens)
+      throw UserError(fmt::format("{}[train] batch_size {} x seq_len {} = {:.4g} tokens per micro-batch, more than "
+                                  "the {} lmgrid allows", tloc.count("batch_size") ? tloc["batch_size"] + ": " : "",
+                                  tp.i("batch_size"), seq_len,
+                                  static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len),
+                                  static_cast<int64_t>(kMaxBatchTokens)));
     for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
 
     for (int64_t seed : seeds) {

@@ -112,6 +112,18 @@ std::string nearest(const std::string& word, const std::vector<std::string>& can
   return best;
 }
 
+// "must be >= 1", "must be in [0, 0.9]", "must be <= 8": bounds in the parameter's own type.
+static std::string range_text(const ParamSpec& spec) {
+  auto bound = [&](double b) {
+    if (spec.type == ParamType::integer && std::abs(b) < 9.2e18) return fmt::format("{}", static_cast<int64_t>(b));
+    return to_string(Value(b));
+  };
+  if (spec.min && spec.max) return fmt::format("must be in [{}, {}]", bound(*spec.min), bound(*spec.max));
+  if (spec.min) return "must be >= " + bound(*spec.min);
+  if (spec.max) return "must be <= " + bound(*spec.max);
+  return "must be a number";
+}
+
 Params validate_params(const std::vector<ParamSpec>& specs, const std::map<std::string, Value>& given,
                        const std::string& where_in, const std::map<std::string, std::string>* locations) {
   std::map<std::string, Value> out;
@@ -141,9 +153,8 @@ Params validate_params(const std::vector<ParamSpec>& specs, const std::map<std::
     if (t == ParamType::integer || t == ParamType::real) {
       double x = t == ParamType::integer ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
       if (std::isnan(x) || (spec.min && x < *spec.min) || (spec.max && x > *spec.max)) {
-        std::string range = fmt::format("[{}, {}]", spec.min ? to_string(Value(*spec.min)) : "-inf",
-                                        spec.max ? to_string(Value(*spec.max)) : "inf");
-        throw UserError(fmt::format("{}: key '{}' = {} is out of range {}", where, key, to_string(v), range));
+        throw UserError(fmt::format("{}: key '{}' = {} is out of range: {}", where, key, to_string(v),
+                                    range_text(spec)));
       }
     }
     if (t == ParamType::string && !spec.choices.empty()) {

@@ -1,6 +1,9 @@
 // RunConfig: canonical JSON, hash and the reverse (as stored in the database).
 #include "lmgrid/run_config.hpp"
 
+#include <algorithm>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 #include <toml++/toml.h>
 
@@ -79,6 +82,12 @@ Value parse_scalar(const std::string& text) {
     if (auto x = n->value_exact<std::string>()) return *x;
   } catch (const toml::parse_error&) {
   }
+  // TOML refuses an integer beyond 64 bits; say so rather than take it for a string.
+  std::string digits = text;
+  digits.erase(std::remove(digits.begin(), digits.end(), '_'), digits.end());
+  if (!digits.empty() && (digits[0] == '+' || digits[0] == '-')) digits.erase(0, 1);
+  if (!digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    throw UserError(fmt::format("{} is out of the int64 range [-9223372036854775808, 9223372036854775807]", text));
   return text;
 }
 

@@ -5,6 +5,8 @@
 #include <lmgrid/experiment.hpp>
 #include <lmgrid/registry.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
 static const Registry& registry() {
@@ -95,6 +97,35 @@ TEST_CASE("hash is canonical: key order and int-vs-real spelling do not matter",
   RunConfig back = RunConfig::from_json(a.runs[0].canonical_json());
   CHECK(back.hash() == a.runs[0].hash());
   CHECK(a.runs[0].hash() != a.runs[1].hash());  // seeds differ
+  // The same settings written in another order (tables, keys, plugin sub-table vs generic key)
+  // give the same runs with the same hashes.
+  const char* reordered = R"(
+[train]
+steps = 10
+[optim]
+plugin = "adamw"
+[model]
+n_layer = 2
+plugin = "gpt"
+[tokenizer]
+plugin = "char"
+[data]
+source = "tiny_shakespeare"
+plugin = "text"
+[experiment]
+seeds = [1, 2, 3]
+name = "t"
+[grid]
+"optim.lr" = [1.0]
+)";
+  auto c = load_experiment_text(reordered, "z.toml", {}, registry());
+  REQUIRE(c.runs.size() == a.runs.size());
+  for (size_t i = 0; i < a.runs.size(); ++i) CHECK(c.runs[i].hash() == a.runs[i].hash());
+  auto d = load_experiment_text(std::string(kBase) + "[model.gpt]\nn_layer = 2\n[grid]\n\"optim.lr\" = [1]\n",
+                                "w.toml", {}, registry());
+  CHECK(d.runs[0].hash() == a.runs[0].hash());
+  // ... and a real difference changes the hash.
+  CHECK(load("[grid]\n\"optim.lr\" = [2]\n").runs[0].hash() != a.runs[0].hash());
 }
 
 TEST_CASE("bad experiment files get UserError with file:line:col", "[unit]") {
@@ -109,18 +140,46 @@ TEST_CASE("bad experiment files get UserError with file:line:col", "[unit]") {
   CHECK_THROWS_WITH(load("", {"model.n_head=3"}), Catch::Contains("divisible by n_head"));
   CHECK_THROWS_WITH(load("[trian]\nsteps = 1\n"), Catch::Contains("unknown table [trian]; did you mean [train]?"));
   CHECK_THROWS_WITH(load("[[zip]]\n\"optim.lr\" = [1e-3]\n\"optim.beta1\" = [0.9, 0.8]\n"), Catch::Contains("equal lengths"));
-  // The location points at the offending line (the [model] table starts on line 10 of kBase).
-  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "[train]\nstesp = 1\n", "x.toml", {}, registry()),
-                    Catch::Contains("x.toml:") );
+  // An unknown key is named with its own line:column. kBase's [train] table is its last, so
+  // the key is appended to it: line 17 of this text (kBase starts with a newline), column 9
+  // (the value).
+  std::string text = std::string(kBase) + "stesp = 1\n";
+  int line = static_cast<int>(std::count(text.begin(), text.end(), '\n'));
+  CHECK_THROWS_WITH(load_experiment_text(text, "x.toml", {}, registry()),
+                    Catch::StartsWith("x.toml:" + std::to_string(line) + ":9: [train]") &&
+                        Catch::Contains("unknown key 'stesp'; did you mean 'steps'?"));
+  // Items of a list are named by position and value.
+  CHECK_THROWS_WITH(load_experiment_text("[experiment]\nname = \"t\"\nseeds = [1, \"two\"]\n", "s.toml", {}, registry()),
+                    Catch::StartsWith("s.toml:3:13") && Catch::Contains("item 2 is string \"two\""));
+}
+
+TEST_CASE("--set reaches [experiment]; numbers beyond range and oversized batches are refused", "[unit]") {
+  auto e = load("", {"experiment.name=renamed", "experiment.description=a b"});
+  CHECK(e.name == "renamed");
+  CHECK(e.description == "a b");
+  for (const auto& r : e.runs) CHECK(r.experiment == "renamed");
+  CHECK(load("", {"experiment.name=\"quoted\""}).name == "quoted");
+  CHECK_THROWS_WITH(load("", {"experiment.name="}), Catch::Contains("must not be empty"));
+  CHECK_THROWS_WITH(load("", {"experiment.nmae=x"}), Catch::Contains("name, description and seeds"));
+  CHECK_THROWS_WITH(load("", {"train.steps=99999999999999999999"}),
+                    Catch::Contains("--set train.steps=99999999999999999999") && Catch::Contains("out of the int64 range"));
+  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "warmup = 99999999999999999999\n", "x.toml", {}, registry()),
+                    Catch::Contains("x.toml:17:") && Catch::Contains("TOML syntax error"));
+  // Integer bounds are shown as integers.
+  CHECK_THROWS_WITH(load("", {"train.steps=0"}), Catch::Contains("out of range: must be in [1, 1000000000000]"));
+  CHECK_THROWS_WITH(load("", {"train.batch_size=9223372036854775807"}), Catch::Contains("must be in [1, 1048576]"));
+  // Within each bound but too many tokens per micro-batch together.
+  CHECK_THROWS_WITH(load("", {"train.batch_size=1048576", "data.seq_len=1024"}),
+                    Catch::Contains("--set train.batch_size=1048576") && Catch::Contains("tokens per micro-batch"));
+  // A plugin's own check points at the key it names.
+  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "[data.text]\nval_fraction = 0.0\n", "v.toml", {}, registry()),
+                    Catch::StartsWith("v.toml:18:") && Catch::Contains("val_fraction must be above 0"));
 }
 
 TEST_CASE("missing data offline names the file to put where", "[unit]") {
-  const char* old = std::getenv("LMGRID_DATA_PATH");
-  std::string saved = old ? old : "";
-  setenv("LMGRID_DATA_PATH", "/nonexistent", 1);
-  setenv("LMGRID_OFFLINE", "1", 1);
-  setenv("LMGRID_CACHE", "/tmp/lmgrid-test-empty-cache", 1);
+  test::ScopedEnv path("LMGRID_DATA_PATH", "/nonexistent");
+  test::ScopedEnv offline("LMGRID_OFFLINE", "1");
+  test::ScopedEnv cache("LMGRID_CACHE", (std::filesystem::temp_directory_path() / "empty-cache").string());
   CHECK_THROWS_WITH(load(""), Catch::Contains("tinyshakespeare/input.txt") && Catch::Contains("not found") &&
                                   Catch::Contains("86c4e6aa9db7c042"));
-  setenv("LMGRID_DATA_PATH", saved.c_str(), 1);
 }

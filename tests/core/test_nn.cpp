@@ -72,6 +72,37 @@ TEST_CASE("cosine schedule follows nanoGPT's get_lr", "[unit]") {
   CHECK(scheduled_lr("linear", 1000, 1e-3, 0.0, 0, 2000) == Approx(5e-4));
 }
 
+// Every schedule warms up by nanoGPT's convention, lr * (step + 1) / (warmup + 1), then follows
+// its own shape; checked at the warm-up's first and last step, the decay's ends and one point
+// inside, with warmup 10, decay_steps 110, lr 1e-3, lr_min 1e-4 (values worked out by hand).
+TEST_CASE("every schedule: one warm-up convention, its ends and a point inside", "[unit]") {
+  const double lr = 1e-3, lo = 1e-4;
+  for (const char* s : {"constant", "cosine", "linear"}) {
+    INFO(s);
+    CHECK(scheduled_lr(s, 0, lr, lo, 10, 110) == Approx(lr * 1 / 11).epsilon(1e-12));
+    CHECK(scheduled_lr(s, 9, lr, lo, 10, 110) == Approx(lr * 10 / 11).epsilon(1e-12));
+  }
+  // After warm-up: constant stays at lr for ever.
+  CHECK(scheduled_lr("constant", 10, lr, lo, 10, 110) == lr);
+  CHECK(scheduled_lr("constant", 60, lr, lo, 10, 110) == lr);
+  CHECK(scheduled_lr("constant", 5000, lr, lo, 10, 110) == lr);
+  // Cosine: lr at the decay's start, the midpoint at ratio 1/2, lr_min at decay_steps and after.
+  CHECK(scheduled_lr("cosine", 10, lr, lo, 10, 110) == Approx(lr).epsilon(1e-12));
+  CHECK(scheduled_lr("cosine", 60, lr, lo, 10, 110) == Approx(lo + 0.5 * (lr - lo)).epsilon(1e-12));
+  CHECK(scheduled_lr("cosine", 35, lr, lo, 10, 110) ==
+        Approx(lo + 0.5 * (1 + std::cos(M_PI * 0.25)) * (lr - lo)).epsilon(1e-12));
+  CHECK(scheduled_lr("cosine", 110, lr, lo, 10, 110) == Approx(lo).epsilon(1e-12));
+  CHECK(scheduled_lr("cosine", 111, lr, lo, 10, 110) == lo);
+  // Linear: straight line from lr at the decay's start to lr_min at decay_steps.
+  CHECK(scheduled_lr("linear", 10, lr, lo, 10, 110) == Approx(lr).epsilon(1e-12));
+  CHECK(scheduled_lr("linear", 35, lr, lo, 10, 110) == Approx(lr - 0.25 * (lr - lo)).epsilon(1e-12));
+  CHECK(scheduled_lr("linear", 110, lr, lo, 10, 110) == Approx(lo).epsilon(1e-12));
+  CHECK(scheduled_lr("linear", 200, lr, lo, 10, 110) == lo);
+  // No warm-up: the first step already has the full rate.
+  CHECK(scheduled_lr("constant", 0, lr, lo, 0, 110) == lr);
+  CHECK(scheduled_lr("cosine", 0, lr, lo, 0, 110) == Approx(lr).epsilon(1e-12));
+}
+
 TEST_CASE("masked loss scores only masked positions", "[unit]") {
   torch::manual_seed(3);
   auto logits = torch::randn({2, 3, 5}, torch::kFloat64);

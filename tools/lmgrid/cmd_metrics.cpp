@@ -1,7 +1,11 @@
 // lmgrid metrics RUN_ID... [--name NAME]: export metric series (step, tokens, time, value).
+#include <algorithm>
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include <lmgrid/errors.hpp>
+#include <lmgrid/params.hpp>
 #include <lmgrid/store.hpp>
 #include <lmgrid/util.hpp>
 
@@ -27,19 +31,21 @@ void add_metrics(CLI::App& app) {
     std::vector<std::vector<std::string>> rows;
     for (int64_t id : opt->ids) {
       if (!store.run(id)) throw UserError(fmt::format("no run with id {} in {}", id, store.path().string()));
-      std::string sql = "SELECT run_id, step, tokens, elapsed_s, name, value, finite FROM metrics WHERE run_id = ?";
-      if (!opt->names.empty()) {
-        sql += " AND name IN (";
-        for (size_t i = 0; i < opt->names.size(); ++i) sql += i ? ",?" : "?";
-        sql += ")";
-      }
-      sql += " ORDER BY name, step";
-      auto st = store.db().prepare(sql);
-      st.bind(1, id);
-      for (size_t i = 0; i < opt->names.size(); ++i) st.bind(static_cast<int>(i + 2), opt->names[i]);
-      while (st.step())
-        rows.push_back({std::to_string(st.i64(0)), std::to_string(st.i64(1)), std::to_string(st.i64(2)),
-                        fmt::format("{:.3f}", st.f64(3)), st.text(4), st.i64(6) ? fmt::format("{:.6g}", st.f64(5)) : "nan"});
+      // A name the run does not have is a typo, not an empty series: say which names exist.
+      auto known = store.metric_names(id);
+      for (const auto& n : opt->names)
+        if (std::find(known.begin(), known.end(), n) == known.end()) {
+          std::string list;
+          for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+          std::string hint = nearest(n, known);
+          throw UserError(fmt::format("run {} has no metric '{}'{}; its metrics: {}", id, n,
+                                      hint.empty() ? "" : "; did you mean '" + hint + "'?",
+                                      list.empty() ? "(none yet)" : list));
+        }
+      for (const auto& m : store.metric_rows(id, opt->names))
+        rows.push_back({std::to_string(id), std::to_string(m.step), std::to_string(m.tokens),
+                        fmt::format("{:.3f}", m.elapsed_s), m.name,
+                        std::isfinite(m.value) ? fmt::format("{:.6g}", m.value) : "nan"});
     }
     std::fputs(render_rows({"run_id", "step", "tokens", "elapsed_s", "name", "value"}, rows, format).c_str(), stdout);
   });

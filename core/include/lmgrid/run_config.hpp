@@ -61,6 +61,7 @@ struct Experiment {
 };
 
 // Parses a --set value: TOML scalar syntax (1, 1e-3, true, "x"), else the bare string.
+// An integer beyond int64 throws UserError ("... is out of the int64 range ...").
 Value parse_scalar(const std::string& text);
 
 }  // namespace lmgrid

@@ -130,6 +130,9 @@ class TextPlugin : public DataPlugin {
   }
   std::map<std::string, Value> tiny_config() const override { return {{"seq_len", int64_t{16}}}; }
   void check(const Params& p) const override {
+    // The trainer scores every run on the val split: without one every val/loss would be NaN.
+    if (p.f("val_fraction") <= 0.0)
+      throw UserError("val_fraction must be above 0: the trainer evaluates every run on the val split");
     if (p.f("val_fraction") + p.f("test_fraction") >= 1.0)
       throw UserError("val_fraction + test_fraction must be below 1 (got " + std::to_string(p.f("val_fraction")) + " + " +
                       std::to_string(p.f("test_fraction")) + ")");
