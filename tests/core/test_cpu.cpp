@@ -12,6 +12,8 @@
 #include <lmgrid/cpu.hpp>
 #include <lmgrid/errors.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 namespace fs = std::filesystem;
 
@@ -22,22 +24,7 @@ std::vector<std::string> lines_of(const fs::path& f) {
   for (std::string l; std::getline(in, l);) out.push_back(l);
   return out;
 }
-// Sets an environment variable for one scope and restores the old value.
-struct ScopedEnv {
-  std::string name;
-  std::string old;
-  bool had;
-  ScopedEnv(std::string n, const std::string& v) : name(std::move(n)) {
-    const char* o = std::getenv(name.c_str());
-    had = o != nullptr;
-    if (had) old = o;
-    setenv(name.c_str(), v.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had) setenv(name.c_str(), old.c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-};
+using test::ScopedEnv;
 }  // namespace
 
 TEST_CASE("machine_peak_gflops keeps the best rate measured here", "[unit]") {

@@ -22,7 +22,12 @@ done
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 LMGRID=${LMGRID_BIN:-$ROOT/build/bin/lmgrid}
 PY=/usr/bin/python3
-export LMGRID_DATA_PATH=${LMGRID_DATA_PATH:-/work/shared/data} LMGRID_OFFLINE=1
+# Data as tools/setup.sh resolves it: LMGRID_DATA_PATH, else ../shared/data beside the checkout.
+if [ -z "${LMGRID_DATA_PATH:-}" ]; then
+  [ -d "$ROOT/../shared/data" ] || { echo "$0: set LMGRID_DATA_PATH (no ../shared/data beside the checkout)" >&2; exit 2; }
+  LMGRID_DATA_PATH=$(cd "$ROOT/../shared/data" && pwd)
+fi
+export LMGRID_DATA_PATH LMGRID_OFFLINE=1
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
   echo "bench_gem: installing python3-torch (Debian)" >&2

@@ -13,6 +13,7 @@ tokens/s over the timed steps after a warm-up.
 import argparse
 import math
 import os
+import sys
 import time
 
 import torch
@@ -80,12 +81,17 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--data", default=os.path.join(os.environ.get("LMGRID_DATA_PATH", "/work/shared/data"),
-                                                   "tinyshakespeare", "input.txt"))
+    # Data as tools/setup.sh resolves it: the first LMGRID_DATA_PATH entry, else ../shared/data
+    # beside the checkout.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    data_dir = os.environ.get("LMGRID_DATA_PATH", "").split(":")[0] or os.path.join(root, "..", "shared", "data")
+    ap.add_argument("--data", default=os.path.join(data_dir, "tinyshakespeare", "input.txt"))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(1)
-    text = open(a.data).read() if os.path.exists(a.data) else "".join(chr(32 + i % 65) for i in range(100000))
+    if not os.path.exists(a.data):
+        sys.exit(f"gem_eager.py: {a.data} not found (set LMGRID_DATA_PATH or --data)")
+    text = open(a.data).read()
     chars = sorted(set(text))
     data = torch.tensor([chars.index(c) for c in text[:200000]], dtype=torch.long)
     model = GEM(vocab=len(chars))

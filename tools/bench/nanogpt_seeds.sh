@@ -32,7 +32,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 LMGRID=${LMGRID_BIN:-$ROOT/build/bin/lmgrid}
-export LMGRID_DATA_PATH=${LMGRID_DATA_PATH:-/work/shared/data}
+# Data as tools/setup.sh resolves it: LMGRID_DATA_PATH, else ../shared/data beside the checkout.
+if [ -z "${LMGRID_DATA_PATH:-}" ]; then
+  [ -d "$ROOT/../shared/data" ] || { echo "$0: set LMGRID_DATA_PATH (no ../shared/data beside the checkout)" >&2; exit 2; }
+  LMGRID_DATA_PATH=$(cd "$ROOT/../shared/data" && pwd)
+fi
+export LMGRID_DATA_PATH
 mkdir -p "$(dirname "$DB")"
 
 # One thread per worker: with 2 workers on 2 cores that is the fastest use of the machine.
