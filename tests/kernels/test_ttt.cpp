@@ -145,3 +145,39 @@ TEST_CASE("ttt plugin: incremental decoding equals the full forward", "[unit][tt
     }
   }
 }
+
+// The TTT layer norm against LibTorch's own (issue 18: ttt_inner_naive uses ln_apply too, so the
+// parity tests above cannot see a wrong norm). Per-head weight and bias (N, 1, D) are applied head
+// by head with torch::layer_norm over the last dim, same eps. Rows of Z have scales from ~0.01 to
+// ~50 and non-zero means, so eps matters for the small ones; eps 1e-6 (the reference's) and 0.3.
+// Tolerances, float64: ln_apply max abs err < 1e-12 (outputs are O(1)); ln_l2_grad against autograd
+// of 1/2 |torch::layer_norm(Z) - target|^2, per row max abs err / row's max |grad| < 1e-10 (the
+// gradient scales as 1/std of the row, so one scale per row).
+TEST_CASE("ttt layer norm: ln_apply and ln_l2_grad equal torch::layer_norm and its autograd", "[unit][ttt]") {
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  const int64_t N = 3, R = 9, D = 16;
+  for (double eps : {1e-6, 0.3}) {
+    DYNAMIC_SECTION("eps " << eps) {
+      torch::manual_seed(181);
+      auto row_scale = torch::exp(1.3 * torch::randn({N, R, 1}, f64)).clamp(0.01, 50.0);
+      auto Z = (torch::randn({N, R, D}, f64) * row_scale + 2.0 * torch::randn({N, R, 1}, f64)).requires_grad_(true);
+      auto target = torch::randn({N, R, D}, f64);
+      K::TTTNorm norm{1.0 + 0.3 * torch::randn({N, 1, D}, f64), 0.3 * torch::randn({N, 1, D}, f64), eps};
+
+      std::vector<torch::Tensor> ref_rows;
+      for (int64_t n = 0; n < N; ++n)
+        ref_rows.push_back(torch::layer_norm(Z[n], {D}, norm.weight[n].view({D}), norm.bias[n].view({D}), eps));
+      auto ref = torch::stack(ref_rows);  // (N, R, D)
+
+      const double e_apply = (K::ln_apply(Z, norm) - ref).abs().max().item<double>();
+      INFO("ln_apply max abs err " << e_apply);
+      CHECK(e_apply < 1e-12);
+
+      auto g_ref = torch::autograd::grad({0.5 * (ref - target).pow(2).sum()}, {Z})[0];
+      auto g = K::ln_l2_grad(Z.detach(), target, norm);
+      const double e_grad = ((g - g_ref).abs().amax(-1) / g_ref.abs().amax(-1)).max().item<double>();
+      INFO("ln_l2_grad max per-row rel err " << e_grad);
+      CHECK(e_grad < 1e-10);
+    }
+  }
+}
