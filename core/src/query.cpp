@@ -179,4 +179,25 @@ std::vector<std::string> varying_keys(const std::vector<RunRecord>& runs) {
   return out;
 }
 
+std::vector<std::string> experiment_names(sql::Db& db) {
+  std::vector<std::string> names;
+  auto st = db.prepare("SELECT name FROM experiments ORDER BY name");
+  while (st.step()) names.push_back(st.text(0));
+  return names;
+}
+
+void scan_loss_series(sql::Db& db, int64_t lo, int64_t hi, const std::function<void(const LossPoint&)>& visit) {
+  auto st = db.prepare(
+      "SELECT run_id, name, step, tokens, elapsed_s, value FROM metrics "
+      "WHERE run_id BETWEEN ? AND ? AND name IN ('train/loss', 'val/loss') AND finite = 1 "
+      "ORDER BY run_id, name, step");
+  st.bind(1, lo).bind(2, hi);
+  while (st.step()) {
+    LossPoint p;
+    p.run_id = st.i64(0), p.is_val = st.text(1) == "val/loss", p.step = st.i64(2), p.tokens = st.i64(3);
+    p.elapsed_s = st.f64(4), p.value = st.f64(5);
+    visit(p);
+  }
+}
+
 }  // namespace lmgrid

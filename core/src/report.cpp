@@ -14,6 +14,7 @@
 
 #include "lmgrid/errors.hpp"
 #include "lmgrid/query.hpp"
+#include "lmgrid/store.hpp"
 #include "lmgrid/util.hpp"
 
 namespace lmgrid {
@@ -164,9 +165,7 @@ void validate_report_options(sql::Db& db, const ReportOptions& opt) {
   for (const auto& k : opt.group_by) check_key("--group-by", k, keys);
   if (!opt.best_over.empty()) check_key("--best-over", opt.best_over, keys);
   if (!opt.experiments.empty()) {
-    std::vector<std::string> names;
-    auto st = db.prepare("SELECT name FROM experiments ORDER BY name");
-    while (st.step()) names.push_back(st.text(0));
+    std::vector<std::string> names = experiment_names(db);
     for (const auto& e : opt.experiments)
       if (std::find(names.begin(), names.end(), e) == names.end()) {
         std::string hint = nearest(e, names);
@@ -353,8 +352,9 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
   std::set<int64_t> done;
   double max_best = 0;
   for (const auto& r : runs) {
-    if (r.status != "done") {
-      if (r.status == "failed" || r.status == "diverged" || r.status == "interrupted")
+    auto status = parse_run_status(r.status);
+    if (status != RunStatus::done) {
+      if (status && (is_unsuccessful(*status) || *status == RunStatus::interrupted))
         rep.problems.push_back({r.id, r.experiment, r.variant, r.status, r.error,
                                 rep.groups[run_group[r.id]].label, r.step});
       continue;
@@ -399,31 +399,22 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
   std::vector<std::map<int64_t, Acc>> train(rep.groups.size()), val(rep.groups.size());
   std::vector<std::vector<double>> tok_target(rep.groups.size()), time_target(rep.groups.size());
   if (!done.empty()) {
-    auto st = db.prepare(
-        "SELECT run_id, name, step, tokens, elapsed_s, value FROM metrics "
-        "WHERE run_id BETWEEN ? AND ? AND name IN ('train/loss', 'val/loss') AND finite = 1 "
-        "ORDER BY run_id, name, step");
-    st.bind(1, *done.begin()).bind(2, *done.rbegin());
     int64_t cur_run = -1;
     bool reached = false;
-    while (st.step()) {
-      int64_t id = st.i64(0);
-      if (id != cur_run) cur_run = id, reached = false;
-      if (!done.count(id)) continue;
-      size_t gi = run_group[id];
-      std::string name = st.text(1);
-      bool is_val = name == "val/loss";
-      int64_t step = st.i64(2);
-      double tokens = static_cast<double>(st.i64(3)), t = st.f64(4), y = st.f64(5);
-      Acc& a = (is_val ? val : train)[gi][step];
+    scan_loss_series(db, *done.begin(), *done.rbegin(), [&](const LossPoint& p) {
+      if (p.run_id != cur_run) cur_run = p.run_id, reached = false;
+      if (!done.count(p.run_id)) return;
+      size_t gi = run_group[p.run_id];
+      double tokens = static_cast<double>(p.tokens), t = p.elapsed_s, y = p.value;
+      Acc& a = (p.is_val ? val : train)[gi][p.step];
       if (a.n == 0) a.lo = a.hi = y;
       ++a.n, a.sum += y, a.lo = std::min(a.lo, y), a.hi = std::max(a.hi, y), a.tokens += tokens, a.time += t;
-      if (is_val && !reached && rep.target_loss > 0 && y <= rep.target_loss * (1 + 1e-12)) {
+      if (p.is_val && !reached && rep.target_loss > 0 && y <= rep.target_loss * (1 + 1e-12)) {
         reached = true;
         tok_target[gi].push_back(tokens);
         time_target[gi].push_back(t);
       }
-    }
+    });
   }
   for (size_t i = 0; i < rep.groups.size(); ++i) {
     rep.groups[i].train = to_curve(train[i], opt.x);

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "lmgrid/report.hpp"
+#include "lmgrid/store.hpp"
 #include "lmgrid/util.hpp"
 
 namespace lmgrid {
@@ -349,7 +350,7 @@ std::string meta_line(const Report& r) {
   std::string ex;
   for (const auto& e : r.experiments) ex += (ex.empty() ? "" : ", ") + e;
   std::map<std::string, int> by_status;
-  by_status["done"] = r.n_done;
+  by_status[status_name(RunStatus::done)] = r.n_done;
   for (const auto& p : r.problems) ++by_status[p.status];
   std::string counts;
   for (const auto& [s, n] : by_status)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <fstream>
 #include <tuple>
@@ -89,6 +90,36 @@ CREATE TABLE summaries(
   PRIMARY KEY(run_id, key)
 );
 )SQL";
+
+const char* status_name(RunStatus s) {
+  switch (s) {
+    case RunStatus::pending: return "pending";
+    case RunStatus::running: return "running";
+    case RunStatus::done: return "done";
+    case RunStatus::failed: return "failed";
+    case RunStatus::diverged: return "diverged";
+    case RunStatus::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& run_statuses() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (auto s : {RunStatus::pending, RunStatus::running, RunStatus::done, RunStatus::failed, RunStatus::diverged,
+                   RunStatus::interrupted})
+      v.push_back(status_name(s));
+    return v;
+  }();
+  return names;
+}
+
+std::optional<RunStatus> parse_run_status(const std::string& name) {
+  for (auto s : {RunStatus::pending, RunStatus::running, RunStatus::done, RunStatus::failed, RunStatus::diverged,
+                 RunStatus::interrupted})
+    if (name == status_name(s)) return s;
+  return std::nullopt;
+}
 
 fs::path default_db_path() { return env_or("LMGRID_DB", "results/lmgrid.db"); }
 
@@ -212,7 +243,9 @@ static RunRow read_run(sql::Stmt& st) {
   r.experiment = st.text(1);
   r.config_hash = st.text(2);
   r.config = st.text(3);
-  r.status = st.text(4);
+  auto status = parse_run_status(st.text(4));
+  if (!status) throw std::runtime_error(fmt::format("run {} has an unknown status '{}'", r.id, st.text(4)));
+  r.status = *status;
   if (!st.is_null(5)) r.started_at = st.f64(5);
   if (!st.is_null(6)) r.finished_at = st.f64(6);
   r.error = st.text(7);
@@ -249,12 +282,12 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
     find.bind(1, hash);
     if (find.step()) {
       int64_t id = find.i64(0);
-      std::string status = find.text(1);
+      RunStatus status = parse_run_status(find.text(1)).value_or(RunStatus::failed);
       std::optional<int64_t> pid;
       if (!find.is_null(2)) pid = find.i64(2);
       std::string run_host = find.text(3);
       find.reset();
-      if (retry_failed && (status == "failed" || status == "diverged")) {
+      if (retry_failed && is_unsuccessful(status)) {
         // A retry starts from scratch: forget metrics, checkpoints and summaries.
         for (const char* t : {"metrics", "checkpoints", "summaries", "plugins"})
           db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ?", t)).bind(1, id).run();
@@ -262,8 +295,8 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
             .bind(1, id).run();
         std::error_code ec;
         fs::remove_all(run_dir(hash), ec);
-      } else if (status == "running" && run_host == host && !(pid && process_alive(*pid))) {
-        set_status.bind(1, "interrupted").bind(2, id).run();
+      } else if (status == RunStatus::running && run_host == host && !(pid && process_alive(*pid))) {
+        set_status.bind(1, status_name(RunStatus::interrupted)).bind(2, id).run();
       }
       ids.push_back(id);
       continue;
@@ -300,7 +333,7 @@ std::optional<RunRow> Store::claim_next(const std::vector<int64_t>& ids, int64_t
   db_.prepare("UPDATE runs SET status='running', worker_pid=?, host=? WHERE id=?")
       .bind(1, pid).bind(2, hostname()).bind(3, r.id).run();
   tx.commit();
-  r.status = "running";
+  r.status = RunStatus::running;
   return r;
 }
 
@@ -327,10 +360,10 @@ void Store::mark_started(int64_t run_id, int64_t n_params, const std::string& de
       .bind(5, hostname()).bind(6, run_id).run();
 }
 
-void Store::set_status(int64_t run_id, const std::string& status, const std::string& error) {
-  bool final = status == "done" || status == "failed" || status == "diverged";
+void Store::set_status(int64_t run_id, RunStatus status, const std::string& error) {
+  bool final = is_final(status);
   auto st = db_.prepare("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?");
-  st.bind(1, status);
+  st.bind(1, status_name(status));
   if (error.empty()) st.bind_null(2); else st.bind(2, error);
   if (final) st.bind(3, now_unix()); else st.bind_null(3);
   st.bind(4, run_id).run();
@@ -463,17 +496,26 @@ void Store::set_summary(int64_t run_id, const std::string& key, double value) {
   st.run();
 }
 
+// The trainer flushes explicitly (a failure there fails the run with SQLite's message); rows
+// still pending here are from a run that is already ending with an exception, so a failure is
+// reported, not thrown.
 MetricWriter::~MetricWriter() {
   try {
     flush();
-  } catch (...) {
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lmgrid: WARNING: %s\n", e.what());
   }
 }
 void MetricWriter::add(int64_t step, int64_t tokens, double elapsed_s, const std::string& name, double value) {
   rows_.push_back(MetricRow{run_id_, step, tokens, elapsed_s, name, value});
 }
 void MetricWriter::flush() {
-  store_.write_metrics(rows_);
+  if (rows_.empty()) return;
+  try {
+    store_.write_metrics(rows_);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(fmt::format("writing {} metric rows of run {} failed: {}", rows_.size(), run_id_, e.what()));
+  }
   rows_.clear();
 }
 

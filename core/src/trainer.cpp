@@ -337,7 +337,7 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
   while (step < steps) {
     if (hooks.stop && hooks.stop->load()) {
       checkpoint(step);
-      store.set_status(run_id, "interrupted", fmt::format("interrupted at step {}", step));
+      store.set_status(run_id, RunStatus::interrupted, fmt::format("interrupted at step {}", step));
       if (hooks.progress_bar) std::fprintf(stderr, "\n");
       return RunOutcome::interrupted;
     }
@@ -368,7 +368,7 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
       metrics.flush();
       std::string msg = fmt::format("loss became {} at step {}", std::isnan(step_loss) ? "NaN" : "Inf", step + 1);
       store.set_step(run_id, step + 1);
-      store.set_status(run_id, "diverged", msg);
+      store.set_status(run_id, RunStatus::diverged, msg);
       std::fprintf(stderr, "%s%s: diverged: %s\n", hooks.progress_bar ? "\n" : "", progress.label.c_str(), msg.c_str());
       return RunOutcome::diverged;
     }
@@ -447,7 +447,7 @@ RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, con
     store.set_summary(run_id, "final_val_accuracy", acc->last);
   }
   store.set_summary(run_id, "n_params", static_cast<double>(o.model->parameter_count()));
-  store.set_status(run_id, "done");
+  store.set_status(run_id, RunStatus::done);
   return RunOutcome::done;
 }
 

@@ -74,10 +74,10 @@ TEST_CASE("register and claim runs atomically; re-registering keeps them", "[uni
   // A running run whose worker is gone becomes interrupted when the grid is registered again.
   s.db().prepare("UPDATE runs SET worker_pid = 999999999").run();
   s.register_runs(exp, false);
-  CHECK(s.run(ids[0])->status == "interrupted");
-  s.set_status(ids[1], "failed", "boom");
+  CHECK(s.run(ids[0])->status == RunStatus::interrupted);
+  s.set_status(ids[1], RunStatus::failed, "boom");
   s.register_runs(exp, true);
-  CHECK(s.run(ids[1])->status == "pending");
+  CHECK(s.run(ids[1])->status == RunStatus::pending);
 }
 
 TEST_CASE("metrics keep NaN as a flag and can be cut after a step", "[unit]") {
@@ -97,6 +97,20 @@ TEST_CASE("metrics keep NaN as a flag and can be cut after a step", "[unit]") {
   CHECK(cnt() == std::make_pair(int64_t{6}, int64_t{1}));
   s.delete_metrics_after(ids[0], 3);
   CHECK(cnt().first == 3);
+}
+
+TEST_CASE("run statuses have one string form", "[unit]") {
+  for (const auto& name : run_statuses()) {
+    auto s = parse_run_status(name);
+    REQUIRE(s);
+    CHECK(status_name(*s) == name);
+  }
+  CHECK(run_statuses().size() == 6);
+  CHECK_FALSE(parse_run_status("Done"));
+  CHECK(is_final(RunStatus::diverged));
+  CHECK_FALSE(is_final(RunStatus::interrupted));
+  CHECK(is_unsuccessful(RunStatus::failed));
+  CHECK_FALSE(is_unsuccessful(RunStatus::done));
 }
 
 TEST_CASE("read-only store refuses writes and missing files", "[unit]") {

@@ -156,7 +156,7 @@ fs::path make_db() {
     if (!rc.variant.empty()) {
       bool failed = rc.variant[0] == '<';
       store.set_step(id, failed ? 3 : 57);
-      store.set_status(id, failed ? "failed" : "diverged", failed ? "plugin arch/probe: boom" : "loss became NaN at step 57");
+      store.set_status(id, failed ? RunStatus::failed : RunStatus::diverged, failed ? "plugin arch/probe: boom" : "loss became NaN at step 57");
       continue;
     }
     double lr = std::get<double>(rc.values.at("optim.lr"));
@@ -185,7 +185,7 @@ fs::path make_db() {
     store.set_summary(id, "mfu", 0.15);
     if (gpt) store.set_summary(id, "best_val_accuracy", acc_best);  // only where the data set has one
     store.set_step(id, kSteps);
-    store.set_status(id, "done");
+    store.set_status(id, RunStatus::done);
   }
   return path;
 }
@@ -436,9 +436,9 @@ TEST_CASE("report without loss series or summaries; interrupted runs listed", "[
       exp.runs.push_back(rc);
     }
     auto ids = store.register_runs(exp, false);
-    store.set_status(ids[0], "done");
+    store.set_status(ids[0], RunStatus::done);
     store.set_step(ids[1], 12);
-    store.set_status(ids[1], "interrupted");
+    store.set_status(ids[1], RunStatus::interrupted);
   }
   Store store(path, true);
   Report r = build_report(store.db(), ReportOptions{});
@@ -485,7 +485,7 @@ TEST_CASE("runs from named variants are grouped by the variant label", "[unit][r
     for (auto id : ids) {
       store.mark_started(id, 1000, "cpu");
       store.set_summary(id, "best_val_loss", 2.0 + 0.01 * static_cast<double>(id));
-      store.set_status(id, "done");
+      store.set_status(id, RunStatus::done);
     }
   }
   Store store(path, true);

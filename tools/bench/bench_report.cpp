@@ -63,14 +63,14 @@ int main(int argc, char** argv) {
     sql::Transaction tx(store.db());
     if (i % 100 == 99) {
       store.set_step(id, n_points / 2);
-      store.set_status(id, "failed", "plugin arch/x: synthetic failure");
+      store.set_status(id, RunStatus::failed, "plugin arch/x: synthetic failure");
     } else {
       for (auto [k, v] : {std::pair<const char*, double>{"best_val_loss", best}, {"final_val_loss", last},
                           {"tokens_per_s", 40000.0}, {"wall_time_s", n_points * 0.05}, {"mfu", 0.2},
                           {"tokens", n_points * 768.0}})
         store.set_summary(id, k, v);
       store.set_step(id, n_points);
-      store.set_status(id, "done");
+      store.set_status(id, RunStatus::done);
     }
     tx.commit();
   }

@@ -120,8 +120,8 @@ int run_grid(const RunOptions& opt) {
     int done = 0, todo = 0;
     for (int64_t id : ids) {
       auto r = store.run(id);
-      if (r->status == "done") ++done;
-      else if (r->status == "pending" || r->status == "interrupted") ++todo;
+      if (r->status == RunStatus::done) ++done;
+      else if (r->status == RunStatus::pending || r->status == RunStatus::interrupted) ++todo;
     }
     std::fprintf(stderr, "lmgrid: experiment '%s': %zu runs (%d done, %d to run) -> %s\n", exp.name.c_str(), ids.size(),
                  done, todo, db_path.c_str());
@@ -146,12 +146,12 @@ int run_grid(const RunOptions& opt) {
     close(it->crash_fd);
     std::string plugin = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
     auto row = store.run(it->run_id);
-    if (row && row->status == "running") {
+    if (row && row->status == RunStatus::running) {
       // The worker died without recording an outcome: a crash (or a kill).
       std::string why = WIFSIGNALED(status) ? "worker killed by " + signal_text(WTERMSIG(status))
                                             : fmt::format("worker exited with status {}", WEXITSTATUS(status));
       if (!plugin.empty()) why += " in plugin " + plugin;
-      store.set_status(it->run_id, "failed", why);
+      store.set_status(it->run_id, RunStatus::failed, why);
       std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(it->run_id), why.c_str());
     }
     children.erase(it);
@@ -200,8 +200,8 @@ int run_grid(const RunOptions& opt) {
   for (int64_t id : ids) {
     auto r = store.run(id);
     auto best = store.summary(id, "best_val_loss");
-    if (r->status == "failed" || r->status == "diverged") ++n_unsuccessful;
-    rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), r->status, std::to_string(r->step),
+    if (is_unsuccessful(r->status)) ++n_unsuccessful;
+    rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), status_name(r->status), std::to_string(r->step),
                     best ? fmt::format("{:.4f}", *best) : "", r->error.substr(0, 80)});
   }
   std::fputs(render_rows({"id", "hash", "status", "step", "best_val_loss", "error"}, rows, Format::table).c_str(), stdout);

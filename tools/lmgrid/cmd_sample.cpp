@@ -97,7 +97,7 @@ void sample(const SampleOptions& opt) {
   auto row = store.run(opt.run_id);
   if (!row) throw UserError(fmt::format("no run with id {} in {}", opt.run_id, store.path().string()));
   auto cks = store.checkpoints(opt.run_id);
-  if (cks.empty()) throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, row->status));
+  if (cks.empty()) throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, status_name(row->status)));
   std::filesystem::path path = cks.front().path;
   CheckpointMeta meta = read_checkpoint_meta(path);
   RunConfig cfg = RunConfig::from_json(meta.config_json);

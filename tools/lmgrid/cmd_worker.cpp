@@ -70,7 +70,7 @@ int work(const WorkerOptions& opt) {
     // Allocation failures say little by themselves ("std::bad_alloc", "vector::_M_default_append").
     if (dynamic_cast<const std::bad_alloc*>(&e) || dynamic_cast<const std::length_error*>(&e))
       what = "out of memory (" + what + "): the run asks for more than this machine has; try a smaller batch or model";
-    store.set_status(opt.run_id, "failed", what);
+    store.set_status(opt.run_id, RunStatus::failed, what);
     std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(opt.run_id), what.c_str());
     return 1;
   }

@@ -7,6 +7,7 @@
 // expressions throw UserError naming the problem.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -47,5 +48,17 @@ std::vector<RunRecord> query_runs(sql::Db& db, const RunQuery& q);
 std::vector<std::string> known_keys(sql::Db& db);
 // Keys whose values differ among `runs` (config keys only, seed included).
 std::vector<std::string> varying_keys(const std::vector<RunRecord>& runs);
+// Names of the experiments in the database, sorted.
+std::vector<std::string> experiment_names(sql::Db& db);
+
+// One finite point of a loss series (train/loss or val/loss).
+struct LossPoint {
+  int64_t run_id = 0, step = 0, tokens = 0;
+  bool is_val = false;
+  double elapsed_s = 0, value = 0;
+};
+// Every finite train/loss and val/loss point of runs lo..hi, in (run, name, step) order: one
+// scan in index order, no sort.
+void scan_loss_series(sql::Db& db, int64_t lo, int64_t hi, const std::function<void(const LossPoint&)>& visit);
 
 }  // namespace lmgrid

@@ -42,6 +42,7 @@ class Stmt {
   sqlite3_stmt* raw() { return stmt_; }
 
  private:
+  void check_bind(int rc, int i);
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
 };

@@ -21,18 +21,26 @@ namespace lmgrid {
 // as typed from --db, so a grid resumed from another working directory lost its checkpoints).
 inline constexpr int kSchemaVersion = 2;
 
-// The statuses a run moves through. pending -> running -> done | failed | diverged | interrupted.
-inline const std::vector<std::string>& run_statuses() {
-  static const std::vector<std::string> s{"pending", "running", "done", "failed", "diverged", "interrupted"};
-  return s;
-}
+// The statuses a run moves through: pending -> running -> done | failed | diverged | interrupted
+// (interrupted -> running again on resume). status_name is the one string form: the
+// database's CHECK constraint, queries and the CLI use it.
+enum class RunStatus { pending, running, done, failed, diverged, interrupted };
+const char* status_name(RunStatus s);
+// The status a name stands for; nullopt for anything else.
+std::optional<RunStatus> parse_run_status(const std::string& name);
+// Every status name, in lifecycle order.
+const std::vector<std::string>& run_statuses();
+// done, failed and diverged end a run; interrupted and the others do not.
+inline bool is_final(RunStatus s) { return s == RunStatus::done || s == RunStatus::failed || s == RunStatus::diverged; }
+// failed or diverged: the run did not finish and a rerun skips it unless --retry-failed.
+inline bool is_unsuccessful(RunStatus s) { return s == RunStatus::failed || s == RunStatus::diverged; }
 
 struct RunRow {
   int64_t id = 0;
   std::string experiment;
   std::string config_hash;
   std::string config;  // canonical JSON
-  std::string status;
+  RunStatus status = RunStatus::pending;
   std::optional<double> started_at, finished_at;
   std::string error;
   int64_t n_params = 0;
@@ -100,7 +108,7 @@ class Store {
   std::vector<RunRow> runs(const std::string& where_sql = "", const std::vector<Value>& args = {});
 
   void mark_started(int64_t run_id, int64_t n_params, const std::string& device);
-  void set_status(int64_t run_id, const std::string& status, const std::string& error = "");
+  void set_status(int64_t run_id, RunStatus status, const std::string& error = "");
   void set_step(int64_t run_id, int64_t step);
   void set_plugins(int64_t run_id, const std::vector<PluginRow>& plugins);
   // `file` lies in the run's folder; it is stored relative to the database's folder.
