@@ -10,7 +10,7 @@
 
 #include "lmgrid/errors.hpp"
 #include "lmgrid/registry.hpp"
-#include "lmgrid/trainer.hpp"
+#include "lmgrid/train_settings.hpp"
 #include "lmgrid/util.hpp"
 
 namespace lmgrid {
@@ -165,11 +165,23 @@ ReportSpec parse_report(const toml::table& t, const std::string& file, std::map<
   return spec;
 }
 
-}  // namespace
+// ---------------------------------------------------------------- parse -> expand -> resolve
 
-Experiment load_experiment_text(const std::string& text, const std::string& file,
-                                const std::vector<std::string>& overrides, const Registry& registry) {
+// The experiment file parsed, before expansion: what every run shares and what varies.
+struct GridSpec {
+  std::string file;
   toml::table root;
+  Experiment exp;
+  std::vector<int64_t> seeds{1};
+  std::map<std::string, std::string> report_keys;  // key named in [report] -> where
+  Assign base;               // the plugin and [train] tables
+  std::vector<Axis> axes;    // [[variant]], [grid] keys, [[zip]]s: one point of each per run
+  Assign sets;               // --set overrides (highest precedence)
+};
+
+void parse_toml(GridSpec& g, const std::string& text) {
+  const std::string& file = g.file;
+  toml::table& root = g.root;
   try {
     root = toml::parse(text, file);
   } catch (const toml::parse_error& e) {
@@ -177,9 +189,8 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     throw UserError(fmt::format("{}:{}:{}: TOML syntax error: {}", file, b.line, b.column, e.description()));
   }
 
-  Experiment exp;
-  exp.file = file;
-  exp.source_text = text;
+  g.exp.file = file;
+  g.exp.source_text = text;
   for (const auto& [k, node] : root) {
     std::string key(k.str());
     if (!kTopLevel.count(key)) {
@@ -188,9 +199,14 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
                                   hint.empty() ? "" : "; did you mean [" + hint + "]?"));
     }
   }
+}
 
-  // [experiment]
-  std::vector<int64_t> seeds{1};
+// [experiment]: name, description, seeds.
+void parse_experiment_table(GridSpec& g) {
+  const std::string& file = g.file;
+  toml::table& root = g.root;
+  Experiment& exp = g.exp;
+  std::vector<int64_t>& seeds = g.seeds;
   const toml::table* et = root["experiment"].as_table();
   if (!et) throw UserError(file + ": missing [experiment] table with name = \"...\"");
   for (const auto& [k, node] : *et) {
@@ -218,24 +234,34 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
   }
   if (exp.name.empty()) throw UserError(where_of(file, *et) + ": [experiment] needs name = \"...\"");
 
-  std::map<std::string, std::string> report_keys;  // key named in [report] -> where
+}
+
+// [report] and the base sections.
+void parse_report_and_sections(GridSpec& g) {
+  const std::string& file = g.file;
+  toml::table& root = g.root;
   if (auto node = root["report"]) {
     const auto* t = node.as_table();
     if (!t) throw UserError(where_of(file, *node.node()) + ": [report] must be a table");
-    exp.report = parse_report(*t, file, report_keys);
+    g.exp.report = parse_report(*t, file, g.report_keys);
   }
 
   // Base sections.
-  Assign base;
   for (const auto& section : kSections) {
     if (auto node = root[section]) {
       const auto* t = node.as_table();
       if (!t) throw UserError(fmt::format("{}: '{}' must be a table", where_of(file, *node.node()), section));
-      flatten_section(section, *t, file, base);
+      flatten_section(section, *t, file, g.base);
     }
   }
 
-  std::vector<Axis> axes;
+}
+
+// [[variant]], [grid] and [[zip]]: the axes, in file order (their precedence levels).
+void parse_axes(GridSpec& g) {
+  const std::string& file = g.file;
+  toml::table& root = g.root;
+  std::vector<Axis>& axes = g.axes;
   // [[variant]]
   if (auto node = root["variant"]) {
     const auto* arr = node.as_array();
@@ -295,8 +321,13 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
       if (n) axes.push_back(std::move(axis));
     }
   }
-  // --set overrides.
-  Assign sets;
+}
+
+// --set: [experiment] name/description/seeds, or section.key=value for every run.
+void apply_overrides(GridSpec& g, const std::vector<std::string>& overrides) {
+  Experiment& exp = g.exp;
+  std::vector<int64_t>& seeds = g.seeds;
+  Assign& sets = g.sets;
   for (const auto& o : overrides) {
     auto eq = o.find('=');
     if (eq == std::string::npos || eq == 0)
@@ -349,7 +380,12 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     sets[key] = RawValue{v, "--set " + o, 1 << 20};
   }
 
-  // Cartesian product over axes, then seeds.
+}
+
+// The Cartesian product over the axes, each with its variant label and the overrides applied.
+std::vector<std::pair<Assign, std::string>> expand(const GridSpec& g) {
+  const Assign& base = g.base;
+  const std::vector<Axis>& axes = g.axes;
   std::vector<std::pair<Assign, std::string>> combos{{base, ""}};
   int level = 0;
   for (const auto& axis : axes) {
@@ -367,96 +403,109 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
     combos = std::move(next);
   }
 
-  const auto& train_specs = trainer_params();
-  std::set<std::string> seen;
-  for (auto& [assign, label] : combos) {
-    for (const auto& [k, v] : sets) assign[k] = v;
-    // Resolve every plugin section: plugin name, its own keys, its conditional sub-table.
-    RunConfig rc;
-    int64_t seq_len = 0;
-    rc.experiment = exp.name;
-    rc.variant = label;
-    for (const auto& section : plugin_sections()) {
-      auto pit = assign.find(section + ".plugin");
-      if (pit == assign.end())
-        throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
-      if (!std::holds_alternative<std::string>(pit->second.value))
-        throw UserError(pit->second.where + ": " + section + ".plugin must be a string");
-      const std::string& pname = std::get<std::string>(pit->second.value);
-      const LoadedPlugin* lp = nullptr;
-      try {
-        lp = &registry.get(section_kind(section), pname);
-      } catch (const UserError& e) {
-        throw UserError(pit->second.where + ": [" + section + "] " + e.what());
-      }
-      std::map<std::string, Value> given;
-      std::map<std::string, std::string> locations;
-      std::map<std::string, int> levels;
-      std::string prefix = section + ".";
-      for (const auto& [k, rv] : assign) {
-        if (k.rfind(prefix, 0) != 0 || k == prefix + "plugin") continue;
-        auto rest = k.substr(prefix.size());
-        auto dot = rest.find('.');
-        if (dot != std::string::npos) {
-          std::string target = rest.substr(0, dot);
-          if (!registry.find(section_kind(section), target))
-            throw UserError(fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
-                                        "parameters)", rv.where, k, kind_name(section_kind(section)), target, section));
-          continue;  // plugin-specific keys (this plugin's or another's) are merged below
-        }
-        given[rest] = rv.value;
-        locations[rest] = rv.where;
-        levels[rest] = rv.level;
-      }
-      // Plugin-specific keys (model.gpt.x) override generic ones (model.x) set at the same or
-      // a lower precedence; a generic key from a later layer (e.g. --set) still wins.
-      for (const auto& [k, rv] : assign) {
-        if (k.rfind(prefix + pname + ".", 0) == 0) {
-          auto rest = k.substr(prefix.size() + pname.size() + 1);
-          if (levels.count(rest) && levels[rest] > rv.level) continue;
-          given[rest] = rv.value;
-          locations[rest] = rv.where;
-        }
-      }
-      Params p = validate_params(lp->plugin->params(), given,
-                                 fmt::format("[{}] (plugin {})", section, pname), &locations);
-      try {
-        lp->plugin->check(p);
-      } catch (const std::exception& e) {
-        // Point at the key the plugin's message names (its first word, by convention), else
-        // at the plugin's table.
-        std::string msg = e.what(), at = pit->second.where;
-        for (const auto& [k, where] : locations)
-          if (msg.rfind(k + " ", 0) == 0 || msg.rfind("'" + k + "'", 0) == 0) at = where;
-        if (at == pit->second.where && section == "data" && locations.count("source")) at = locations["source"];
-        throw UserError(fmt::format("{}: [{}] (plugin {}): {}", at, section, pname, e.what()));
-      }
-      rc.values[section + ".plugin"] = pname;
-      for (const auto& [k, v] : p.values()) rc.values[section + "." + k] = v;
-      if (section == "data") seq_len = static_cast<const DataPlugin&>(*lp->plugin).seq_len(p);
-    }
-    std::map<std::string, Value> tgiven;
-    std::map<std::string, std::string> tloc;
-    for (const auto& [k, rv] : assign)
-      if (k.rfind("train.", 0) == 0) tgiven[k.substr(6)] = rv.value, tloc[k.substr(6)] = rv.where;
-    Params tp = validate_params(train_specs, tgiven, "[train]", &tloc);
-    // A micro-batch beyond 2^28 tokens is a typo on any machine; caught here, before anything
-    // is written, instead of as an allocation failure in the worker.
-    if (seq_len > 0 && static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len) > kMaxBatchTokens)
-      throw UserError(fmt::format("{}[train] batch_size {} x seq_len {} = {:.4g} tokens per micro-batch, more than "
-                                  "the {} lmgrid allows", tloc.count("batch_size") ? tloc["batch_size"] + ": " : "",
-                                  tp.i("batch_size"), seq_len,
-                                  static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len),
-                                  static_cast<int64_t>(kMaxBatchTokens)));
-    for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
+  for (auto& [assign, label] : combos)
+    for (const auto& [k, v] : g.sets) assign[k] = v;
+  return combos;
+}
 
-    for (int64_t seed : seeds) {
-      RunConfig r = rc;
-      r.seed = seed;
-      if (seen.insert(r.hash()).second) exp.runs.push_back(std::move(r));
+// One plugin section of one run: the plugin, its keys (generic and plugin-specific, by
+// precedence), validated and checked by the plugin. Adds them to rc; returns the plugin.
+const LoadedPlugin& resolve_section(const std::string& section, const Assign& assign, const std::string& file,
+                                    const Registry& registry, RunConfig& rc) {
+  auto pit = assign.find(section + ".plugin");
+  if (pit == assign.end())
+    throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
+  if (!std::holds_alternative<std::string>(pit->second.value))
+    throw UserError(pit->second.where + ": " + section + ".plugin must be a string");
+  const std::string& pname = std::get<std::string>(pit->second.value);
+  const LoadedPlugin* lp = nullptr;
+  try {
+    lp = &registry.get(section_kind(section), pname);
+  } catch (const UserError& e) {
+    throw UserError(pit->second.where + ": [" + section + "] " + e.what());
+  }
+  std::map<std::string, Value> given;
+  std::map<std::string, std::string> locations;
+  std::map<std::string, int> levels;
+  std::string prefix = section + ".";
+  for (const auto& [k, rv] : assign) {
+    if (k.rfind(prefix, 0) != 0 || k == prefix + "plugin") continue;
+    auto rest = k.substr(prefix.size());
+    auto dot = rest.find('.');
+    if (dot != std::string::npos) {
+      std::string target = rest.substr(0, dot);
+      if (!registry.find(section_kind(section), target))
+        throw UserError(fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
+                                    "parameters)", rv.where, k, kind_name(section_kind(section)), target, section));
+      continue;  // plugin-specific keys (this plugin's or another's) are merged below
+    }
+    given[rest] = rv.value;
+    locations[rest] = rv.where;
+    levels[rest] = rv.level;
+  }
+  // Plugin-specific keys (model.gpt.x) override generic ones (model.x) set at the same or
+  // a lower precedence; a generic key from a later layer (e.g. --set) still wins.
+  for (const auto& [k, rv] : assign) {
+    if (k.rfind(prefix + pname + ".", 0) == 0) {
+      auto rest = k.substr(prefix.size() + pname.size() + 1);
+      if (levels.count(rest) && levels[rest] > rv.level) continue;
+      given[rest] = rv.value;
+      locations[rest] = rv.where;
     }
   }
+  Params p = validate_params(lp->plugin->params(), given,
+                             fmt::format("[{}] (plugin {})", section, pname), &locations);
+  try {
+    lp->plugin->check(p);
+  } catch (const std::exception& e) {
+    // Point at the key the plugin's message names (its first word, by convention), else
+    // at the plugin's table.
+    std::string msg = e.what(), at = pit->second.where;
+    for (const auto& [k, where] : locations)
+      if (msg.rfind(k + " ", 0) == 0 || msg.rfind("'" + k + "'", 0) == 0) at = where;
+    if (at == pit->second.where && section == "data" && locations.count("source")) at = locations["source"];
+    throw UserError(fmt::format("{}: [{}] (plugin {}): {}", at, section, pname, e.what()));
+  }
+  rc.values[section + ".plugin"] = pname;
+  for (const auto& [k, v] : p.values()) rc.values[section + "." + k] = v;
+  return *lp;
+}
 
+// The [train] table of one run, validated, with the micro-batch size checked against the
+// data's sequence length.
+void resolve_train(const Assign& assign, int64_t seq_len, RunConfig& rc) {
+  const auto& train_specs = trainer_params();
+  std::map<std::string, Value> tgiven;
+  std::map<std::string, std::string> tloc;
+  for (const auto& [k, rv] : assign)
+    if (k.rfind("train.", 0) == 0) tgiven[k.substr(6)] = rv.value, tloc[k.substr(6)] = rv.where;
+  Params tp = validate_params(train_specs, tgiven, "[train]", &tloc);
+  // A micro-batch beyond 2^28 tokens is a typo on any machine; caught here, before anything
+  // is written, instead of as an allocation failure in the worker.
+  if (seq_len > 0 && static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len) > kMaxBatchTokens)
+    throw UserError(fmt::format("{}[train] batch_size {} x seq_len {} = {:.4g} tokens per micro-batch, more than "
+                                "the {} lmgrid allows", tloc.count("batch_size") ? tloc["batch_size"] + ": " : "",
+                                tp.i("batch_size"), seq_len,
+                                static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len),
+                                static_cast<int64_t>(kMaxBatchTokens)));
+  for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
+}
+
+RunConfig resolve_run(const Assign& assign, const std::string& label, const GridSpec& g, const Registry& registry) {
+  RunConfig rc;
+  rc.experiment = g.exp.name;
+  rc.variant = label;
+  int64_t seq_len = 0;
+  for (const auto& section : plugin_sections()) {
+    const LoadedPlugin& lp = resolve_section(section, assign, g.file, registry, rc);
+    if (section == "data") seq_len = static_cast<const DataPlugin&>(*lp.plugin).seq_len(rc.section_params("data"));
+  }
+  resolve_train(assign, seq_len, rc);
+  return rc;
+}
+
+// Keys that vary between runs, and [report]'s keys checked against them.
+void finish(Experiment& exp, const std::map<std::string, std::string>& report_keys) {
   // Keys that vary between runs.
   if (!exp.runs.empty()) {
     std::set<std::string> keys;
@@ -483,7 +532,30 @@ Experiment load_experiment_text(const std::string& text, const std::string& file
                                     hint.empty() ? "" : "; did you mean '" + hint + "'?"));
       }
   }
-  return exp;
+}
+
+}  // namespace
+
+Experiment load_experiment_text(const std::string& text, const std::string& file,
+                                const std::vector<std::string>& overrides, const Registry& registry) {
+  GridSpec g;
+  g.file = file;
+  parse_toml(g, text);
+  parse_experiment_table(g);
+  parse_report_and_sections(g);
+  parse_axes(g);
+  apply_overrides(g, overrides);
+  std::set<std::string> seen;
+  for (const auto& [assign, label] : expand(g)) {
+    RunConfig rc = resolve_run(assign, label, g, registry);
+    for (int64_t seed : g.seeds) {
+      RunConfig r = rc;
+      r.seed = seed;
+      if (seen.insert(r.hash()).second) g.exp.runs.push_back(std::move(r));
+    }
+  }
+  finish(g.exp, g.report_keys);
+  return std::move(g.exp);
 }
 
 Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides,

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -27,30 +29,6 @@ void set_current_plugin(const std::string& id) {
   size_t n = std::min(id.size(), sizeof(g_current_plugin) - 1);
   std::memcpy(g_current_plugin, id.data(), n);
   g_current_plugin[n] = '\0';
-}
-
-const std::vector<ParamSpec>& trainer_params() {
-  static const std::vector<ParamSpec> specs{
-      // Upper bounds keep a typo from passing validation and failing (or allocating) later.
-      int_param("steps", 1000, "optimizer steps to train", 1, 1e12),
-      int_param("batch_size", 12, "sequences per micro-batch", 1, 1 << 20),
-      int_param("grad_accum", 1, "micro-batches accumulated per optimizer step", 1, 1 << 20),
-      real_param("clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0),
-      string_param("schedule", "cosine", "learning-rate schedule", {"constant", "cosine", "linear"}),
-      int_param("warmup", 0, "linear warm-up steps", 0, 1e12),
-      real_param("lr_min", 0.0, "learning rate at the end of the decay (absolute)", 0.0),
-      int_param("decay_steps", 0, "step at which decay reaches lr_min (0 = steps)", 0, 1e12),
-      int_param("eval_every", 200, "evaluate on the val split every N steps (and at the end)", 1, 1e12),
-      int_param("eval_batches", 20, "fixed val batches per evaluation", 1, 1 << 20),
-      int_param("checkpoint_every", 200, "write a checkpoint every N steps (and at the end)", 1, 1e12),
-      int_param("keep_checkpoints", 2, "checkpoints kept per run", 1, 1 << 20),
-      int_param("early_stop_patience", 0, "stop after N evaluations without improvement (0 = off)", 0, 1e12),
-      real_param("early_stop_min_delta", 0.0, "improvement smaller than this does not count", 0.0),
-      int_param("log_every", 10, "record train metrics every N steps", 1, 1e12),
-      string_param("device", "auto", "where to train", {"auto", "cpu", "cuda"}),
-      string_param("dtype", "float32", "parameter dtype", {"float32", "float64", "bfloat16"}),
-  };
-  return specs;
 }
 
 double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
@@ -142,9 +120,9 @@ RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_d
   o.model = call_plugin(arch_lp.id(), [&] {
     return keep_alive(arch_plugin.create(cfg.section_params("model"), mctx), arch_lp.plugin);
   });
-  Params tp = cfg.section_params("train");
-  torch::Device device = pick_device(tp.s("device"));
-  const std::string& dtype = tp.s("dtype");
+  TrainSettings ts = TrainSettings::from(cfg.section_params("train"));
+  torch::Device device = pick_device(ts.device);
+  const std::string& dtype = ts.dtype;
   o.model->to(device, dtype == "float64" ? torch::kFloat64 : dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32);
   if (with_data) {
     const auto& optim_plugin = static_cast<const OptimPlugin&>(*optim_lp.plugin);
@@ -234,221 +212,322 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
 
 }  // namespace
 
-RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks) {
-  auto row = store.run(run_id);
-  if (!row) throw std::runtime_error(fmt::format("run {} not found", run_id));
-  RunConfig cfg = RunConfig::from_json(row->config);
-  Params tp = cfg.section_params("train");
-  const int64_t steps = tp.i("steps"), batch_size = tp.i("batch_size"), accum = tp.i("grad_accum");
-  const int64_t eval_every = tp.i("eval_every"), ckpt_every = tp.i("checkpoint_every"), log_every = tp.i("log_every");
-  const int64_t decay_steps = tp.i("decay_steps") > 0 ? tp.i("decay_steps") : steps;
-  const double clip = tp.f("clip");
-  // Run files live beside the database (not where the command was started).
-  fs::path run_dir = store.run_dir(row->config_hash);
-  fs::create_directories(run_dir);
+namespace {
 
-  // Newest checkpoint that verifies; corrupt ones are reported, moved aside and skipped.
-  std::optional<fs::path> resume_from;
-  std::optional<CheckpointMeta> resume_meta;
-  for (const auto& ck : store.checkpoints(run_id)) {
-    try {
-      if (!fs::exists(ck.path)) throw CheckpointError("checkpoint file missing: " + ck.path.string());
-      resume_meta = read_checkpoint_meta(ck.path);
-      resume_from = ck.path;
-      break;
-    } catch (const CheckpointError& e) {
-      std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; not loading it\n", static_cast<long long>(run_id), e.what());
-      std::error_code ec;
-      if (fs::exists(ck.path)) fs::rename(ck.path, ck.path.string() + ".corrupt", ec);
-      store.delete_checkpoint(run_id, ck.step);
-    }
-  }
-
-  RunObjects o = build_run(cfg, registry, true, resume_meta ? resume_meta->tokenizer_state : "");
-  std::string arch_id = o.plugin_ids[2], data_id = o.plugin_ids[1], optim_id = o.plugin_ids[3];
-  torch::Device device = o.model->parameters().empty() ? torch::Device(torch::kCPU) : o.model->parameters()[0].device();
-
+// Everything of a run's progress that a checkpoint saves and restores, as one.
+struct TrainState {
   int64_t step = 0, tokens = 0, cursor = 0, evals_since_best = 0;
-  double elapsed_before = 0, best_val = NAN, train_time_before = 0;
-  double last_loss = NAN, last_val = NAN;
-  if (resume_from) {
-    // load_checkpoint verifies the payload checksum before anything is loaded.
-    try {
-      auto meta = load_checkpoint(*resume_from, *o.model, o.optimizer.get(), true);
-      step = meta.step, tokens = meta.tokens, cursor = meta.data_cursor, elapsed_before = meta.elapsed_s;
-      best_val = meta.best_val, evals_since_best = meta.evals_since_best;
-      train_time_before = meta.train_time_s, last_loss = meta.last_train_loss, last_val = meta.last_val;
-      std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id),
-                   static_cast<long long>(step), resume_from->c_str());
-    } catch (const CheckpointError& e) {
-      std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; starting from scratch\n", static_cast<long long>(run_id), e.what());
-      std::error_code ec;
-      fs::rename(*resume_from, resume_from->string() + ".corrupt", ec);
-      store.delete_checkpoints(run_id);
-      o = build_run(cfg, registry, true);
-    }
+  double elapsed_before = 0;  // wall time of earlier sessions
+  double train_time = 0;      // training time of every session (evaluation, checkpoints excluded)
+  double best_val = NAN, last_loss = NAN, last_val = NAN;
+
+  void restore(const CheckpointMeta& m) {
+    step = m.step, tokens = m.tokens, cursor = m.data_cursor, elapsed_before = m.elapsed_s;
+    best_val = m.best_val, evals_since_best = m.evals_since_best;
+    train_time = m.train_time_s, last_loss = m.last_train_loss, last_val = m.last_val;
   }
-  // Anything logged after the resume point is repeated from here: drop it.
-  store.delete_metrics_after(run_id, step);
-  store.delete_checkpoint_rows_after(run_id, step);
-  store.mark_started(run_id, o.model->parameter_count(), device.str());
-  store.set_plugins(run_id, o.plugins);
-  write_file_atomic(run_dir / "tokenizer.txt", o.tokenizer->save());
-  if (call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }) <= 0)
-    throw std::runtime_error(fmt::format("dataset {} has no validation batch of {} sequences (val split too small)",
-                                         data_id, batch_size));
+  void save(CheckpointMeta& m, double elapsed_s) const {
+    m.step = step, m.tokens = tokens, m.elapsed_s = elapsed_s, m.data_cursor = cursor;
+    m.best_val = best_val, m.evals_since_best = evals_since_best;
+    m.train_time_s = train_time, m.last_train_loss = last_loss, m.last_val = last_val;
+  }
+};
 
-  MetricWriter metrics(store, run_id);
-  Progress progress{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, steps};
-  const double t_start = monotonic_seconds();
-  auto elapsed = [&] { return elapsed_before + (monotonic_seconds() - t_start); };
-  double train_time = 0;  // excludes evaluation and checkpoints (for tokens/s)
-  double flops_per_token = o.model->flops_per_token();
-  std::vector<torch::Tensor> params;
-  for (const auto& p : named_parameters_for_optim(*o.model)) params.push_back(p.tensor);
+// A run's checkpoint files over the store API: the newest that verifies, new ones written
+// atomically, the newest `keep` kept.
+class CheckpointManager {
+ public:
+  CheckpointManager(Store& store, int64_t run_id, fs::path dir, int64_t keep)
+      : store_(store), run_id_(run_id), dir_(std::move(dir)), keep_(keep) {}
 
-  auto checkpoint = [&](int64_t at_step) {
-    metrics.flush();
-    CheckpointMeta meta;
-    meta.step = at_step, meta.tokens = tokens, meta.elapsed_s = elapsed(), meta.data_cursor = cursor;
-    meta.best_val = best_val, meta.evals_since_best = evals_since_best;
-    meta.config_json = row->config;
-    meta.tokenizer_state = o.tokenizer->save();
-    for (const auto& p : o.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
-    meta.train_time_s = train_time_before + train_time, meta.last_train_loss = last_loss, meta.last_val = last_val;
-    fs::path file = run_dir / fmt::format("ckpt-{:08d}.lmck", at_step);
-    std::string sha = save_checkpoint(file, meta, *o.model, o.optimizer.get());
-    store.add_checkpoint(run_id, at_step, file, sha);
-    store.set_step(run_id, at_step);
-    // Keep the newest keep_checkpoints files.
-    auto cks = store.checkpoints(run_id);
-    for (size_t i = static_cast<size_t>(tp.i("keep_checkpoints")); i < cks.size(); ++i) {
+  // Newest checkpoint whose header verifies; corrupt or missing ones are reported, moved aside
+  // and forgotten.
+  std::optional<std::pair<fs::path, CheckpointMeta>> newest_valid() {
+    for (const auto& ck : store_.checkpoints(run_id_)) {
+      try {
+        if (!fs::exists(ck.path)) throw CheckpointError("checkpoint file missing: " + ck.path.string());
+        return std::make_pair(ck.path, read_checkpoint_meta(ck.path));
+      } catch (const CheckpointError& e) {
+        warn(e.what(), "not loading it");
+        move_aside(ck.path);
+        store_.delete_checkpoint(run_id_, ck.step);
+      }
+    }
+    return std::nullopt;
+  }
+  // A checkpoint whose payload failed to load: moved aside, and every row forgotten.
+  void discard_all(const fs::path& bad, const std::string& why) {
+    warn(why, "starting from scratch");
+    move_aside(bad);
+    store_.delete_checkpoints(run_id_);
+  }
+  void save(int64_t step, const CheckpointMeta& meta, Model& model, const Optimizer* optimizer) {
+    fs::path file = dir_ / fmt::format("ckpt-{:08d}.lmck", step);
+    std::string sha = save_checkpoint(file, meta, model, optimizer);
+    store_.add_checkpoint(run_id_, step, file, sha);
+    store_.set_step(run_id_, step);
+    auto cks = store_.checkpoints(run_id_);  // newest first
+    for (size_t i = static_cast<size_t>(keep_); i < cks.size(); ++i) {
       std::error_code ec;
       fs::remove(cks[i].path, ec);
-      store.delete_checkpoint(run_id, cks[i].step);
+      store_.delete_checkpoint(run_id_, cks[i].step);
     }
-  };
+  }
 
-  double interval_loss = 0, interval_time = 0;
-  int64_t interval_steps = 0, interval_tokens = 0;
-  std::vector<double> tok_rates;
-  o.model->train();
+ private:
+  void warn(const std::string& what, const char* action) const {
+    std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; %s\n", static_cast<long long>(run_id_), what.c_str(), action);
+  }
+  static void move_aside(const fs::path& file) {
+    std::error_code ec;
+    if (fs::exists(file)) fs::rename(file, file.string() + ".corrupt", ec);
+  }
+  Store& store_;
+  int64_t run_id_;
+  fs::path dir_;
+  int64_t keep_;
+};
 
-  while (step < steps) {
-    if (hooks.stop && hooks.stop->load()) {
-      checkpoint(step);
-      store.set_status(run_id, RunStatus::interrupted, fmt::format("interrupted at step {}", step));
-      if (hooks.progress_bar) std::fprintf(stderr, "\n");
-      return RunOutcome::interrupted;
+// Train/perf metrics accumulated between two log points.
+struct Interval {
+  double loss = 0, time = 0;
+  int64_t steps = 0, tokens = 0;
+};
+
+// One run from its stored config to its outcome: build (or resume), loop, summarise.
+class RunTrainer {
+ public:
+  RunTrainer(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks)
+      : store_(store), run_id_(run_id), registry_(registry), hooks_(hooks), row_(load_row(store, run_id)),
+        cfg_(RunConfig::from_json(row_.config)), ts_(TrainSettings::from(cfg_.section_params("train"))),
+        ckpts_(store, run_id, store.run_dir(row_.config_hash), ts_.keep_checkpoints), metrics_(store, run_id),
+        progress_{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, ts_.steps} {}
+
+  RunOutcome run() {
+    open();
+    o_.model->train();
+    while (st_.step < ts_.steps) {
+      if (hooks_.stop && hooks_.stop->load()) return interrupt();
+      if (!train_step()) return diverge();
+      if (st_.step % ts_.log_every == 0 || st_.step == ts_.steps) log_interval();
+      bool stop_early = false;
+      if (st_.step % ts_.eval_every == 0 || st_.step == ts_.steps) stop_early = evaluate_now();
+      if (st_.step % ts_.checkpoint_every == 0 || st_.step == ts_.steps || stop_early) checkpoint();
+      if (stop_early) {
+        std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
+                     hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), static_cast<long long>(st_.step),
+                     static_cast<long long>(st_.evals_since_best));
+        break;
+      }
     }
+    metrics_.flush();
+    store_.set_step(run_id_, st_.step);
+    write_summaries();
+    store_.set_status(run_id_, RunStatus::done);
+    return RunOutcome::done;
+  }
+
+ private:
+  static RunRow load_row(Store& store, int64_t run_id) {
+    auto row = store.run(run_id);
+    if (!row) throw std::runtime_error(fmt::format("run {} not found", run_id));
+    return *row;
+  }
+
+  // Builds the run's objects, resumes from the newest valid checkpoint, and drops whatever was
+  // recorded after it (it will be repeated).
+  void open() {
+    fs::path run_dir = store_.run_dir(row_.config_hash);  // beside the database, not the cwd
+    fs::create_directories(run_dir);
+    auto resume = ckpts_.newest_valid();
+    o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
+    if (resume) {
+      try {  // load_checkpoint verifies the payload checksum before anything is loaded
+        st_.restore(load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true));
+        std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
+                     static_cast<long long>(st_.step), resume->first.c_str());
+      } catch (const CheckpointError& e) {
+        ckpts_.discard_all(resume->first, e.what());
+        st_ = TrainState{};
+        o_ = build_run(cfg_, registry_, true);
+      }
+    }
+    arch_id_ = o_.plugin_ids[2], data_id_ = o_.plugin_ids[1], optim_id_ = o_.plugin_ids[3];
+    device_ = o_.model->parameters().empty() ? torch::Device(torch::kCPU) : o_.model->parameters()[0].device();
+    store_.delete_metrics_after(run_id_, st_.step);
+    store_.delete_checkpoint_rows_after(run_id_, st_.step);
+    store_.mark_started(run_id_, o_.model->parameter_count(), device_.str());
+    store_.set_plugins(run_id_, o_.plugins);
+    write_file_atomic(run_dir / "tokenizer.txt", o_.tokenizer->save());
+    if (call_plugin(data_id_, [&] { return o_.dataset->eval_batch_count(Split::val, ts_.batch_size); }) <= 0)
+      throw std::runtime_error(fmt::format("dataset {} has no validation batch of {} sequences (val split too small)",
+                                           data_id_, ts_.batch_size));
+    flops_per_token_ = o_.model->flops_per_token();
+    for (const auto& p : named_parameters_for_optim(*o_.model)) params_.push_back(p.tensor);
+    t_start_ = progress_.start = monotonic_seconds();
+  }
+
+  double elapsed() const { return st_.elapsed_before + (monotonic_seconds() - t_start_); }
+
+  // One optimizer step over grad_accum micro-batches. False when the loss is not finite.
+  bool train_step() {
     double t0 = monotonic_seconds();
-    double lr = scheduled_lr(tp.s("schedule"), step, o.optimizer->base_lr(), tp.f("lr_min"), tp.i("warmup"), decay_steps);
-    call_plugin(optim_id, [&] {
-      o.optimizer->set_lr(lr);
-      o.optimizer->zero_grad();
+    lr_ = scheduled_lr(ts_.schedule, st_.step, o_.optimizer->base_lr(), ts_.lr_min, ts_.warmup, ts_.decay_end());
+    call_plugin(optim_id_, [&] {
+      o_.optimizer->set_lr(lr_);
+      o_.optimizer->zero_grad();
     });
     double step_loss = 0;
     int64_t step_tokens = 0;
-    for (int64_t m = 0; m < accum; ++m) {
-      Batch b = call_plugin(data_id, [&] { return o.dataset->train_batch(cursor, batch_size); });
-      ++cursor;
-      auto inputs = b.inputs.to(device), targets = b.targets.to(device);
-      auto loss = call_plugin(arch_id, [&] {
-        ModelOutput out = o.model->forward(inputs, nullptr);
-        auto l = lm_loss(out.logits, targets, b.loss_mask.defined() ? b.loss_mask.to(device) : torch::Tensor());
+    for (int64_t m = 0; m < ts_.grad_accum; ++m) {
+      Batch b = call_plugin(data_id_, [&] { return o_.dataset->train_batch(st_.cursor, ts_.batch_size); });
+      ++st_.cursor;
+      auto inputs = b.inputs.to(device_), targets = b.targets.to(device_);
+      auto loss = call_plugin(arch_id_, [&] {
+        ModelOutput out = o_.model->forward(inputs, nullptr);
+        auto l = lm_loss(out.logits, targets, b.loss_mask.defined() ? b.loss_mask.to(device_) : torch::Tensor());
         if (out.aux_loss.defined()) l = l + out.aux_loss;
-        (l / static_cast<double>(accum)).backward();
+        (l / static_cast<double>(ts_.grad_accum)).backward();
         return l;
       });
-      step_loss += loss.item<double>() / static_cast<double>(accum);
+      step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
       step_tokens += inputs.numel();
     }
     if (!std::isfinite(step_loss)) {
-      metrics.add(step + 1, tokens + step_tokens, elapsed(), "train/loss", step_loss);
-      metrics.flush();
-      std::string msg = fmt::format("loss became {} at step {}", std::isnan(step_loss) ? "NaN" : "Inf", step + 1);
-      store.set_step(run_id, step + 1);
-      store.set_status(run_id, RunStatus::diverged, msg);
-      std::fprintf(stderr, "%s%s: diverged: %s\n", hooks.progress_bar ? "\n" : "", progress.label.c_str(), msg.c_str());
-      return RunOutcome::diverged;
+      bad_loss_ = step_loss, bad_tokens_ = step_tokens;
+      return false;
     }
-    double grad_norm = clip > 0 ? torch::nn::utils::clip_grad_norm_(params, clip)
-                                : torch::nn::utils::clip_grad_norm_(params, std::numeric_limits<double>::infinity());
-    call_plugin(optim_id, [&] { o.optimizer->step(); });
-    ++step;
-    tokens += step_tokens;
+    double max_norm = ts_.clip > 0 ? ts_.clip : std::numeric_limits<double>::infinity();
+    grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+    call_plugin(optim_id_, [&] { o_.optimizer->step(); });
+    ++st_.step;
+    st_.tokens += step_tokens;
     double dt = monotonic_seconds() - t0;
-    train_time += dt;
-    interval_loss += step_loss, interval_time += dt, interval_tokens += step_tokens, ++interval_steps;
-    last_loss = step_loss;
+    session_train_time_ += dt;
+    interval_.loss += step_loss, interval_.time += dt, interval_.tokens += step_tokens, ++interval_.steps;
+    st_.last_loss = step_loss;
+    return true;
+  }
 
-    if (step % log_every == 0 || step == steps) {
-      double tok_s = interval_time > 0 ? interval_tokens / interval_time : 0;
-      tok_rates.push_back(tok_s);
-      metrics.add(step, tokens, elapsed(), "train/loss", interval_loss / interval_steps);
-      metrics.add(step, tokens, elapsed(), "train/lr", lr);
-      metrics.add(step, tokens, elapsed(), "train/grad_norm", grad_norm);
-      metrics.add(step, tokens, elapsed(), "perf/tokens_per_s", tok_s);
-      if (hooks.peak_flops > 0) metrics.add(step, tokens, elapsed(), "perf/mfu", flops_per_token * tok_s / hooks.peak_flops);
-      progress.update(step, interval_loss / interval_steps, tok_s, last_val, false);
-      interval_loss = interval_time = 0, interval_tokens = interval_steps = 0;
+  void log_interval() {
+    double tok_s = interval_.time > 0 ? interval_.tokens / interval_.time : 0;
+    last_tok_s_ = tok_s;
+    double loss = interval_.loss / interval_.steps;
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/loss", loss);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/lr", lr_);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/grad_norm", grad_norm_);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "perf/tokens_per_s", tok_s);
+    if (hooks_.peak_flops > 0)
+      metrics_.add(st_.step, st_.tokens, elapsed(), "perf/mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
+    progress_.update(st_.step, loss, tok_s, st_.last_val, false);
+    interval_ = Interval{};
+  }
+
+  // Scores the val split, records it, tracks the best. True when early stopping says stop.
+  bool evaluate_now() {
+    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, device_);
+    st_.last_val = ev.loss;
+    metrics_.add(st_.step, st_.tokens, elapsed(), "val/loss", ev.loss);
+    if (std::isfinite(ev.accuracy)) metrics_.add(st_.step, st_.tokens, elapsed(), "val/accuracy", ev.accuracy);
+    bool stop = false;
+    if (!std::isfinite(st_.best_val) || ev.loss < st_.best_val - ts_.early_stop_min_delta) {
+      st_.best_val = std::isfinite(st_.best_val) ? std::min(st_.best_val, ev.loss) : ev.loss;
+      st_.evals_since_best = 0;
+    } else {
+      st_.best_val = std::min(st_.best_val, ev.loss);
+      ++st_.evals_since_best;
+      stop = ts_.early_stop_patience > 0 && st_.evals_since_best >= ts_.early_stop_patience;
     }
-    bool stop_early = false;
-    if (step % eval_every == 0 || step == steps) {
-      EvalResult ev = evaluate(o, arch_id, data_id, tp.i("eval_batches"), batch_size, device);
-      last_val = ev.loss;
-      metrics.add(step, tokens, elapsed(), "val/loss", ev.loss);
-      if (std::isfinite(ev.accuracy)) metrics.add(step, tokens, elapsed(), "val/accuracy", ev.accuracy);
-      if (!std::isfinite(best_val) || ev.loss < best_val - tp.f("early_stop_min_delta")) {
-        best_val = std::isfinite(best_val) ? std::min(best_val, ev.loss) : ev.loss;
-        evals_since_best = 0;
-      } else {
-        best_val = std::min(best_val, ev.loss);
-        ++evals_since_best;
-        if (tp.i("early_stop_patience") > 0 && evals_since_best >= tp.i("early_stop_patience")) stop_early = true;
-      }
-      metrics.flush();
-      progress.update(step, last_loss, tok_rates.empty() ? 0 : tok_rates.back(), ev.loss, true);
+    metrics_.flush();
+    progress_.update(st_.step, st_.last_loss, last_tok_s_, ev.loss, true);
+    return stop;
+  }
+
+  void checkpoint() {
+    metrics_.flush();
+    CheckpointMeta meta;
+    TrainState now = st_;
+    now.train_time += session_train_time_;
+    now.save(meta, elapsed());
+    meta.config_json = row_.config;
+    meta.tokenizer_state = o_.tokenizer->save();
+    for (const auto& p : o_.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
+    ckpts_.save(st_.step, meta, *o_.model, o_.optimizer.get());
+  }
+
+  RunOutcome interrupt() {
+    checkpoint();
+    store_.set_status(run_id_, RunStatus::interrupted, fmt::format("interrupted at step {}", st_.step));
+    if (hooks_.progress_bar) std::fprintf(stderr, "\n");
+    return RunOutcome::interrupted;
+  }
+
+  RunOutcome diverge() {
+    metrics_.add(st_.step + 1, st_.tokens + bad_tokens_, elapsed(), "train/loss", bad_loss_);
+    metrics_.flush();
+    std::string msg = fmt::format("loss became {} at step {}", std::isnan(bad_loss_) ? "NaN" : "Inf", st_.step + 1);
+    store_.set_step(run_id_, st_.step + 1);
+    store_.set_status(run_id_, RunStatus::diverged, msg);
+    std::fprintf(stderr, "%s%s: diverged: %s\n", hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), msg.c_str());
+    return RunOutcome::diverged;
+  }
+
+  // Summaries of the whole run (every session), names in docs/schema.md.
+  void write_summaries() {
+    // A run resumed from a checkpoint written before train_time_s existed falls back to the
+    // mean of its logged rates.
+    double train_time = st_.train_time + session_train_time_;
+    double tok_s = train_time > 0 ? static_cast<double>(st_.tokens) / train_time : NAN;
+    if (!(tok_s > 0)) {
+      auto rates = store_.metric_stats(run_id_, "perf/tokens_per_s");
+      tok_s = rates ? rates->mean : NAN;
     }
-    if (step % ckpt_every == 0 || step == steps || stop_early) checkpoint(step);
-    if (stop_early) {
-      std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
-                   hooks.progress_bar ? "\n" : "", progress.label.c_str(), static_cast<long long>(step),
-                   static_cast<long long>(evals_since_best));
-      break;
+    store_.set_summary(run_id_, "best_val_loss", st_.best_val);
+    store_.set_summary(run_id_, "final_val_loss", st_.last_val);
+    store_.set_summary(run_id_, "final_train_loss", st_.last_loss);
+    store_.set_summary(run_id_, "tokens", static_cast<double>(st_.tokens));
+    store_.set_summary(run_id_, "wall_time_s", elapsed());
+    store_.set_summary(run_id_, "tokens_per_s", tok_s);
+    if (hooks_.peak_flops > 0) {
+      store_.set_summary(run_id_, "mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
+      store_.set_summary(run_id_, "peak_gflops", hooks_.peak_flops / 1e9);  // MFU's denominator
     }
+    store_.set_summary(run_id_, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
+    // Accuracy exists only for datasets that score a subset (loss mask); read back from the
+    // metrics so that a resumed run counts the evaluations of every session.
+    if (auto acc = store_.metric_stats(run_id_, "val/accuracy")) {
+      store_.set_summary(run_id_, "best_val_accuracy", acc->max);
+      store_.set_summary(run_id_, "final_val_accuracy", acc->last);
+    }
+    store_.set_summary(run_id_, "n_params", static_cast<double>(o_.model->parameter_count()));
   }
-  metrics.flush();
-  store.set_step(run_id, step);
-  // Training throughput over every session of the run (evaluation and checkpoints excluded).
-  // A run resumed from a checkpoint written before train_time_s existed falls back to the mean
-  // of its logged rates.
-  double total_train_time = train_time_before + train_time;
-  double total_tok_s = total_train_time > 0 ? static_cast<double>(tokens) / total_train_time : NAN;
-  if (!(total_tok_s > 0)) {
-    auto rates = store.metric_stats(run_id, "perf/tokens_per_s");
-    total_tok_s = rates ? rates->mean : NAN;
-  }
-  store.set_summary(run_id, "best_val_loss", best_val);
-  store.set_summary(run_id, "final_val_loss", last_val);
-  store.set_summary(run_id, "final_train_loss", last_loss);
-  store.set_summary(run_id, "tokens", static_cast<double>(tokens));
-  store.set_summary(run_id, "wall_time_s", elapsed());
-  store.set_summary(run_id, "tokens_per_s", total_tok_s);
-  if (hooks.peak_flops > 0) {
-    store.set_summary(run_id, "mfu", flops_per_token * total_tok_s / hooks.peak_flops);
-    store.set_summary(run_id, "peak_gflops", hooks.peak_flops / 1e9);  // MFU's denominator
-  }
-  store.set_summary(run_id, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
-  // Accuracy only exists for datasets that score a subset (loss mask); read it back from the
-  // metrics so that a resumed run counts the evaluations of every session.
-  if (auto acc = store.metric_stats(run_id, "val/accuracy")) {
-    store.set_summary(run_id, "best_val_accuracy", acc->max);
-    store.set_summary(run_id, "final_val_accuracy", acc->last);
-  }
-  store.set_summary(run_id, "n_params", static_cast<double>(o.model->parameter_count()));
-  store.set_status(run_id, RunStatus::done);
-  return RunOutcome::done;
+
+  Store& store_;
+  int64_t run_id_;
+  const Registry& registry_;
+  const TrainHooks& hooks_;
+  RunRow row_;
+  RunConfig cfg_;
+  TrainSettings ts_;
+  CheckpointManager ckpts_;
+  MetricWriter metrics_;
+  Progress progress_;
+  RunObjects o_;
+  std::string arch_id_, data_id_, optim_id_;
+  torch::Device device_{torch::kCPU};
+  std::vector<torch::Tensor> params_;
+  TrainState st_;
+  Interval interval_;
+  double t_start_ = 0, session_train_time_ = 0, flops_per_token_ = 0;
+  double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0;
+  double bad_loss_ = 0;
+  int64_t bad_tokens_ = 0;
+};
+
+}  // namespace
+
+RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks) {
+  return RunTrainer(store, run_id, registry, hooks).run();
 }
 
 }  // namespace lmgrid

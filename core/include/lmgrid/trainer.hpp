@@ -13,11 +13,10 @@
 #include "lmgrid/plugin.hpp"
 #include "lmgrid/registry.hpp"
 #include "lmgrid/store.hpp"
+#include "lmgrid/train_settings.hpp"
 
 namespace lmgrid {
 
-// Parameters of the [train] table (validated like a plugin's).
-const std::vector<ParamSpec>& trainer_params();
 
 // Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear", nanoGPT's
 // get_lr for all three: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
