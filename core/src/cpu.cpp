@@ -9,6 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <cmath>
+#include <sched.h>
 #include <thread>
 #include <vector>
 
@@ -16,7 +18,7 @@
 
 #include <fmt/format.h>
 
-#include "lmgrid/data_source.hpp"
+#include "lmgrid/env.hpp"
 #include "lmgrid/errors.hpp"
 #include "lmgrid/util.hpp"
 
@@ -103,11 +105,51 @@ void ensure_fast_blas(int argc, char** argv) {
   // exec failed: continue on the slow path.
 }
 
+// cgroup v2 (cpu.max: "max 100000" or "<quota> <period>") or v1 (cpu.cfs_quota_us and
+// cpu.cfs_period_us) CPU quota of this process, in cores rounded up; 0 when there is none.
+static int cgroup_quota_cores() {
+  auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::string s;
+    std::getline(in, s);
+    return s;
+  };
+  double quota = -1, period = 0;
+  std::string v2 = read("/sys/fs/cgroup/cpu.max");
+  if (!v2.empty()) {
+    std::istringstream is(v2);
+    std::string q;
+    is >> q >> period;
+    if (q != "max") quota = std::atof(q.c_str());
+  } else {
+    std::string q = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"), p = read("/sys/fs/cgroup/cpu/cpu.cfs_period_us");
+    if (!q.empty() && !p.empty()) quota = std::atof(q.c_str()), period = std::atof(p.c_str());
+  }
+  if (quota <= 0 || period <= 0) return 0;
+  return std::max(1, static_cast<int>(std::ceil(quota / period)));
+}
+
+int available_cores() {
+  int cores = 0;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores <= 0) cores = static_cast<int>(std::thread::hardware_concurrency());
+  int quota = cgroup_quota_cores();
+  if (quota > 0) cores = std::min(cores, quota);
+  return std::max(1, cores);
+}
+
 int default_threads(int workers) {
   std::string env = env_or("LMGRID_THREADS", "");
   if (!env.empty()) return std::max(1, std::atoi(env.c_str()));
-  int cores = static_cast<int>(std::thread::hardware_concurrency());
-  return std::max(1, cores / std::max(1, workers));
+  return std::max(1, available_cores() / std::max(1, workers));
+}
+
+void configure_threads(int threads) {
+  torch::set_num_threads(std::max(1, threads));
+  // LibTorch sizes only its own pool; OpenBLAS's is sized here unless the user set it.
+  if (!env_set("OPENBLAS_NUM_THREADS")) set_blas_threads(threads);
 }
 
 double measure_matmul_gflops(int n, int reps) {

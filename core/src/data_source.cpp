@@ -36,13 +36,6 @@ std::optional<DataSource> find_source(const std::string& name) {
   return std::nullopt;
 }
 
-fs::path cache_dir() {
-  std::string c = env_or("LMGRID_CACHE", "");
-  if (!c.empty()) return c;
-  std::string xdg = env_or("XDG_CACHE_HOME", "");
-  if (!xdg.empty()) return fs::path(xdg) / "lmgrid";
-  return fs::path(env_or("HOME", "/tmp")) / ".cache" / "lmgrid";
-}
 
 static size_t write_cb(char* ptr, size_t size, size_t n, void* user) {
   return std::fwrite(ptr, size, n, static_cast<FILE*>(user)) * size;

@@ -66,64 +66,81 @@ std::optional<Value> RunRecord::get(const std::string& key) const {
   return std::nullopt;
 }
 
-std::vector<RunRecord> query_runs(sql::Db& db, const RunQuery& q) {
-  std::string where = "1";
+namespace {
+
+// A WHERE clause over `runs` under construction: SQL text with ? placeholders and their values.
+struct WhereClause {
+  std::string sql = "1";
   std::vector<Value> args;
-  auto in_list = [&](const std::string& col, const std::vector<std::string>& vals) {
+  // Appends "AND col IN (?,...)" over vals; nothing when vals is empty.
+  template <class T>
+  void in_list(const std::string& col, const std::vector<T>& vals) {
     if (vals.empty()) return;
-    where += " AND " + col + " IN (";
+    sql += " AND " + col + " IN (";
     for (size_t i = 0; i < vals.size(); ++i) {
-      where += i ? ",?" : "?";
+      sql += i ? ",?" : "?";
       args.push_back(vals[i]);
     }
-    where += ")";
-  };
-  for (const auto& s : q.statuses)
+    sql += ")";
+  }
+};
+
+// Throws UserError for a --status that is not a run status.
+void check_statuses(const std::vector<std::string>& statuses) {
+  for (const auto& s : statuses)
     if (std::find(run_statuses().begin(), run_statuses().end(), s) == run_statuses().end())
       throw UserError(fmt::format("--status '{}' is not one of pending, running, done, failed, diverged, interrupted", s));
-  in_list("experiment", q.experiments);
-  if (!q.ids.empty()) {
-    where += " AND id IN (";
-    for (size_t i = 0; i < q.ids.size(); ++i) {
-      where += i ? ",?" : "?";
-      args.push_back(q.ids[i]);
+}
+
+// Appends one condition per --where expression (run column, summary or config key; UserError
+// for an unknown key, with the nearest known one).
+void add_where_exprs(sql::Db& db, const std::vector<std::string>& exprs, WhereClause& where) {
+  if (exprs.empty()) return;
+  auto keys = known_keys(db);
+  std::set<std::string> summary_keys;
+  auto sk = db.prepare("SELECT DISTINCT key FROM summaries");
+  while (sk.step()) summary_keys.insert(sk.text(0));
+  for (const auto& expr : exprs) {
+    WhereExpr w = parse_where(expr);
+    std::string sql_op = w.op == "~" ? "GLOB" : w.op;
+    bool is_column = std::find(kColumns.begin(), kColumns.end(), w.key) != kColumns.end();
+    if (is_column) {
+      where.sql += fmt::format(" AND runs.{} {} ?", w.key, sql_op);
+    } else if (std::find(keys.begin(), keys.end(), w.key) == keys.end()) {
+      std::string hint = nearest(w.key, keys);
+      throw UserError(fmt::format("--where '{}': unknown key '{}'{}", expr, w.key,
+                                  hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+    } else if (summary_keys.count(w.key)) {
+      where.sql += fmt::format(" AND EXISTS (SELECT 1 FROM summaries s WHERE s.run_id = runs.id AND s.key = ? AND s.value {} ?)", sql_op);
+      where.args.push_back(w.key);
+    } else {
+      where.sql += fmt::format(" AND EXISTS (SELECT 1 FROM params p WHERE p.run_id = runs.id AND p.key = ? AND p.value {} ?)", sql_op);
+      where.args.push_back(w.key);
     }
-    where += ")";
+    Value v = w.value;
+    if (auto* b = std::get_if<bool>(&v)) v = std::string(*b ? "true" : "false");  // bools are stored as text
+    where.args.push_back(v);
   }
-  in_list("status", q.statuses);
-  if (!q.where.empty()) {
-    auto keys = known_keys(db);
-    std::set<std::string> summary_keys;
-    auto sk = db.prepare("SELECT DISTINCT key FROM summaries");
-    while (sk.step()) summary_keys.insert(sk.text(0));
-    for (const auto& expr : q.where) {
-      WhereExpr w = parse_where(expr);
-      std::string sql_op = w.op == "~" ? "GLOB" : w.op;
-      bool is_column = std::find(kColumns.begin(), kColumns.end(), w.key) != kColumns.end();
-      if (is_column) {
-        where += fmt::format(" AND runs.{} {} ?", w.key, sql_op);
-      } else if (std::find(keys.begin(), keys.end(), w.key) == keys.end()) {
-        std::string hint = nearest(w.key, keys);
-        throw UserError(fmt::format("--where '{}': unknown key '{}'{}", expr, w.key,
-                                    hint.empty() ? "" : "; did you mean '" + hint + "'?"));
-      } else if (summary_keys.count(w.key)) {
-        where += fmt::format(" AND EXISTS (SELECT 1 FROM summaries s WHERE s.run_id = runs.id AND s.key = ? AND s.value {} ?)", sql_op);
-        args.push_back(w.key);
-      } else {
-        where += fmt::format(" AND EXISTS (SELECT 1 FROM params p WHERE p.run_id = runs.id AND p.key = ? AND p.value {} ?)", sql_op);
-        args.push_back(w.key);
-      }
-      Value v = w.value;
-      if (auto* b = std::get_if<bool>(&v)) v = std::string(*b ? "true" : "false");  // bools are stored as text
-      args.push_back(v);
-    }
-  }
+}
+
+// The WHERE clause of a query: experiments, ids, statuses, then the --where expressions.
+WhereClause where_clause(sql::Db& db, const RunQuery& q) {
+  check_statuses(q.statuses);
+  WhereClause where;
+  where.in_list("experiment", q.experiments);
+  where.in_list("id", q.ids);
+  where.in_list("status", q.statuses);
+  add_where_exprs(db, q.where, where);
+  return where;
+}
+
+// The run columns of every run matching `where`, ordered by id (no params or summaries yet).
+std::vector<RunRecord> load_run_rows(sql::Db& db, const WhereClause& where) {
   std::vector<RunRecord> out;
-  std::map<int64_t, size_t> index;
   auto st = db.prepare("SELECT id, experiment, status, config_hash, COALESCE(variant,''), COALESCE(error,''), "
                        "COALESCE(host,''), COALESCE(device,''), step, COALESCE(n_params,0), COALESCE(seed,0), "
-                       "started_at, finished_at FROM runs WHERE " + where + " ORDER BY id");
-  for (size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
+                       "started_at, finished_at FROM runs WHERE " + where.sql + " ORDER BY id");
+  for (size_t i = 0; i < where.args.size(); ++i) st.bind(static_cast<int>(i + 1), where.args[i]);
   while (st.step()) {
     RunRecord r;
     r.id = st.i64(0), r.experiment = st.text(1), r.status = st.text(2), r.config_hash = st.text(3);
@@ -131,35 +148,48 @@ std::vector<RunRecord> query_runs(sql::Db& db, const RunQuery& q) {
     r.step = st.i64(8), r.n_params = st.i64(9), r.seed = st.i64(10);
     if (!st.is_null(11)) r.started_at = st.f64(11);
     if (!st.is_null(12)) r.finished_at = st.f64(12);
-    index[r.id] = out.size();
     out.push_back(std::move(r));
   }
-  if (out.empty()) return out;
-  // Params and summaries of all selected runs in two scans.
-  int64_t lo = out.front().id, hi = out.back().id;
+  return out;
+}
+
+// A stored param value: integers and floats as they are, "true"/"false" as bools, else text.
+Value param_value(const sql::Stmt& st, int col) {
+  switch (st.type(col)) {
+    case SQLITE_INTEGER: return st.i64(col);
+    case SQLITE_FLOAT: return st.f64(col);
+    default: {
+      std::string t = st.text(col);
+      return t == "true" ? Value(true) : t == "false" ? Value(false) : Value(t);
+    }
+  }
+}
+
+// Fills params and summaries of `runs` (sorted by id, not empty) with one range scan each.
+void load_params_and_summaries(sql::Db& db, std::vector<RunRecord>& runs) {
+  std::map<int64_t, size_t> index;
+  for (size_t i = 0; i < runs.size(); ++i) index[runs[i].id] = i;
+  int64_t lo = runs.front().id, hi = runs.back().id;
   auto ps = db.prepare("SELECT run_id, key, value FROM params WHERE run_id BETWEEN ? AND ?");
   ps.bind(1, lo).bind(2, hi);
   while (ps.step()) {
     auto it = index.find(ps.i64(0));
-    if (it == index.end()) continue;
-    Value v;
-    switch (ps.type(2)) {
-      case SQLITE_INTEGER: v = ps.i64(2); break;
-      case SQLITE_FLOAT: v = ps.f64(2); break;
-      default: {
-        std::string t = ps.text(2);
-        v = t == "true" ? Value(true) : t == "false" ? Value(false) : Value(t);
-      }
-    }
-    out[it->second].params[ps.text(1)] = v;
+    if (it != index.end()) runs[it->second].params[ps.text(1)] = param_value(ps, 2);
   }
   auto ss = db.prepare("SELECT run_id, key, value FROM summaries WHERE run_id BETWEEN ? AND ? AND value IS NOT NULL");
   ss.bind(1, lo).bind(2, hi);
   while (ss.step()) {
     auto it = index.find(ss.i64(0));
-    if (it != index.end()) out[it->second].summaries[ss.text(1)] = ss.f64(2);
+    if (it != index.end()) runs[it->second].summaries[ss.text(1)] = ss.f64(2);
   }
-  return out;
+}
+
+}  // namespace
+
+std::vector<RunRecord> query_runs(sql::Db& db, const RunQuery& q) {
+  auto runs = load_run_rows(db, where_clause(db, q));
+  if (!runs.empty()) load_params_and_summaries(db, runs);
+  return runs;
 }
 
 std::vector<std::string> varying_keys(const std::vector<RunRecord>& runs) {

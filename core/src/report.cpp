@@ -10,6 +10,7 @@
 #include <set>
 #include <unordered_map>
 
+#include <boost/math/distributions/students_t.hpp>
 #include <fmt/format.h>
 
 #include "lmgrid/errors.hpp"
@@ -37,50 +38,18 @@ Stat stat_of(const std::vector<double>& xs) {
   return s;
 }
 
-// I_x(a, b) = x^a (1-x)^b / (a B(a, b)) * 1 / (1 + d1 / (1 + d2 / (1 + ...))) with
-//   d_{2m+1} = -(a+m)(a+b+m) x / ((a+2m)(a+2m+1)),  d_{2m} = m(b-m) x / ((a+2m-1)(a+2m)),
-// which converges fast for x < (a+1)/(a+b+2); above that, I_x(a,b) = 1 - I_{1-x}(b,a).
-// Evaluated with the modified Lentz method (b_j = 1, a_1 = 1, a_{j+1} = d_j).
-double incomplete_beta(double a, double b, double x) {
-  if (!(a > 0) || !(b > 0) || !(x >= 0) || !(x <= 1)) return std::numeric_limits<double>::quiet_NaN();
-  if (x == 0) return 0;
-  if (x == 1) return 1;
-  if (x > (a + 1) / (a + b + 2)) return 1 - incomplete_beta(b, a, 1 - x);
-  const double tiny = 1e-300, eps = 1e-15;
-  double log_front = std::lgamma(a + b) - std::lgamma(a) - std::lgamma(b) + a * std::log(x) + b * std::log1p(-x);
-  double f = tiny, c = f, d = 0;
-  for (int j = 1; j <= 10000; ++j) {
-    double aj;
-    if (j == 1) {
-      aj = 1;
-    } else {
-      int i = j - 1;  // d_i
-      if (i % 2 == 1) {
-        int m = (i - 1) / 2;
-        aj = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1));
-      } else {
-        int m = i / 2;
-        aj = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m));
-      }
-    }
-    d = 1 + aj * d;
-    if (std::abs(d) < tiny) d = tiny;
-    c = 1 + aj / c;
-    if (std::abs(c) < tiny) c = tiny;
-    d = 1 / d;
-    double delta = c * d;
-    f *= delta;
-    if (j > 1 && std::abs(delta - 1) < eps) break;
-  }
-  return std::exp(log_front) * f / a;
-}
+namespace {
+
+// Student's t from Boost.Math; a domain error (NaN input) gives NaN rather than an exception.
+using StudentT = boost::math::students_t_distribution<
+    double, boost::math::policies::policy<boost::math::policies::domain_error<boost::math::policies::ignore_error>>>;
+
+}  // namespace
 
 double student_t_cdf(double t, double df) {
   if (std::isnan(t) || !(df > 0)) return std::numeric_limits<double>::quiet_NaN();
   if (std::isinf(t)) return t > 0 ? 1 : 0;
-  // P(|T| > |t|) = I_{df/(df+t^2)}(df/2, 1/2)
-  double tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t));
-  return t > 0 ? 1 - tail : tail;
+  return boost::math::cdf(StudentT(df), t);
 }
 
 WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>& b) {
@@ -97,7 +66,8 @@ WelchResult welch_t_test(const std::vector<double>& a, const std::vector<double>
   }
   r.t = (sa.mean - sb.mean) / std::sqrt(se2);
   r.df = se2 * se2 / (va * va / (sa.n - 1) + vb * vb / (sb.n - 1));
-  r.p = incomplete_beta(r.df / 2, 0.5, r.df / (r.df + r.t * r.t));
+  // Two-sided: P(|T| >= |t|) = 2 P(T >= |t|), the upper tail taken directly (no 1 - cdf).
+  r.p = 2 * boost::math::cdf(boost::math::complement(StudentT(r.df), std::abs(r.t)));
   return r;
 }
 
@@ -265,12 +235,9 @@ std::vector<std::string> default_group_by(const std::vector<RunRecord>& runs, co
   return keys;
 }
 
-}  // namespace
-
-Report build_report(sql::Db& db, const ReportOptions& opt) {
-  validate_report_options(db, opt);
-  Report rep;
-  rep.opt = opt;
+// The runs to report on: those of opt.experiments (all when empty), then only opt.run_ids when
+// given; UserError when none is left.
+std::vector<RunRecord> select_runs(sql::Db& db, const ReportOptions& opt) {
   RunQuery q;
   q.experiments = opt.experiments;
   auto runs = query_runs(db, q);
@@ -280,110 +247,144 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
                runs.end());
   }
   if (runs.empty()) throw UserError("no runs to report on (check --experiment and --db)");
+  return runs;
+}
+
+// The current time as "YYYY-MM-DD HH:MM UTC".
+std::string utc_now_text() {
   std::time_t now = std::time(nullptr);
   char buf[32];
   std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
-  rep.generated_at = buf;
-  {
-    std::set<std::string> ex;
-    for (const auto& r : runs) ex.insert(r.experiment);
-    rep.experiments.assign(ex.begin(), ex.end());
-  }
-  rep.title = !opt.title.empty() ? opt.title : "lmgrid report: " + [&] {
-    std::string s;
-    for (const auto& e : rep.experiments) s += (s.empty() ? "" : ", ") + e;
-    return s;
-  }();
-  rep.n_runs = static_cast<int>(runs.size());
+  return buf;
+}
 
-  // What varies (config keys, seed included), with its values.
-  auto vkeys = varying_keys(runs);
+// Header fields: time stamp, experiments present (sorted), title, run count.
+void fill_header(Report& rep, const std::vector<RunRecord>& runs) {
+  rep.generated_at = utc_now_text();
+  std::set<std::string> ex;
+  for (const auto& r : runs) ex.insert(r.experiment);
+  rep.experiments.assign(ex.begin(), ex.end());
+  std::string names;
+  for (const auto& e : rep.experiments) names += (names.empty() ? "" : ", ") + e;
+  rep.title = !rep.opt.title.empty() ? rep.opt.title : "lmgrid report: " + names;
+  rep.n_runs = static_cast<int>(runs.size());
+}
+
+// Order of values shown for a key: numbers first, in numeric order; other texts keep their place.
+bool numbers_first(const std::string& a, const std::string& b) {
+  char *ea, *eb;
+  double x = std::strtod(a.c_str(), &ea), y = std::strtod(b.c_str(), &eb);
+  bool na = !a.empty() && *ea == 0, nb = !b.empty() && *eb == 0;
+  if (na && nb) return x < y;
+  return na && !nb;
+}
+
+// "What varies": each varying key -> its distinct values, except keys set to one value in some
+// runs and absent from the others (a plugin's own setting that follows from model.plugin).
+std::map<std::string, std::vector<std::string>> varying_values(const std::vector<RunRecord>& runs,
+                                                               const std::vector<std::string>& vkeys) {
+  std::map<std::string, std::vector<std::string>> out;
   for (const auto& k : vkeys) {
     std::set<std::string> vals;
     for (const auto& r : runs) vals.insert(value_text(r.get(k)));
     std::vector<std::string> v(vals.begin(), vals.end());
-    // Numbers in numeric order.
-    std::stable_sort(v.begin(), v.end(), [](const std::string& a, const std::string& b) {
-      char *ea, *eb;
-      double x = std::strtod(a.c_str(), &ea), y = std::strtod(b.c_str(), &eb);
-      bool na = !a.empty() && *ea == 0, nb = !b.empty() && *eb == 0;
-      if (na && nb) return x < y;
-      return na && !nb;
-    });
-    // A key set to one value in some runs and absent from the others is a plugin's own setting,
-    // not a swept axis (it follows from model.plugin): left out of "what varies".
+    std::stable_sort(v.begin(), v.end(), numbers_first);
     if (v.size() == 2 && std::count(v.begin(), v.end(), std::string()) == 1) continue;
-    rep.varying[k] = v;
+    out[k] = v;
   }
-  if (!opt.group_by.empty()) {
-    rep.group_by = opt.group_by;
-  } else {
-    rep.group_by = default_group_by(runs, vkeys);
-  }
-  if (!opt.best_over.empty() &&
-      std::find(rep.group_by.begin(), rep.group_by.end(), opt.best_over) == rep.group_by.end())
-    rep.group_by.push_back(opt.best_over);
+  return out;
+}
 
-  // Groups, in order of first appearance.
+// The keys to group by: opt.group_by, else the default; best_over appended when missing.
+std::vector<std::string> grouping_keys(const ReportOptions& opt, const std::vector<RunRecord>& runs,
+                                       const std::vector<std::string>& vkeys) {
+  std::vector<std::string> keys = !opt.group_by.empty() ? opt.group_by : default_group_by(runs, vkeys);
+  if (!opt.best_over.empty() && std::find(keys.begin(), keys.end(), opt.best_over) == keys.end())
+    keys.push_back(opt.best_over);
+  return keys;
+}
+
+// "k=v" for each key in order whose value is set, except `skip`, joined by spaces.
+std::string keys_label(const std::vector<std::string>& keys, const std::map<std::string, std::string>& vals,
+                       const std::string& skip = "") {
+  std::string label;
+  for (const auto& k : keys)
+    if (k != skip && !vals.at(k).empty()) label += (label.empty() ? "" : " ") + k + "=" + vals.at(k);
+  return label;
+}
+
+using RunGroups = std::unordered_map<int64_t, size_t>;  // run id -> index into Report::groups
+
+// Creates the groups (in order of first appearance) with their run ids; returns each run's group.
+RunGroups assign_groups(Report& rep, const std::vector<RunRecord>& runs) {
   std::map<std::vector<std::string>, size_t> gindex;
-  std::unordered_map<int64_t, size_t> run_group;
+  RunGroups run_group;
   for (const auto& r : runs) {
     std::vector<std::string> vals;
     for (const auto& k : rep.group_by) vals.push_back(value_text(r.get(k)));
     auto [it, fresh] = gindex.emplace(vals, rep.groups.size());
     if (fresh) {
       ReportGroup g;
-      for (size_t i = 0; i < rep.group_by.size(); ++i) {
-        g.keys[rep.group_by[i]] = vals[i];
-        if (!vals[i].empty()) g.label += (g.label.empty() ? "" : " ") + rep.group_by[i] + "=" + vals[i];
-      }
+      for (size_t i = 0; i < rep.group_by.size(); ++i) g.keys[rep.group_by[i]] = vals[i];
+      g.label = keys_label(rep.group_by, g.keys);
       if (g.label.empty()) g.label = "all runs";
       rep.groups.push_back(std::move(g));
     }
     run_group[r.id] = it->second;
     rep.groups[it->second].run_ids.push_back(r.id);
   }
+  return run_group;
+}
 
-  // Summary statistics over the finished runs.
-  struct Vals {
-    std::vector<double> best, final, acc, params, tps, mfu, wall;
+// The finite summary values of one group's finished runs: the inputs of its statistics.
+struct GroupValues {
+  std::vector<double> best, final, acc, params, tps, mfu, wall;
+};
+
+// Adds a finished run's finite summaries (and its parameter count) to its group's values.
+void add_run_values(const RunRecord& r, GroupValues& v) {
+  auto put = [&](const char* key, std::vector<double>& out) {
+    auto it = r.summaries.find(key);
+    if (it != r.summaries.end() && std::isfinite(it->second)) out.push_back(it->second);
   };
-  std::vector<Vals> vals(rep.groups.size());
-  std::set<int64_t> done;
-  double max_best = 0;
+  put("best_val_loss", v.best);
+  put("final_val_loss", v.final);
+  put("best_val_accuracy", v.acc);
+  put("tokens_per_s", v.tps);
+  put("mfu", v.mfu);
+  put("wall_time_s", v.wall);
+  if (r.n_params > 0) v.params.push_back(static_cast<double>(r.n_params));
+  else put("n_params", v.params);
+}
+
+// Walks the runs once: counts and collects the finished ones per group (returned by group) and
+// lists the failed, diverged and interrupted ones in rep.problems. `done` gets the finished ids.
+std::vector<GroupValues> collect_runs(Report& rep, const std::vector<RunRecord>& runs, const RunGroups& run_group,
+                                      std::set<int64_t>& done) {
+  std::vector<GroupValues> vals(rep.groups.size());
   for (const auto& r : runs) {
+    size_t gi = run_group.at(r.id);
     auto status = parse_run_status(r.status);
     if (status != RunStatus::done) {
       if (status && (is_unsuccessful(*status) || *status == RunStatus::interrupted))
-        rep.problems.push_back({r.id, r.experiment, r.variant, r.status, r.error,
-                                rep.groups[run_group[r.id]].label, r.step});
+        rep.problems.push_back({r.id, r.experiment, r.variant, r.status, r.error, rep.groups[gi].label, r.step});
       continue;
     }
     done.insert(r.id);
-    size_t gi = run_group[r.id];
     auto& g = rep.groups[gi];
-    auto& v = vals[gi];
     ++g.n_done;
     ++rep.n_done;
     g.seeds.push_back(r.seed);
-    auto put = [&](const char* key, std::vector<double>& out) {
-      auto it = r.summaries.find(key);
-      if (it != r.summaries.end() && std::isfinite(it->second)) out.push_back(it->second);
-    };
-    put("best_val_loss", v.best);
-    put("final_val_loss", v.final);
-    put("best_val_accuracy", v.acc);
-    put("tokens_per_s", v.tps);
-    put("mfu", v.mfu);
-    put("wall_time_s", v.wall);
-    if (r.n_params > 0) v.params.push_back(static_cast<double>(r.n_params));
-    else put("n_params", v.params);
-    if (auto it = r.summaries.find("best_val_loss"); it != r.summaries.end() && std::isfinite(it->second))
-      max_best = std::max(max_best, it->second);
+    add_run_values(r, vals[gi]);
   }
+  return vals;
+}
+
+// Each group's statistics from its values; sets rep.has_accuracy and rep.has_mfu.
+void group_statistics(Report& rep, const std::vector<GroupValues>& vals) {
   for (size_t i = 0; i < rep.groups.size(); ++i) {
     auto& g = rep.groups[i];
-    auto& v = vals[i];
+    const auto& v = vals[i];
     g.best_val_losses = v.best;
     g.best_val_loss = stat_of(v.best), g.final_val_loss = stat_of(v.final), g.best_val_accuracy = stat_of(v.acc);
     g.n_params = stat_of(v.params), g.tokens_per_s = stat_of(v.tps), g.mfu = stat_of(v.mfu);
@@ -392,19 +393,29 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
     rep.has_accuracy |= !v.acc.empty();
     rep.has_mfu |= !v.mfu.empty();
   }
-  rep.target_automatic = !opt.target_loss;
-  rep.target_loss = opt.target_loss ? *opt.target_loss : max_best;
+}
 
-  // Series: one ordered scan over the loss metrics of the finished runs.
-  std::vector<std::map<int64_t, Acc>> train(rep.groups.size()), val(rep.groups.size());
-  std::vector<std::vector<double>> tok_target(rep.groups.size()), time_target(rep.groups.size());
+// The automatic target loss: the largest best_val_loss of any finished run (0 when none).
+double largest_best_loss(const std::vector<GroupValues>& vals) {
+  double max_best = 0;
+  for (const auto& v : vals)
+    for (double x : v.best) max_best = std::max(max_best, x);
+  return max_best;
+}
+
+// Train/val curves and tokens/time to rep.target_loss of every group, from one ordered scan of
+// the loss series of the finished runs.
+void group_curves(sql::Db& db, Report& rep, const std::set<int64_t>& done, const RunGroups& run_group) {
+  size_t n = rep.groups.size();
+  std::vector<std::map<int64_t, Acc>> train(n), val(n);
+  std::vector<std::vector<double>> tok_target(n), time_target(n);
   if (!done.empty()) {
     int64_t cur_run = -1;
     bool reached = false;
     scan_loss_series(db, *done.begin(), *done.rbegin(), [&](const LossPoint& p) {
       if (p.run_id != cur_run) cur_run = p.run_id, reached = false;
       if (!done.count(p.run_id)) return;
-      size_t gi = run_group[p.run_id];
+      size_t gi = run_group.at(p.run_id);
       double tokens = static_cast<double>(p.tokens), t = p.elapsed_s, y = p.value;
       Acc& a = (p.is_val ? val : train)[gi][p.step];
       if (a.n == 0) a.lo = a.hi = y;
@@ -416,14 +427,17 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
       }
     });
   }
-  for (size_t i = 0; i < rep.groups.size(); ++i) {
-    rep.groups[i].train = to_curve(train[i], opt.x);
-    rep.groups[i].val = to_curve(val[i], opt.x);
+  for (size_t i = 0; i < n; ++i) {
+    rep.groups[i].train = to_curve(train[i], rep.opt.x);
+    rep.groups[i].val = to_curve(val[i], rep.opt.x);
     rep.groups[i].tokens_to_target = stat_of(tok_target[i]);
     rep.groups[i].time_to_target = stat_of(time_target[i]);
   }
+}
 
-  // Best first; groups without a finished run last, in their original order.
+// Sorts the groups best first (groups without a finished run last, in their order), sets
+// rep.best_group and each group's Welch p-value against the best.
+void rank_groups(Report& rep) {
   std::stable_sort(rep.groups.begin(), rep.groups.end(), [](const ReportGroup& a, const ReportGroup& b) {
     bool ha = a.best_val_loss.n > 0, hb = b.best_val_loss.n > 0;
     if (ha != hb) return ha;
@@ -434,33 +448,59 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
     for (size_t i = 1; i < rep.groups.size(); ++i)
       if (rep.groups[i].best_val_losses.size() >= 2)
         rep.groups[i].p_value = welch_t_test(rep.groups[0].best_val_losses, rep.groups[i].best_val_losses).p;
+}
 
-  // Best over a swept key: per bucket of the other group keys, the group with the lowest mean.
-  if (!opt.best_over.empty()) {
-    std::map<std::string, size_t> bucket;
-    for (const auto& g : rep.groups) {
-      if (g.best_val_loss.n == 0) continue;
-      std::string label;
-      for (const auto& k : rep.group_by)
-        if (k != opt.best_over && !g.keys.at(k).empty()) label += (label.empty() ? "" : " ") + k + "=" + g.keys.at(k);
-      auto [it, fresh] = bucket.emplace(label, rep.best_over.size());
-      if (fresh) {  // groups are sorted best first, so the first one met wins
-        BestOverRow row;
-        row.label = label;
-        row.winner = g.keys.at(opt.best_over);
-        row.best_val_loss = g.best_val_loss;
-        rep.best_over.push_back(std::move(row));
-      }
-      rep.best_over[it->second].means.emplace_back(g.keys.at(opt.best_over), g.best_val_loss.mean);
+// Order of the values tried for the best-over key: numeric when both are numbers, else as text.
+bool best_over_value_less(const std::pair<std::string, double>& a, const std::pair<std::string, double>& b) {
+  char *ea, *eb;
+  double x = std::strtod(a.first.c_str(), &ea), y = std::strtod(b.first.c_str(), &eb);
+  if (*ea == 0 && *eb == 0 && !a.first.empty() && !b.first.empty()) return x < y;
+  return a.first < b.first;
+}
+
+// Best value of opt.best_over per bucket of the other group keys: the ranked group with the
+// lowest mean best_val_loss, with the mean of every value tried.
+std::vector<BestOverRow> best_over_rows(const Report& rep) {
+  const std::string& key = rep.opt.best_over;
+  std::vector<BestOverRow> rows;
+  std::map<std::string, size_t> bucket;
+  for (const auto& g : rep.groups) {
+    if (g.best_val_loss.n == 0) continue;
+    std::string label = keys_label(rep.group_by, g.keys, key);
+    auto [it, fresh] = bucket.emplace(label, rows.size());
+    if (fresh) {  // groups are sorted best first, so the first one met wins
+      BestOverRow row;
+      row.label = label;
+      row.winner = g.keys.at(key);
+      row.best_val_loss = g.best_val_loss;
+      rows.push_back(std::move(row));
     }
-    for (auto& row : rep.best_over)
-      std::stable_sort(row.means.begin(), row.means.end(), [](const auto& a, const auto& b) {
-        char *ea, *eb;
-        double x = std::strtod(a.first.c_str(), &ea), y = std::strtod(b.first.c_str(), &eb);
-        if (*ea == 0 && *eb == 0 && !a.first.empty() && !b.first.empty()) return x < y;
-        return a.first < b.first;
-      });
+    rows[it->second].means.emplace_back(g.keys.at(key), g.best_val_loss.mean);
   }
+  for (auto& row : rows) std::stable_sort(row.means.begin(), row.means.end(), best_over_value_less);
+  return rows;
+}
+
+}  // namespace
+
+Report build_report(sql::Db& db, const ReportOptions& opt) {
+  validate_report_options(db, opt);
+  Report rep;
+  rep.opt = opt;
+  auto runs = select_runs(db, opt);
+  fill_header(rep, runs);
+  auto vkeys = varying_keys(runs);  // config keys, seed included
+  rep.varying = varying_values(runs, vkeys);
+  rep.group_by = grouping_keys(opt, runs, vkeys);
+  RunGroups run_group = assign_groups(rep, runs);
+  std::set<int64_t> done;
+  auto vals = collect_runs(rep, runs, run_group, done);
+  group_statistics(rep, vals);
+  rep.target_automatic = !opt.target_loss;
+  rep.target_loss = opt.target_loss ? *opt.target_loss : largest_best_loss(vals);
+  group_curves(db, rep, done, run_group);
+  rank_groups(rep);
+  if (!opt.best_over.empty()) rep.best_over = best_over_rows(rep);
   return rep;
 }
 

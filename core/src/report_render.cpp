@@ -115,102 +115,133 @@ struct ChartSpec {
 
 std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 1) + "…"; }
 
-// One line chart with bands, grid, ticks, axis labels and a legend on the right.
-std::string svg_chart(const ChartSpec& spec, const std::vector<Series>& series, bool standalone) {
-  const double W = 880, H = 380, ml = 70, mr = 250, mt = 40, mb = 52;
-  const double pw = W - ml - mr, ph = H - mt - mb;
+// Chart geometry: the canvas and its margins, the data range on each axis (after fit_axes, the
+// drawn range) and the mapping from data to canvas coordinates.
+struct ChartFrame {
+  static constexpr double W = 880, H = 380, ml = 70, mr = 250, mt = 40, mb = 52;
+  static constexpr double pw = W - ml - mr, ph = H - mt - mb;
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
+  bool log_x = false, log_y = false;
+  bool empty() const { return !std::isfinite(x0); }
+  double fx(double x) const {
+    return log_x ? ml + (std::log(x) - std::log(x0)) / (std::log(x1) - std::log(x0)) * pw : ml + (x - x0) / (x1 - x0) * pw;
+  }
+  double fy(double y) const {
+    return log_y ? mt + ph - (std::log(y) - std::log(y0)) / (std::log(y1) - std::log(y0)) * ph
+                 : mt + ph - (y - y0) / (y1 - y0) * ph;
+  }
+};
+
+// The data range of the series: x over the points (x > 0 only on a log x axis), y over the bands.
+ChartFrame data_range(const ChartSpec& spec, const std::vector<Series>& series) {
+  ChartFrame f;
   for (const auto& s : series)
     for (size_t i = 0; i < s.c.x.size(); ++i) {
       if (spec.log_x && !(s.c.x[i] > 0)) continue;
-      x0 = std::min(x0, s.c.x[i]), x1 = std::max(x1, s.c.x[i]);
-      y0 = std::min(y0, s.c.lo[i]), y1 = std::max(y1, s.c.hi[i]);
+      f.x0 = std::min(f.x0, s.c.x[i]), f.x1 = std::max(f.x1, s.c.x[i]);
+      f.y0 = std::min(f.y0, s.c.lo[i]), f.y1 = std::max(f.y1, s.c.hi[i]);
     }
+  return f;
+}
+
+// Decides log or linear per axis (log only where the range is positive) and pads the ranges.
+void fit_axes(const ChartSpec& spec, ChartFrame& f) {
+  f.log_y = spec.log_y && f.y0 > 0, f.log_x = spec.log_x && f.x0 > 0;
+  if (f.log_y) {
+    f.y0 /= 1.03, f.y1 *= 1.03;
+  } else {
+    double pad = (f.y1 - f.y0) * 0.04 + (f.y1 == f.y0 ? std::max(1e-3, std::abs(f.y0) * 0.05) : 0);
+    f.y0 -= pad, f.y1 += pad;
+  }
+  if (f.x1 == f.x0) f.x0 -= 0.5, f.x1 += 0.5;
+  if (f.log_x) f.x0 /= 1.15, f.x1 *= 1.15;
+}
+
+// The opening <svg> tag, the accessible title, the white background and the visible title.
+std::string svg_head(const ChartSpec& spec, bool standalone) {
+  using F = ChartFrame;
   std::string o;
   o += fmt::format("<svg {}viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" role=\"img\" class=\"chart\" "
                    "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\">\n",
-                   standalone ? "xmlns=\"http://www.w3.org/2000/svg\" " : "", W, H, W, H);
-  o += fmt::format("<title>{}</title>\n<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n", html_escape(spec.title), W, H);
-  o += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"15\" font-weight=\"600\" fill=\"#111827\">{}</text>\n", ml,
+                   standalone ? "xmlns=\"http://www.w3.org/2000/svg\" " : "", F::W, F::H, F::W, F::H);
+  o += fmt::format("<title>{}</title>\n<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n", html_escape(spec.title),
+                   F::W, F::H);
+  o += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"15\" font-weight=\"600\" fill=\"#111827\">{}</text>\n", F::ml,
                    html_escape(spec.title));
-  if (!std::isfinite(x0)) {
-    o += fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"13\" fill=\"#6b7280\">no data</text>\n</svg>\n", ml + 20, mt + ph / 2);
-    return o;
-  }
-  bool log_y = spec.log_y && y0 > 0, log_x = spec.log_x && x0 > 0;
-  if (log_y) {
-    y0 /= 1.03, y1 *= 1.03;
-  } else {
-    double pad = (y1 - y0) * 0.04 + (y1 == y0 ? std::max(1e-3, std::abs(y0) * 0.05) : 0);
-    y0 -= pad, y1 += pad;
-  }
-  if (x1 == x0) x0 -= 0.5, x1 += 0.5;
-  if (log_x) x0 /= 1.15, x1 *= 1.15;
-  auto fx = [&](double x) {
-    return log_x ? ml + (std::log(x) - std::log(x0)) / (std::log(x1) - std::log(x0)) * pw : ml + (x - x0) / (x1 - x0) * pw;
-  };
-  auto fy = [&](double y) {
-    return log_y ? mt + ph - (std::log(y) - std::log(y0)) / (std::log(y1) - std::log(y0)) * ph
-                 : mt + ph - (y - y0) / (y1 - y0) * ph;
-  };
-  // Grid and ticks.
-  auto yt = log_y ? log_ticks(y0, y1) : nice_ticks(y0, y1, 6);
-  auto xt = log_x ? log_ticks(x0, x1) : nice_ticks(x0, x1, 7);
-  o += "<g font-size=\"11\" fill=\"#4b5563\">\n";
+  return o;
+}
+
+// Axes: grid lines with tick labels on both axes, the plot-area border and the axis titles.
+std::string svg_axes(const ChartSpec& spec, const ChartFrame& f) {
+  using F = ChartFrame;
+  auto yt = f.log_y ? log_ticks(f.y0, f.y1) : nice_ticks(f.y0, f.y1, 6);
+  auto xt = f.log_x ? log_ticks(f.x0, f.x1) : nice_ticks(f.x0, f.x1, 7);
+  std::string o = "<g font-size=\"11\" fill=\"#4b5563\">\n";
   for (double v : yt) {
-    if (v < y0 || v > y1) continue;
-    double y = fy(v);
+    if (v < f.y0 || v > f.y1) continue;
+    double y = f.fy(v);
     o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
                      "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n",
-                     ml, ml + pw, y, y, ml - 6, y + 4, html_escape(short_num(v)));
+                     F::ml, F::ml + F::pw, y, y, F::ml - 6, y + 4, html_escape(short_num(v)));
   }
   for (double v : xt) {
-    if (v < x0 || v > x1) continue;
-    double x = fx(v);
-    std::string label = spec.x_is_time && x1 >= 600 ? human_duration(v) : short_num(v);
+    if (v < f.x0 || v > f.x1) continue;
+    double x = f.fx(v);
+    std::string label = spec.x_is_time && f.x1 >= 600 ? human_duration(v) : short_num(v);
     o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
                      "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
-                     x, x, mt, mt + ph, x, mt + ph + 16, html_escape(label));
+                     x, x, F::mt, F::mt + F::ph, x, F::mt + F::ph + 16, html_escape(label));
   }
   o += "</g>\n";
-  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#9ca3af\"/>\n", ml, mt, pw, ph);
+  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#9ca3af\"/>\n", F::ml, F::mt,
+                   F::pw, F::ph);
   o += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#374151\" text-anchor=\"middle\">{}</text>\n",
-                   ml + pw / 2, H - 12, html_escape(spec.x_label));
+                   F::ml + F::pw / 2, F::H - 12, html_escape(spec.x_label));
   o += fmt::format("<text transform=\"translate(16 {:.1f}) rotate(-90)\" font-size=\"12\" fill=\"#374151\" "
                    "text-anchor=\"middle\">{}{}</text>\n",
-                   mt + ph / 2, html_escape(spec.y_label), log_y ? " (log scale)" : "");
-  // Bands first, then lines on top.
-  o += "<g>\n";
+                   F::mt + F::ph / 2, html_escape(spec.y_label), f.log_y ? " (log scale)" : "");
+  return o;
+}
+
+// Series: the min..max bands first (only where they have spread), then the mean lines on top,
+// with point markers on short or marked series.
+std::string svg_series(const ChartFrame& f, const std::vector<Series>& series) {
+  std::string o = "<g>\n";
   for (const auto& s : series) {
     if (s.c.x.size() < 2) continue;
     bool any_spread = false;
     for (size_t i = 0; i < s.c.x.size(); ++i) any_spread |= s.c.hi[i] > s.c.lo[i];
     if (!any_spread) continue;
     std::string pts;
-    for (size_t i = 0; i < s.c.x.size(); ++i) pts += fmt::format("{:.1f},{:.1f} ", fx(s.c.x[i]), fy(s.c.hi[i]));
-    for (size_t i = s.c.x.size(); i-- > 0;) pts += fmt::format("{:.1f},{:.1f} ", fx(s.c.x[i]), fy(s.c.lo[i]));
+    for (size_t i = 0; i < s.c.x.size(); ++i) pts += fmt::format("{:.1f},{:.1f} ", f.fx(s.c.x[i]), f.fy(s.c.hi[i]));
+    for (size_t i = s.c.x.size(); i-- > 0;) pts += fmt::format("{:.1f},{:.1f} ", f.fx(s.c.x[i]), f.fy(s.c.lo[i]));
     o += fmt::format("<polygon points=\"{}\" fill=\"{}\" fill-opacity=\"{}\" stroke=\"none\"/>\n", pts, s.color,
                      series.size() > 4 ? 0.07 : 0.16);  // many overlapping bands: fainter
   }
   for (const auto& s : series) {
     std::string pts;
     for (size_t i = 0; i < s.c.x.size(); ++i) {
-      if (log_x && !(s.c.x[i] > 0)) continue;
-      pts += fmt::format("{:.1f},{:.1f} ", fx(s.c.x[i]), fy(s.c.y[i]));
+      if (f.log_x && !(s.c.x[i] > 0)) continue;
+      pts += fmt::format("{:.1f},{:.1f} ", f.fx(s.c.x[i]), f.fy(s.c.y[i]));
     }
     o += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" "
                      "stroke-linejoin=\"round\"><title>{}</title></polyline>\n",
                      pts, s.color, html_escape(s.label));
     if (s.markers || s.c.x.size() <= 30)
       for (size_t i = 0; i < s.c.x.size(); ++i) {
-        if (log_x && !(s.c.x[i] > 0)) continue;
-        o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", fx(s.c.x[i]), fy(s.c.y[i]), s.color);
+        if (f.log_x && !(s.c.x[i] > 0)) continue;
+        o += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"/>\n", f.fx(s.c.x[i]), f.fy(s.c.y[i]),
+                         s.color);
       }
   }
-  o += "</g>\n";
-  // Legend.
-  double lx = ml + pw + 18, ly = mt + 6;
-  o += "<g font-size=\"12\" fill=\"#1f2937\">\n";
+  return o + "</g>\n";
+}
+
+// Legend right of the plot: a colour swatch and the (truncated) label per series, full label as tooltip.
+std::string svg_legend(const std::vector<Series>& series) {
+  using F = ChartFrame;
+  double lx = F::ml + F::pw + 18, ly = F::mt + 6;
+  std::string o = "<g font-size=\"12\" fill=\"#1f2937\">\n";
   for (size_t i = 0; i < series.size(); ++i) {
     double y = ly + 20 * static_cast<double>(i);
     o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\"/>"
@@ -218,8 +249,20 @@ std::string svg_chart(const ChartSpec& spec, const std::vector<Series>& series, 
                      lx, lx + 18, y, y, series[i].color, lx + 24, y + 4, html_escape(truncate(series[i].label, 30)),
                      html_escape(series[i].label));
   }
-  o += "</g>\n</svg>\n";
-  return o;
+  return o + "</g>\n";
+}
+
+// One line chart with bands, grid, ticks, axis labels and a legend on the right ("no data" when
+// no series has a point). standalone: with the xmlns an .svg file needs.
+std::string svg_chart(const ChartSpec& spec, const std::vector<Series>& series, bool standalone) {
+  using F = ChartFrame;
+  ChartFrame f = data_range(spec, series);
+  std::string o = svg_head(spec, standalone);
+  if (f.empty())
+    return o + fmt::format("<text x=\"{}\" y=\"{}\" font-size=\"13\" fill=\"#6b7280\">no data</text>\n</svg>\n",
+                           F::ml + 20, F::mt + F::ph / 2);
+  fit_axes(spec, f);
+  return o + svg_axes(spec, f) + svg_series(f, series) + svg_legend(series) + "</svg>\n";
 }
 
 bool wants_log(const std::vector<Series>& series) {

@@ -64,10 +64,6 @@ std::string hostname() {
   gethostname(buf, sizeof(buf) - 1);
   return buf;
 }
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* v = std::getenv(name);
-  return v && *v ? std::string(v) : fallback;
-}
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;

@@ -20,10 +20,7 @@ extern "C" __attribute__((visibility("default"))) void lmgrid_cli_register(CLI::
   lmgrid::ensure_fast_blas(argc, argv);
   lmgrid::cli::g_argc = argc;
   lmgrid::cli::g_argv = argv;
-  // Size OpenBLAS's pool too (LibTorch does not), unless the user sized it with OPENBLAS_NUM_THREADS.
-  int threads = lmgrid::default_threads();
-  torch::set_num_threads(threads);
-  if (!std::getenv("OPENBLAS_NUM_THREADS")) lmgrid::set_blas_threads(threads);
+  lmgrid::configure_threads(lmgrid::default_threads());
   using namespace lmgrid::cli;
   add_run(*app);
   add_worker(*app);

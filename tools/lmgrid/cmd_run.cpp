@@ -1,15 +1,12 @@
-// lmgrid run: expand + validate the grid, register runs, then train each in its own worker
-// process (`lmgrid worker`), so a crashing plugin fails one run and the grid goes on.
-// Workers are claimed atomically through the database; Ctrl-C leaves runs resumable.
-#include <fcntl.h>
+// lmgrid run: expand + validate the grid, register runs, then hand them to the run supervisor
+// (core: supervisor.hpp), which trains each in its own worker process (`lmgrid worker`).
+// Ctrl-C leaves runs resumable; the grid ends with a summary table and the report.
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <map>
-#include <thread>
 
 #include <fmt/format.h>
 
@@ -19,6 +16,7 @@
 #include <lmgrid/registry.hpp>
 #include <lmgrid/report.hpp>
 #include <lmgrid/store.hpp>
+#include <lmgrid/supervisor.hpp>
 #include <lmgrid/util.hpp>
 
 #include "commands.hpp"
@@ -33,17 +31,6 @@ std::atomic<int> g_signals{0};
 void on_stop_signal(int) {
   g_stop = true;
   ++g_signals;
-}
-
-struct Child {
-  pid_t pid;
-  int64_t run_id;
-  int crash_fd;  // read end of the pipe on which the worker's crash handler names the plugin
-};
-
-std::string signal_text(int sig) {
-  const char* name = sigabbrev_np(sig);
-  return name ? fmt::format("SIG{}", name) : fmt::format("signal {}", sig);
 }
 
 struct RunOptions {
@@ -110,7 +97,7 @@ int run_grid(const RunOptions& opt) {
   // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
   // down when the workers together ask for more threads than there are cores.
   PeakGflops pk = machine_peak_gflops(threads);
-  double cores = std::max(1u, std::thread::hardware_concurrency());
+  double cores = available_cores();
   double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
 
   Store store(db_path);
@@ -133,66 +120,14 @@ int run_grid(const RunOptions& opt) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  bool tty = isatty(STDERR_FILENO) && workers == 1;
-  std::vector<Child> children;
-  auto reap = [&](bool block) {
-    int status = 0;
-    pid_t pid = waitpid(-1, &status, block ? 0 : WNOHANG);
-    if (pid <= 0) return false;
-    auto it = std::find_if(children.begin(), children.end(), [&](const Child& c) { return c.pid == pid; });
-    if (it == children.end()) return true;
-    char buf[256] = {0};
-    ssize_t n = read(it->crash_fd, buf, sizeof(buf) - 1);
-    close(it->crash_fd);
-    std::string plugin = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-    auto row = store.run(it->run_id);
-    if (row && row->status == RunStatus::running) {
-      // The worker died without recording an outcome: a crash (or a kill).
-      std::string why = WIFSIGNALED(status) ? "worker killed by " + signal_text(WTERMSIG(status))
-                                            : fmt::format("worker exited with status {}", WEXITSTATUS(status));
-      if (!plugin.empty()) why += " in plugin " + plugin;
-      store.set_status(it->run_id, RunStatus::failed, why);
-      std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(it->run_id), why.c_str());
-    }
-    children.erase(it);
-    return true;
-  };
-
-  while (true) {
-    while (!g_stop && static_cast<int>(children.size()) < workers) {
-      auto claimed = store.claim_next(ids, getpid());
-      if (!claimed) break;
-      int fds[2];
-      if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
-      std::vector<std::string> args{g_argv[0], "worker", "--db", db_path.string(), "--run-id",
-                                    std::to_string(claimed->id), "--peak-flops", fmt::format("{}", peak),
-                                    "--threads", std::to_string(threads)};
-      if (tty) args.push_back("--progress-bar");
-      pid_t pid = fork();
-      if (pid == 0) {
-        dup2(fds[1], 3);  // crash channel (dup2 clears O_CLOEXEC)
-        setenv("OPENBLAS_NUM_THREADS", std::to_string(threads).c_str(), 1);
-        // OpenMP threads that spin between parallel regions take the cores OpenBLAS's own threads
-        // need, and collapse throughput when anything else runs on the machine: measured here on 2
-        // cores under load, a nanoGPT-size run fell from ~6K to 0.6-1K tok/s with 2 spinning
-        // threads; passive waiting kept 5-6K. A user's own OMP_WAIT_POLICY wins.
-        setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
-        std::vector<char*> argv;
-        for (auto& a : args) argv.push_back(a.data());
-        argv.push_back(nullptr);
-        execv("/proc/self/exe", argv.data());
-        _exit(127);
-      }
-      close(fds[1]);
-      if (pid < 0) {
-        close(fds[0]);
-        throw std::runtime_error("fork failed");
-      }
-      children.push_back({pid, claimed->id, fds[0]});
-    }
-    if (children.empty()) break;
-    reap(true);
-  }
+  SupervisorOptions so;
+  so.argv0 = g_argv[0];
+  so.workers = workers;
+  so.threads = threads;
+  so.peak_flops = peak;
+  so.progress_bar = isatty(STDERR_FILENO) && workers == 1;
+  so.stop = &g_stop;
+  supervise(store, ids, so);
 
   // Summary of this experiment's runs.
   std::vector<std::vector<std::string>> rows;

@@ -54,6 +54,8 @@ int work(const WorkerOptions& opt) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // The supervisor started this worker with OPENBLAS_NUM_THREADS (OpenBLAS reads it when it
+  // loads) and --threads; LibTorch's pool is sized here.
   if (opt.threads > 0) torch::set_num_threads(opt.threads);
 
   Store store(opt.db);

@@ -23,8 +23,15 @@ BlasInfo blas_info();
 std::string best_openblas_core();
 // Call first thing in main(): re-execs the program with OPENBLAS_CORETYPE fixed when needed.
 void ensure_fast_blas(int argc, char** argv);
-// Threads for one worker: all cores divided among `workers` (at least 1).
+// Cores this process may use: its CPU affinity mask, capped by a cgroup CPU quota (containers,
+// Slurm), never below 1. hardware_concurrency() sees neither.
+int available_cores();
+// Threads for one worker: LMGRID_THREADS, else the available cores divided among `workers`
+// (at least 1).
 int default_threads(int workers = 1);
+// The one place thread pools are sized: LibTorch's intra-op pool and OpenBLAS's (unless the
+// user set OPENBLAS_NUM_THREADS).
+void configure_threads(int threads);
 // OpenBLAS's own thread pool (torch::set_num_threads does not size it): its size, -1 when the
 // BLAS is not OpenBLAS; set_blas_threads does nothing then.
 int blas_threads();

@@ -10,6 +10,8 @@
 // to put where.
 #pragma once
 
+#include "lmgrid/env.hpp"  // cache_dir()
+
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -28,7 +30,6 @@ struct DataSource {
 
 const std::vector<DataSource>& known_sources();
 std::optional<DataSource> find_source(const std::string& name);
-std::filesystem::path cache_dir();
 // Resolves a source name or a path to an existing file (see above). Throws UserError.
 std::filesystem::path resolve_source(const std::string& name_or_path);
 

@@ -115,10 +115,8 @@ std::vector<std::pair<std::string, std::string>> report_charts(const Report& r);
 // Writes dir/report.html, dir/report.md and dir/<chart>.svg; returns the HTML path.
 std::filesystem::path write_report(const Report& r, const std::filesystem::path& dir);
 
-// Statistics (tested against reference values).
-// Regularized incomplete beta I_x(a, b), a, b > 0, 0 <= x <= 1 (continued fraction).
-double incomplete_beta(double a, double b, double x);
-// Student t cumulative distribution P(T <= t) with df > 0 degrees of freedom.
+// Statistics (Boost.Math's Student's t distribution; tested against scipy reference values).
+// Student t cumulative distribution P(T <= t) with df > 0 degrees of freedom (NaN otherwise).
 double student_t_cdf(double t, double df);
 struct WelchResult {
   double t = 0, df = 0, p = 1;  // p two-sided

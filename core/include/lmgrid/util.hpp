@@ -1,6 +1,8 @@
 // Small shared helpers: hashing, time, environment, text tables.
 #pragma once
 
+#include "lmgrid/env.hpp"  // env_or, here for the files that used it from util
+
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -14,7 +16,6 @@ std::string sha256_file(const std::filesystem::path& file);  // throws std::runt
 double now_unix();           // seconds since the epoch (wall clock)
 double monotonic_seconds();  // steady clock
 std::string hostname();
-std::string env_or(const char* name, const std::string& fallback);
 std::vector<std::string> split(const std::string& s, char sep);  // keeps no empty parts
 
 // Writes `data` to `file` atomically: temp file in the same folder, fsync, rename.
