@@ -273,7 +273,9 @@ void parse_axes(GridSpec& g) {
       Assign a;
       std::string label;
       flatten_variant(*t, file, a, label);
-      if (label.empty()) label = fmt::format("variant{}", axis.points.size() + 1);
+      // No name: "variantN". An explicit name = "" keeps the runs unlabelled (as `grid --dump`
+      // writes runs that had no variant).
+      if (label.empty() && !t->contains("name")) label = fmt::format("variant{}", axis.points.size() + 1);
       axis.points.push_back(std::move(a));
       axis.labels.push_back(label);
     }
@@ -562,6 +564,78 @@ Experiment load_experiment(const std::filesystem::path& file, const std::vector<
                            const Registry& registry) {
   if (!std::filesystem::exists(file)) throw UserError("experiment file not found: " + file.string());
   return load_experiment_text(read_file(file), file.string(), overrides, registry);
+}
+
+// ---------------------------------------------------------------- dump
+
+namespace {
+
+// A TOML basic string: quotes, backslashes and control characters escaped.
+std::string toml_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
+    else if (c == '\n') out += "\\n";
+    else if (c == '\t') out += "\\t";
+    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04X}", c);
+    else out += static_cast<char>(c);
+  }
+  return out + "\"";
+}
+
+// A value in TOML syntax that parses back to the same Value (reals in shortest round-trip form,
+// kept real: "1.0"; inf and nan are TOML too).
+std::string toml_value(const Value& v) {
+  if (std::holds_alternative<std::string>(v)) return toml_string(std::get<std::string>(v));
+  return to_string(v);
+}
+
+void dump_report(std::string& out, const ReportSpec& r) {
+  out += "\n[report]\n";
+  if (!r.group_by.empty()) {
+    out += "group_by = [";
+    for (size_t i = 0; i < r.group_by.size(); ++i) out += (i ? ", " : "") + toml_string(r.group_by[i]);
+    out += "]\n";
+  }
+  if (!r.best_over.empty()) out += "best_over = " + toml_string(r.best_over) + "\n";
+  out += "x = " + toml_string(r.x) + "\n";
+  if (r.target_loss) out += "target_loss = " + toml_value(Value(*r.target_loss)) + "\n";
+  if (!r.out.empty()) out += "out = " + toml_string(r.out) + "\n";
+}
+
+}  // namespace
+
+std::string dump_experiment_toml(const Experiment& exp) {
+  // Runs are (unique configs) x seeds: one [[variant]] per config, in grid order, with every
+  // resolved key, and the seeds once.
+  std::vector<const RunConfig*> configs;
+  std::vector<int64_t> seeds;
+  std::map<std::string, std::vector<int64_t>> seeds_of;  // config without seed -> its seeds
+  for (const auto& r : exp.runs) {
+    RunConfig key = r;
+    key.seed = 0;
+    auto& s = seeds_of[key.canonical_json()];
+    if (s.empty()) configs.push_back(&r);
+    s.push_back(r.seed);
+  }
+  if (!exp.runs.empty()) seeds = seeds_of.begin()->second;
+  for (const auto& [k, s] : seeds_of)
+    if (s != seeds) throw std::logic_error("grid --dump: configs with different seed lists");
+  std::string out = fmt::format(
+      "# Every resolved run of experiment '{}' ({} runs), written by `lmgrid grid --dump`.\n"
+      "# `lmgrid run` of this file trains the same runs: the same config hashes.\n\n",
+      exp.name, exp.runs.size());
+  out += "[experiment]\nname = " + toml_string(exp.name) + "\n";
+  if (!exp.description.empty()) out += "description = " + toml_string(exp.description) + "\n";
+  out += "seeds = [";
+  for (size_t i = 0; i < seeds.size(); ++i) out += (i ? ", " : "") + std::to_string(seeds[i]);
+  out += "]\n";
+  dump_report(out, exp.report);
+  for (const RunConfig* c : configs) {
+    out += "\n[[variant]]\nname = " + toml_string(c->variant) + "\n";
+    for (const auto& [k, v] : c->values) out += toml_string(k) + " = " + toml_value(v) + "\n";
+  }
+  return out;
 }
 
 }  // namespace lmgrid

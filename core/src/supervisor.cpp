@@ -61,6 +61,7 @@ class Supervisor {
         spawn(claimed->id);
       }
       if (children_.empty()) break;
+      if (stopping()) forward_stop();
       reap();
     }
   }
@@ -73,6 +74,15 @@ class Supervisor {
   };
 
   bool stopping() const { return opt_.stop && opt_.stop->load(); }
+
+  // A stop that reached only the supervisor (kill PID, timeout, a process manager) is passed on
+  // once, so workers checkpoint and end `interrupted` instead of training on. Ctrl-C on a
+  // terminal has signalled them already; a second SIGINT changes nothing for a worker.
+  void forward_stop() {
+    if (forwarded_) return;
+    forwarded_ = true;
+    for (const auto& c : children_) kill(c.pid, SIGINT);
+  }
 
   void spawn(int64_t run_id) {
     std::vector<std::string> args{opt_.argv0, "worker", "--db", store_.path().string(), "--run-id",
@@ -135,6 +145,7 @@ class Supervisor {
   std::vector<std::string> env_;
   std::vector<char*> envp_;
   std::vector<Child> children_;
+  bool forwarded_ = false;
 };
 
 }  // namespace

@@ -34,4 +34,19 @@ expect_exit 0 "plugins show" -- "$BIN" plugins show gpt
 expect_out "^n_layer +int +4 +\[1" "plugins show lists typed params with defaults and ranges"
 expect_exit 0 "env" -- "$BIN" env --format json --matmul-size 256
 expect_out '"blas_core"' "env reports the BLAS core"
+
+# grid --dump: every resolved run as TOML that `lmgrid run` accepts back with the same hashes.
+expect_exit 0 "grid --dump" -- "$BIN" grid c.toml --dump
+cp out dump.toml
+check "the dump has one [[variant]] per config" -- test "$(grep -c '^\[\[variant\]\]' dump.toml)" = 2
+expect_exit 0 "the dump reruns on the same database" -- "$BIN" run dump.toml --db c.db --no-report
+expect_out "2 runs \(2 done, 0 to run\)" "its runs are the done ones: same config hashes"
+h1=$("$BIN" grid c.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
+h2=$("$BIN" grid dump.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
+check "grid prints the same hashes for the file and its dump" -- test -n "$h1" -a "$h1" = "$h2"
+expect_exit 0 "quickstart dumps" -- "$BIN" grid "$LMGRID_SOURCE/experiments/quickstart.toml" --dump
+cp out q.toml
+q1=$("$BIN" grid "$LMGRID_SOURCE/experiments/quickstart.toml" --no-params --format csv | cut -d, -f2 | tail -n +2)
+q2=$("$BIN" grid q.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
+check "quickstart's 12 runs keep their hashes through --dump" -- test "$(echo "$q1" | wc -l)" = 12 -a "$q1" = "$q2"
 finish

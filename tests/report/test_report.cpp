@@ -442,7 +442,10 @@ TEST_CASE("report without loss series or summaries; interrupted runs listed", "[
   std::string html = report_html(r);
   CHECK(html.find("no data") != std::string::npos);
   CHECK(html.find("tokens to") == std::string::npos);  // no target: no target columns
-  CHECK_THROWS_AS(build_report(store.db(), ReportOptions{{"bare"}, {999}}), UserError);  // no such run
+  ReportOptions missing;
+  missing.experiments = {"bare"};
+  missing.run_ids = {999};
+  CHECK_THROWS_AS(build_report(store.db(), missing), UserError);  // no such run
 }
 
 TEST_CASE("runs from named variants are grouped by the variant label", "[unit][report]") {

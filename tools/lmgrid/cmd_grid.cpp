@@ -1,5 +1,6 @@
 // lmgrid grid FILE: expand and validate a grid without running it; print each run's hash,
-// the keys that vary and the parameter count of its model.
+// the keys that vary and the parameter count of its model. --dump prints every resolved run
+// config as experiment TOML instead (as Marian's --dump-config), which `lmgrid run` accepts back.
 #include <map>
 
 #include <fmt/format.h>
@@ -17,7 +18,7 @@ void add_grid(CLI::App& app) {
   struct Opt {
     std::string file, format = "table";
     std::vector<std::string> sets;
-    bool no_params = false;
+    bool no_params = false, dump = false;
   };
   auto opt = std::make_shared<Opt>();
   auto* cmd = app.add_subcommand("grid", "Expand a grid and print its runs (hash, varying keys, parameters)");
@@ -25,10 +26,15 @@ void add_grid(CLI::App& app) {
   cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable)");
   cmd->add_option("--format", opt->format, "table, csv or json");
   cmd->add_flag("--no-params", opt->no_params, "skip building models to count parameters");
+  cmd->add_flag("--dump", opt->dump, "print every resolved run config as TOML that `lmgrid run` accepts back");
   cmd->callback([opt] {
     Format format = parse_format(opt->format);
     const Registry& registry = Registry::instance();
     Experiment exp = load_experiment(opt->file, opt->sets, registry);
+    if (opt->dump) {
+      std::fputs(dump_experiment_toml(exp).c_str(), stdout);
+      return;
+    }
     std::vector<std::string> headers{"#", "hash"};
     bool variants = false;
     for (const auto& r : exp.runs) variants |= !r.variant.empty();

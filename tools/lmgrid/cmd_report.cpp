@@ -15,7 +15,7 @@ namespace lmgrid::cli {
 
 void add_report(CLI::App& app) {
   struct Opt {
-    std::string db, out;
+    std::string db;
     ReportOptions r;
     double target = 0;
   };
@@ -29,13 +29,13 @@ void add_report(CLI::App& app) {
   cmd->add_option("--x", opt->r.x, "x axis of the loss curves: step, tokens or time");
   auto* t = cmd->add_option("--target-loss", opt->target, "loss to reach for the tokens/time-to-target columns");
   cmd->add_option("--title", opt->r.title, "page title");
-  cmd->add_option("--out,-o", opt->out, "output folder (default: <db dir>/<experiment>/)");
+  cmd->add_option("--out,-o", opt->r.out, "output folder (default: <db dir>/<experiment>/)");
   cmd->callback([opt, t] {
     if (t->count()) opt->r.target_loss = opt->target;
     std::filesystem::path db = opt->db.empty() ? default_db_path() : std::filesystem::path(opt->db);
     Store store(db, true);
     Report rep = build_report(store.db(), opt->r);
-    auto dir = opt->out.empty() ? default_report_dir(db, rep.experiments) : std::filesystem::path(opt->out);
+    auto dir = opt->r.out.empty() ? default_report_dir(db, rep.experiments) : std::filesystem::path(opt->r.out);
     auto html = write_report(rep, dir);
     std::printf("report: %s (%d runs, %zu groups)\n", html.c_str(), rep.n_runs, rep.groups.size());
     std::printf("        %s\n", (dir / "report.md").c_str());

@@ -49,12 +49,9 @@ void write_run_report(Store& store, const Experiment& exp, const std::vector<int
                       const std::filesystem::path& db_path) {
   try {
     ReportOptions ro;
+    static_cast<ReportSpec&>(ro) = exp.report;
     ro.experiments = {exp.name};
     ro.run_ids = ids;
-    ro.group_by = exp.report.group_by;
-    ro.best_over = exp.report.best_over;
-    ro.x = exp.report.x;
-    ro.target_loss = exp.report.target_loss;
     Report rep = build_report(store.db(), ro);
     auto dir = exp.report.out.empty() ? default_report_dir(db_path, {exp.name}) : std::filesystem::path(exp.report.out);
     auto html = write_report(rep, dir);

@@ -43,6 +43,10 @@ struct RawValue {
 // file:line:col on any problem; nothing is run or written before this succeeds.
 Experiment load_experiment(const std::filesystem::path& file, const std::vector<std::string>& overrides,
                            const Registry& registry);
+// Every resolved run as experiment TOML that load_experiment accepts back with the same config
+// hashes (and variant labels): [experiment] with the seeds, [report], then one [[variant]]
+// per distinct config holding every resolved key. `lmgrid grid FILE --dump` prints it.
+std::string dump_experiment_toml(const Experiment& exp);
 // Same, from TOML text (tests); `name` is used as the file name in messages.
 Experiment load_experiment_text(const std::string& text, const std::string& name,
                                 const std::vector<std::string>& overrides, const Registry& registry);

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "lmgrid/run_config.hpp"
 #include "lmgrid/sqlite.hpp"
 
 namespace lmgrid {
@@ -35,13 +36,13 @@ inline constexpr size_t kMaxCurvePoints = 400;  // per drawn line
 inline constexpr size_t kMaxChartGroups = 10;   // lines per chart: the best groups
 
 // What to report on. Mirrors the CLI flags and the experiment's [report] table.
-struct ReportOptions {
+// The settings an experiment's [report] table holds (ReportSpec: group_by (empty: the default
+// grouping above), best_over ("" or a key swept within groups, also grouped by), x (step |
+// tokens | time), target_loss (> 0; nullopt: automatic), out), plus which runs to report on.
+// One type for `lmgrid report`'s flags and [report], so nothing is copied field by field.
+struct ReportOptions : ReportSpec {
   std::vector<std::string> experiments;  // empty: every experiment in the database
   std::vector<int64_t> run_ids;          // empty: every run of those experiments
-  std::vector<std::string> group_by;     // empty: the default grouping (see above)
-  std::string best_over;                 // "" or a key swept within groups (also grouped by)
-  std::string x = "step";                // step | tokens | time
-  std::optional<double> target_loss;     // > 0; nullopt: automatic (see above)
   std::string title;                     // "" -> "lmgrid report: <experiments>"
 };
 
