@@ -1,8 +1,21 @@
 # lmgrid corrects a mis-detected OpenBLAS core by re-executing itself with OPENBLAS_CORETYPE.
 # The mis-detection is simulated with LMGRID_TEST_BLAS_CORE=Prescott.
 . "$(dirname "$0")/lib.sh"
-best=$("$BIN" env --format csv --matmul-size 64 | awk -F, '$1=="blas_core_best"{print $2}')
-if [ -z "$best" ]; then echo "CPU has neither AVX-512 nor AVX2: nothing to correct"; finish; exit; fi
+# The core this CPU should get, from /proc/cpuinfo (independently of lmgrid): SkylakeX with
+# AVX-512 F+BW+VL, else Haswell with AVX2 (or AVX-512). Only a CPU with neither skips the test.
+flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
+has() { [[ "$flags" == *" $1 "* ]]; }
+expect_exit 0 "env" -- "$BIN" env --format csv --matmul-size 64
+best=$(awk -F, '$1=="blas_core_best"{print $2}' "$WORK/out")
+if ! has avx2 && ! has avx512f; then
+  echo "CPU has neither AVX-512 nor AVX2 (flags in /proc/cpuinfo): nothing to correct"
+  check "lmgrid agrees: no better core (got '$best')" -- test -z "$best"
+  finish
+  exit
+fi
+cpu_best=Haswell
+if has avx512f && has avx512bw && has avx512vl; then cpu_best=SkylakeX; fi
+check "env names the best core for this CPU's flags ($cpu_best; lmgrid says '$best')" -- test -n "$best" -a "$best" = "$cpu_best"
 expect_exit 0 "env with a simulated Prescott detection" -- env -u OPENBLAS_CORETYPE LMGRID_TEST_BLAS_CORE=Prescott "$BIN" env --format csv --matmul-size 256
 expect_out "^blas_core,$best" "the core in use is $best"
 expect_out "^blas_corrected_by_lmgrid,yes" "env says lmgrid corrected it"

@@ -32,6 +32,9 @@ check "gpt run after the failures is done" -- test "$(st gpt)" = "done|"
 [[ "$(st throws)" == "failed|plugin arch/probe: probe failure requested at forward 3"* ]] && pass "throwing plugin: failed, error names it" || fail "throws: $(st throws)"
 [[ "$(st segfault)" == "failed|worker killed by SIGSEGV in plugin arch/probe"* ]] && pass "segfaulting plugin: failed, error names it" || fail "segfault: $(st segfault)"
 [[ "$(st nan)" == "diverged|loss became NaN at step 5"* ]] && pass "NaN loss: diverged with its step" || fail "nan: $(st nan)"
-"$BIN" run f.toml --db f.db >/dev/null 2>&1
-check "re-running skips done and failed runs" -- test "$("$BIN" sql "SELECT count(*) FROM runs WHERE status='done'" --db f.db --format csv | tail -1)" = "2"
+# README: exit 1 for "a grid in which a run failed"; the failed runs are skipped, not re-run,
+# so the grid still has them.
+expect_exit 1 "re-running a grid that still has failed runs exits 1" -- "$BIN" run f.toml --db f.db
+expect_out "failed or diverged" "the rerun says runs failed"
+check "re-running skips done and failed runs" -- test "$("$BIN" sql "SELECT group_concat(variant || ':' || status, ' ') FROM (SELECT variant, status FROM runs ORDER BY id)" --db f.db --format csv | tail -1)" = "ok:done throws:failed segfault:failed nan:diverged gpt:done"
 finish
