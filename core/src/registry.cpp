@@ -13,6 +13,9 @@
 #include "lmgrid/errors.hpp"
 #include "lmgrid/util.hpp"
 
+#ifndef LMGRID_INSTALL_LIBDIR
+#define LMGRID_INSTALL_LIBDIR "lib"
+#endif
 #ifndef LMGRID_INSTALL_PLUGIN_DIR
 #define LMGRID_INSTALL_PLUGIN_DIR "/usr/local/lib/lmgrid/plugins"
 #endif
@@ -20,25 +23,6 @@
 namespace lmgrid {
 
 namespace fs = std::filesystem;
-
-const char* kind_name(PluginKind k) {
-  switch (k) {
-    case PluginKind::arch: return "arch";
-    case PluginKind::data: return "data";
-    case PluginKind::tokenizer: return "tokenizer";
-    case PluginKind::optim: return "optim";
-  }
-  return "?";
-}
-
-const char* split_name(Split s) {
-  switch (s) {
-    case Split::train: return "train";
-    case Split::val: return "val";
-    case Split::test: return "test";
-  }
-  return "?";
-}
 
 std::string LoadedPlugin::id() const { return std::string(kind_name(plugin->kind())) + "/" + plugin->name(); }
 
@@ -100,8 +84,11 @@ std::vector<fs::path> Registry::default_search_path() {
   char buf[4096];
   ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
   if (n > 0) {
-    fs::path exe(std::string(buf, static_cast<size_t>(n)));
-    out.push_back(exe.parent_path().parent_path() / "plugins");
+    // Beside the executable: build/bin/lmgrid -> build/plugins; an installed <prefix>/bin/lmgrid
+    // -> <prefix>/lib/lmgrid/plugins, wherever the prefix was installed or moved to.
+    fs::path prefix = fs::path(std::string(buf, static_cast<size_t>(n))).parent_path().parent_path();
+    out.push_back(prefix / "plugins");
+    out.push_back(prefix / LMGRID_INSTALL_LIBDIR / "lmgrid" / "plugins");
   }
   out.emplace_back(LMGRID_INSTALL_PLUGIN_DIR);
   return out;

@@ -68,16 +68,6 @@ std::vector<NamedParameter> named_parameters_for_optim(Model& model) {
   return out;
 }
 
-double Model::flops_per_token() const { return 6.0 * static_cast<double>(parameter_count()); }
-
-int64_t Model::parameter_count() const {
-  std::set<const void*> seen;
-  int64_t n = 0;
-  for (const auto& p : parameters(true))
-    if (seen.insert(p.unsafeGetTensorImpl()).second) n += p.numel();
-  return n;
-}
-
 static torch::Device pick_device(const std::string& d) {
   if (d == "cuda" || (d == "auto" && torch::cuda::is_available())) {
     if (!torch::cuda::is_available()) throw UserError("[train] device = \"cuda\" but no CUDA device is available");

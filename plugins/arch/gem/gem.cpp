@@ -3,7 +3,8 @@
 // memory_size learned slot keys K0 and initial values V0 addressed by A = softmax(x K0^T / sqrt d),
 // written by mini-batch gradient descent on 1/2 |A_k V - v|^2 over chunks of minibatch_size tokens
 // and read causally inside the chunk (dual form, lmgrid/kernels/ttt.hpp); GELU MLP; learned
-// positions; token embedding tied to the head. The memory is reset at the start of every sequence.
+// positions; token embedding tied to the head (the CausalLM base). The memory is reset at the
+// start of every sequence.
 // Unlike upstream: any batch size (one memory per sequence), out-of-place autograd instead of the
 // reversible in-place trick, incremental decoding that carries the memory.
 #include <cmath>
@@ -25,7 +26,12 @@ struct GEMConfig {
   bool learn_eta, self_write;
 };
 
-class MemoryBlockImpl : public torch::nn::Module {
+// One layer's memory while decoding.
+struct GEMLayer : nn::LayerState {
+  K::GemMemoryState mem;
+};
+
+class MemoryBlockImpl : public nn::BlockOf<GEMLayer> {
  public:
   explicit MemoryBlockImpl(const GEMConfig& c) : c_(c) {
     const int64_t C = c.d_model;
@@ -42,8 +48,8 @@ class MemoryBlockImpl : public torch::nn::Module {
     mlp = register_module("mlp", nn::MLP(C, 4 * C, true, 0.0));
   }
 
-  // state: this layer's memory; V undefined = fresh sequence. keep_state: the caller continues it.
-  torch::Tensor forward(torch::Tensor x, K::GemMemoryState& state, bool keep_state) {
+  // st.mem: this layer's memory (V undefined = fresh sequence), kept when decoding.
+  torch::Tensor forward(const torch::Tensor& x, GEMLayer& st, const nn::Step& step) override {
     const int64_t B = x.size(0), T = x.size(1), C = c_.d_model;
     const int64_t M = c_.memory_size;
     auto xn = ln_1(x);
@@ -56,10 +62,10 @@ class MemoryBlockImpl : public torch::nn::Module {
     auto y = torch::linear(xn, w, bias);                                          // (B,T,2M+C)
     auto addr = torch::softmax(y.narrow(2, 0, 2 * M).view({B, T, 2, M}), -1);     // (B,T,2,M): A_q, A_k
     auto aq = addr.select(2, 0), ak = addr.select(2, 1);
-    auto r = K::gem_memory(aq, ak, y.narrow(2, 2 * M, C), state, c_.minibatch_size, eta, c_.self_write, V0,
-                           keep_state);
-    x = x + proj(r);
-    return x + mlp(ln_2(x));
+    auto r = K::gem_memory(aq, ak, y.narrow(2, 2 * M, C), st.mem, c_.minibatch_size, eta, c_.self_write, V0,
+                           step.decoding);
+    auto h = x + proj(r);
+    return h + mlp(ln_2(h));
   }
 
   nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
@@ -72,38 +78,22 @@ class MemoryBlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(MemoryBlock);
 
-struct GEMState : DecodeState {
-  std::vector<K::GemMemoryState> layers;
-  int64_t pos = 0;  // tokens consumed
-};
+nn::CausalLMOptions lm_options(const GEMConfig& c) {
+  nn::CausalLMOptions o;  // names wte, wpe, h, ln_f; tied head
+  o.vocab_size = c.vocab_size, o.d_model = c.d_model, o.block_size = c.block_size, o.learned_positions = true;
+  return o;
+}
 
-class GEM : public Model {
+class GEM : public nn::CausalLM {
  public:
-  explicit GEM(const GEMConfig& c) : c_(c) {
-    wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
-    wpe = register_module("wpe", torch::nn::Embedding(c.block_size, c.d_model));
-    h = register_module("h", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(MemoryBlock(c));
-    ln_f = register_module("ln_f", nn::LayerNorm(c.d_model, false));
+  explicit GEM(const GEMConfig& c) : nn::CausalLM(lm_options(c)), c_(c) {
+    for (int64_t i = 0; i < c.n_layer; ++i) add_block(MemoryBlock(c));
+    finish(nn::LayerNorm(c.d_model, false));
     // Upstream: the tied matrix starts as the head's nn.Linear init, U(+-1/sqrt d); positions N(0, 0.02).
     torch::NoGradGuard ng;
     const double a = 1.0 / std::sqrt(static_cast<double>(c.d_model));
-    wte->weight.uniform_(-a, a);
-    wpe->weight.normal_(0.0, 0.02);
-  }
-
-  ModelOutput forward(const torch::Tensor& idx, DecodeState* state) override {
-    auto* st = static_cast<GEMState*>(state);
-    const int64_t T = idx.size(1), past = st ? st->pos : 0;
-    TORCH_CHECK(past + T <= c_.block_size, "sequence of ", past + T, " tokens exceeds block_size ", c_.block_size);
-    auto pos = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-    auto x = wte(idx) + wpe(pos);  // (B,T,C)
-    std::vector<K::GemMemoryState> fresh;
-    auto& mem = st ? st->layers : fresh;
-    mem.resize(static_cast<size_t>(c_.n_layer));
-    for (size_t i = 0; i < h->size(); ++i) x = h[i]->as<MemoryBlockImpl>()->forward(x, mem[i], st != nullptr);
-    if (st) st->pos += T;
-    return {torch::nn::functional::linear(ln_f(x), wte->weight), {}};  // tied head: (B,T,V)
+    tok_emb->weight.uniform_(-a, a);
+    pos_emb->weight.normal_(0.0, 0.02);
   }
 
   // 6 N (N without positions) plus the memory's matmuls per token and layer, x3 for training:
@@ -111,17 +101,11 @@ class GEM : public Model {
   // 2 b (M + C) / 2 on average, the write 2 M C.
   double flops_per_token() const override {
     const double C = double(c_.d_model), M = double(c_.memory_size), b = double(c_.minibatch_size);
-    double n = static_cast<double>(parameter_count() - wpe->weight.numel());
+    double n = static_cast<double>(parameter_count() - pos_emb->weight.numel());
     double mem = 4 * C * M + 4 * M * C + b * (M + C) + 2 * M * C;
     return 6.0 * n + 3.0 * c_.n_layer * mem;
   }
   int64_t state_size() const override { return c_.n_layer * (c_.memory_size * c_.d_model); }
-  std::unique_ptr<DecodeState> new_decode_state(int64_t) override { return std::make_unique<GEMState>(); }
-  int64_t max_context() const override { return c_.block_size; }
-
-  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
-  torch::nn::ModuleList h{nullptr};
-  nn::LayerNorm ln_f{nullptr};
 
  private:
   GEMConfig c_;
@@ -152,7 +136,7 @@ class GEMPlugin : public ArchPlugin {
             {"minibatch_size", int64_t{6}}};
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GEMConfig c{ctx.vocab_size, p.i("block_size") > 0 ? p.i("block_size") : ctx.seq_len, p.i("n_layer"),
+    GEMConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len), p.i("n_layer"),
                 p.i("d_model"), p.i("memory_size"), p.i("minibatch_size"), p.f("eta"), p.b("learn_eta"),
                 p.b("self_write")};
     return std::make_shared<GEM>(c);

@@ -1,5 +1,6 @@
-// arch/gpt: the nanoGPT model. Learned positions, pre-LN blocks, causal attention, GELU MLP,
-// dropout, weights tied between token embedding and output head, GPT-2 initialisation.
+// arch/gpt: the nanoGPT model on the CausalLM base. Learned positions, pre-LN blocks, causal
+// attention, GELU MLP, dropout, weights tied between token embedding and output head, GPT-2
+// initialisation.
 // Not here: flash attention, KV-cache eviction (decoding stops at block_size context).
 #include <cmath>
 
@@ -17,7 +18,7 @@ struct GPTConfig {
   bool bias;
 };
 
-class BlockImpl : public torch::nn::Module {
+class BlockImpl : public nn::BlockOf<nn::KVCache> {
  public:
   explicit BlockImpl(const GPTConfig& c) {
     ln_1 = register_module("ln_1", nn::LayerNorm(c.d_model, c.bias));
@@ -25,9 +26,9 @@ class BlockImpl : public torch::nn::Module {
     ln_2 = register_module("ln_2", nn::LayerNorm(c.d_model, c.bias));
     mlp = register_module("mlp", nn::MLP(c.d_model, 4 * c.d_model, c.bias, c.dropout));
   }
-  torch::Tensor forward(torch::Tensor x, nn::KVCache* cache) {
-    x = x + attn(ln_1(x), cache);
-    return x + mlp(ln_2(x));
+  torch::Tensor forward(const torch::Tensor& x, nn::KVCache& cache, const nn::Step& step) override {
+    auto h = x + attn(ln_1(x), step.decoding ? &cache : nullptr);
+    return h + mlp(ln_2(h));
   }
   nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   nn::CausalSelfAttention attn{nullptr};
@@ -35,55 +36,35 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
-struct GPTState : DecodeState {
-  std::vector<nn::KVCache> layers;
-};
+nn::CausalLMOptions lm_options(const GPTConfig& c) {
+  nn::CausalLMOptions o;  // nanoGPT's names: wte, wpe, drop, h, ln_f; tied head
+  o.vocab_size = c.vocab_size, o.d_model = c.d_model, o.block_size = c.block_size;
+  o.learned_positions = true, o.dropout = c.dropout;
+  return o;
+}
 
-class GPT : public Model {
+class GPT : public nn::CausalLM {
  public:
-  explicit GPT(const GPTConfig& c) : c_(c) {
-    wte = register_module("wte", torch::nn::Embedding(c.vocab_size, c.d_model));
-    wpe = register_module("wpe", torch::nn::Embedding(c.block_size, c.d_model));
-    drop = register_module("drop", torch::nn::Dropout(c.dropout));
-    h = register_module("h", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Block(c));
-    ln_f = register_module("ln_f", nn::LayerNorm(c.d_model, c.bias));
+  explicit GPT(const GPTConfig& c) : nn::CausalLM(lm_options(c)), c_(c) {
+    for (int64_t i = 0; i < c.n_layer; ++i) add_block(Block(c));
+    finish(nn::LayerNorm(c.d_model, c.bias));
     nn::init_gpt2(*this, 0.02);
     // Residual projections get std 0.02/sqrt(2 n_layer) (GPT-2 paper).
     torch::NoGradGuard ng;
-    for (auto& m : *h) {
-      auto* b = m->as<BlockImpl>();
-      b->attn->c_proj->weight.normal_(0.0, 0.02 / std::sqrt(2.0 * c.n_layer));
-      b->mlp->c_proj->weight.normal_(0.0, 0.02 / std::sqrt(2.0 * c.n_layer));
+    for (size_t i = 0; i < n_block(); ++i) {
+      auto& b = block<BlockImpl>(i);
+      b.attn->c_proj->weight.normal_(0.0, nn::gpt2_residual_std(0.02, c.n_layer));
+      b.mlp->c_proj->weight.normal_(0.0, nn::gpt2_residual_std(0.02, c.n_layer));
     }
-  }
-
-  ModelOutput forward(const torch::Tensor& idx, DecodeState* state) override {
-    auto* st = static_cast<GPTState*>(state);
-    int64_t T = idx.size(1), past = st && !st->layers.empty() ? st->layers[0].length() : 0;
-    TORCH_CHECK(past + T <= c_.block_size, "sequence of ", past + T, " tokens exceeds block_size ", c_.block_size);
-    auto pos = torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kLong).device(idx.device()));
-    auto x = drop(wte(idx) + wpe(pos));  // (B,T,C)
-    if (st && st->layers.empty()) st->layers.resize(c_.n_layer);
-    for (size_t i = 0; i < h->size(); ++i) x = h[i]->as<BlockImpl>()->forward(x, st ? &st->layers[i] : nullptr);
-    x = ln_f(x);
-    return {torch::nn::functional::linear(x, wte->weight), {}};  // tied head: (B,T,V)
   }
 
   // nanoGPT/PaLM estimate: 6 N + 12 L H Q T per token (N without position embeddings).
   double flops_per_token() const override {
-    double n = static_cast<double>(parameter_count() - wpe->weight.numel());
+    double n = static_cast<double>(parameter_count() - pos_emb->weight.numel());
     double q = static_cast<double>(c_.d_model / c_.n_head);
     return 6.0 * n + 12.0 * c_.n_layer * c_.n_head * q * c_.block_size;
   }
   int64_t state_size() const override { return 2 * c_.n_layer * c_.block_size * c_.d_model; }
-  std::unique_ptr<DecodeState> new_decode_state(int64_t) override { return std::make_unique<GPTState>(); }
-  int64_t max_context() const override { return c_.block_size; }
-
-  torch::nn::Embedding wte{nullptr}, wpe{nullptr};
-  torch::nn::Dropout drop{nullptr};
-  torch::nn::ModuleList h{nullptr};
-  nn::LayerNorm ln_f{nullptr};
 
  private:
   GPTConfig c_;
@@ -113,7 +94,7 @@ class GPTPlugin : public ArchPlugin {
                       std::to_string(p.i("n_head")) + ")");
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GPTConfig c{ctx.vocab_size, p.i("block_size") > 0 ? p.i("block_size") : ctx.seq_len, p.i("n_layer"), p.i("n_head"),
+    GPTConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len), p.i("n_layer"), p.i("n_head"),
                 p.i("d_model"), p.f("dropout"), p.b("bias")};
     if (c.d_model % c.n_head != 0)
       throw std::invalid_argument("d_model (" + std::to_string(c.d_model) + ") must be divisible by n_head (" +

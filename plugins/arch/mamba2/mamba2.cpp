@@ -1,6 +1,7 @@
 // arch/mamba2: a Mamba-2 language model (state-spaces/mamba `Mamba2Simple` mixer in the
 // `MambaLMHeadModel` backbone), reimplemented from the equations in the reference notes:
-//   embedding -> n_layer x [x + Mamba2(RMSNorm(x))] -> RMSNorm -> tied head; no positions.
+//   embedding -> n_layer x [x + Mamba2(RMSNorm(x))] -> RMSNorm -> tied head; no positions
+// (the CausalLM base with MambaLMHeadModel's names).
 // Mixer: in_proj -> (z, xBC, dt_raw); depthwise causal conv (d_conv) + SiLU over xBC;
 // dt = softplus(dt_raw + dt_bias); A = -exp(A_log); y = SSD(x, dt, A, B, C) + D x;
 // y = rmsnorm_groups(y * silu(z)) * w; out_proj.
@@ -28,13 +29,9 @@ struct Mamba2Config {
   int64_t conv_dim() const { return d_inner() + 2 * ngroups * d_state; }
 };
 
-struct LayerState {
+struct Mamba2Layer : nn::LayerState {
   torch::Tensor conv;  // (B, d_conv-1, conv_dim): the last d_conv-1 inputs of the conv, oldest first
   torch::Tensor ssm;   // (B, H, P, N)
-};
-
-struct Mamba2State : DecodeState {
-  std::vector<LayerState> layers;
 };
 
 class Mamba2MixerImpl : public torch::nn::Module {
@@ -61,22 +58,16 @@ class Mamba2MixerImpl : public torch::nn::Module {
   }
 
   // u (B,T,d_model) -> (B,T,d_model). With st, continues st and advances it.
-  torch::Tensor forward(const torch::Tensor& u, LayerState* st) {
+  torch::Tensor forward(const torch::Tensor& u, Mamba2Layer* st) {
     const int64_t b = u.size(0), T = u.size(1), di = c_.d_inner(), H = c_.nheads(), P = c_.headdim;
-    const int64_t G = c_.ngroups, N = c_.d_state, K = c_.d_conv, cd = c_.conv_dim();
+    const int64_t G = c_.ngroups, N = c_.d_state, cd = c_.conv_dim();
     auto zxbcdt = in_proj(u);
     auto z = zxbcdt.narrow(-1, 0, di);
     auto xBC = zxbcdt.narrow(-1, di, cd);
     auto dt_raw = zxbcdt.narrow(-1, di + cd, H);
 
-    // Causal depthwise conv: left context = the state's last K-1 inputs (zeros for a fresh start).
-    torch::Tensor past = st && st->conv.defined() ? st->conv : torch::zeros({b, K - 1, cd}, u.options());
-    auto xpad = torch::cat({past, xBC}, 1);  // (B, K-1+T, cd)
-    torch::Tensor conv = xpad.narrow(1, 0, T) * conv_weight.select(1, 0);
-    for (int64_t k = 1; k < K; ++k) conv = conv + xpad.narrow(1, k, T) * conv_weight.select(1, k);
-    if (conv_bias.defined()) conv = conv + conv_bias;
-    if (st) st->conv = xpad.narrow(1, T, K - 1).detach();
-    xBC = torch::silu(conv);
+    // Causal depthwise conv: left context = the state's last d_conv-1 inputs (zeros for a fresh start).
+    xBC = torch::silu(nn::causal_conv1d(xBC, conv_weight, conv_bias, st ? &st->conv : nullptr));
 
     auto x = xBC.narrow(-1, 0, di).view({b, T, H, P});
     auto Bm = xBC.narrow(-1, di, G * N).view({b, T, G, N});
@@ -97,9 +88,7 @@ class Mamba2MixerImpl : public torch::nn::Module {
     auto y = r.y + x * D.view({H, 1});  // (B,T,H,P)
 
     // Gated RMSNorm (norm_before_gate = false): rmsnorm(y * silu(z)) per group of d_inner/ngroups.
-    auto g = (y.reshape({b, T, di}) * torch::silu(z)).view({b, T, G, di / G});
-    g = g * torch::rsqrt(g.pow(2).mean(-1, true) + c_.norm_eps);
-    return out_proj(g.view({b, T, di}) * norm_weight);
+    return out_proj(nn::gated_rms_norm(y.reshape({b, T, di}), z, norm_weight, G, c_.norm_eps));
   }
 
   torch::nn::Linear in_proj{nullptr}, out_proj{nullptr};
@@ -110,41 +99,39 @@ class Mamba2MixerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Mamba2Mixer);
 
-class BlockImpl : public torch::nn::Module {
+class BlockImpl : public nn::BlockOf<Mamba2Layer> {
  public:
   explicit BlockImpl(const Mamba2Config& c) {
     norm = register_module("norm", nn::RMSNorm(c.d_model, c.norm_eps));
     mixer = register_module("mixer", Mamba2Mixer(c));
   }
-  torch::Tensor forward(const torch::Tensor& x, LayerState* st) { return x + mixer->forward(norm(x), st); }
+  torch::Tensor forward(const torch::Tensor& x, Mamba2Layer& st, const nn::Step& step) override {
+    return x + mixer->forward(norm(x), step.decoding ? &st : nullptr);
+  }
   nn::RMSNorm norm{nullptr};
   Mamba2Mixer mixer{nullptr};
 };
 TORCH_MODULE(Block);
 
-class Mamba2LM : public Model {
+nn::CausalLMOptions lm_options(const Mamba2Config& c) {
+  nn::CausalLMOptions o;  // MambaLMHeadModel's names; no positions; tied head
+  o.vocab_size = c.vocab_size, o.d_model = c.d_model;
+  o.tok_emb_name = "embedding", o.blocks_name = "layers", o.final_norm_name = "norm_f";
+  return o;
+}
+
+class Mamba2LM : public nn::CausalLM {
  public:
-  explicit Mamba2LM(const Mamba2Config& c) : c_(c) {
-    embedding = register_module("embedding", torch::nn::Embedding(c.vocab_size, c.d_model));
-    layers = register_module("layers", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_layer; ++i) layers->push_back(Block(c));
-    norm_f = register_module("norm_f", nn::RMSNorm(c.d_model, c.norm_eps));
+  explicit Mamba2LM(const Mamba2Config& c) : nn::CausalLM(lm_options(c)), c_(c) {
+    for (int64_t i = 0; i < c.n_layer; ++i) add_block(Block(c));
+    finish(nn::RMSNorm(c.d_model, c.norm_eps));
     // mixer_seq_simple._init_weights: embedding N(0, 0.02); in_proj keeps PyTorch's Linear init
     // (kaiming-uniform a=sqrt(5)); out_proj is kaiming-uniform(a=sqrt(5)) / sqrt(n_layer)
     // (one residual branch per layer). torch::nn::Linear's default init is that kaiming-uniform.
     torch::NoGradGuard ng;
-    embedding->weight.normal_(0.0, 0.02);
-    for (auto& m : *layers) m->as<BlockImpl>()->mixer->out_proj->weight.div_(std::sqrt(static_cast<double>(c.n_layer)));
-  }
-
-  ModelOutput forward(const torch::Tensor& idx, DecodeState* state) override {
-    auto* st = static_cast<Mamba2State*>(state);
-    if (st && st->layers.empty()) st->layers.resize(c_.n_layer);
-    auto x = embedding(idx);
-    for (size_t i = 0; i < layers->size(); ++i)
-      x = layers[i]->as<BlockImpl>()->forward(x, st ? &st->layers[i] : nullptr);
-    x = norm_f(x);
-    return {torch::nn::functional::linear(x, embedding->weight), {}};
+    tok_emb->weight.normal_(0.0, 0.02);
+    for (size_t i = 0; i < n_block(); ++i)
+      block<BlockImpl>(i).mixer->out_proj->weight.div_(std::sqrt(static_cast<double>(c.n_layer)));
   }
 
   // 6 x parameters (projections, embedding as the tied head) plus the scan's matmuls
@@ -158,7 +145,6 @@ class Mamba2LM : public Model {
   int64_t state_size() const override {
     return c_.n_layer * ((c_.d_conv - 1) * c_.conv_dim() + c_.nheads() * c_.headdim * c_.d_state);
   }
-  std::unique_ptr<DecodeState> new_decode_state(int64_t) override { return std::make_unique<Mamba2State>(); }
   std::vector<std::string> no_weight_decay() const override {
     std::vector<std::string> names;
     for (int64_t i = 0; i < c_.n_layer; ++i)
@@ -166,10 +152,6 @@ class Mamba2LM : public Model {
         names.push_back("layers." + std::to_string(i) + ".mixer." + p);
     return names;
   }
-
-  torch::nn::Embedding embedding{nullptr};
-  torch::nn::ModuleList layers{nullptr};
-  nn::RMSNorm norm_f{nullptr};
 
  private:
   Mamba2Config c_;

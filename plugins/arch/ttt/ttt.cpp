@@ -26,43 +26,11 @@ struct TTTConfig {
   bool pre_conv, share_qk, use_gate;
 };
 
-// Depthwise causal conv over time with bias. hist: the last kernel-1 inputs (B, k-1, C) of the
-// sequence so far, zeros at the start; advanced when given.
-class CausalConvImpl : public torch::nn::Module {
- public:
-  CausalConvImpl(int64_t C, int64_t k) : k_(k) {
-    conv = register_module("conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(C, C, k).groups(C).bias(true)));
-  }
-  torch::Tensor forward(const torch::Tensor& x, torch::Tensor* hist) {  // (B,T,C) -> (B,T,C)
-    auto past = hist && hist->defined() ? *hist : torch::zeros({x.size(0), k_ - 1, x.size(2)}, x.options());
-    auto xp = torch::cat({past, x}, 1);  // (B, k-1+T, C)
-    if (hist) *hist = xp.narrow(1, xp.size(1) - (k_ - 1), k_ - 1);
-    return conv(xp.transpose(1, 2)).transpose(1, 2);
-  }
-  torch::nn::Conv1d conv{nullptr};
-
- private:
-  int64_t k_;
-};
-TORCH_MODULE(CausalConv);
-
-struct LayerState {
+// One layer's decoding state.
+struct TTTLayerState : nn::LayerState {
   K::TTTInnerState inner;
   torch::Tensor conv_pre, conv_q, conv_k;  // causal-conv histories
 };
-
-// RoPE on adjacent pairs of x (B,H,T,F) at the given positions (T) (the reference's JAX-style
-// permutation amounts to this pairing).
-torch::Tensor rope(const torch::Tensor& x, const torch::Tensor& pos, double theta) {
-  const int64_t F = x.size(-1);
-  auto opts = torch::TensorOptions().dtype(torch::kFloat64);
-  auto inv = torch::pow(theta, -torch::arange(0, F, 2, opts) / static_cast<double>(F));
-  auto ang = torch::outer(pos.to(torch::kFloat64), inv);  // (T, F/2)
-  auto cos = ang.cos().to(x.scalar_type()), sin = ang.sin().to(x.scalar_type());
-  auto xr = x.unflatten(-1, {F / 2, 2});
-  auto x0 = xr.select(-1, 0), x1 = xr.select(-1, 1);
-  return torch::stack({x0 * cos - x1 * sin, x0 * sin + x1 * cos}, -1).flatten(-2);
-}
 
 class TTTLayerImpl : public torch::nn::Module {
  public:
@@ -75,8 +43,8 @@ class TTTLayerImpl : public torch::nn::Module {
     o_proj = lin("o_proj");
     if (c.use_gate) g_proj = lin("g_proj");
     if (c.share_qk) {
-      conv_q = register_module("conv_q", CausalConv(C, c.conv_kernel));
-      conv_k = register_module("conv_k", CausalConv(C, c.conv_kernel));
+      conv_q = register_module("conv_q", nn::CausalConv1d(C, c.conv_kernel));
+      conv_k = register_module("conv_k", nn::CausalConv1d(C, c.conv_kernel));
     }
     lr_weight = register_parameter("learnable_ttt_lr_weight", torch::randn({H, C}) * c.init_std);
     lr_bias = register_parameter("learnable_ttt_lr_bias", torch::zeros({H}));
@@ -95,7 +63,7 @@ class TTTLayerImpl : public torch::nn::Module {
   }
 
   // x: the normalised hidden states (B,T,C); st: this layer's state (inner W undefined = fresh).
-  torch::Tensor forward(const torch::Tensor& x, LayerState& st, int64_t pos0, bool keep_conv) {
+  torch::Tensor forward(const torch::Tensor& x, TTTLayerState& st, int64_t pos0, bool keep_conv) {
     const int64_t B = x.size(0), T = x.size(1), C = c_.d_model, H = c_.n_head, F = C / H, N = B * H;
     torch::Tensor xq, xk;
     if (c_.share_qk) {
@@ -108,7 +76,7 @@ class TTTLayerImpl : public torch::nn::Module {
     auto xv = v_proj(x);
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, F}).transpose(1, 2); };  // (B,H,T,F)
     auto pos = torch::arange(pos0, pos0 + T, torch::TensorOptions().dtype(torch::kLong).device(x.device())).remainder(c_.mini_batch);
-    auto q = rope(heads(xq), pos, c_.rope_theta), k = rope(heads(xk), pos, c_.rope_theta);
+    auto q = nn::apply_rope(heads(xq), pos, c_.rope_theta), k = nn::apply_rope(heads(xk), pos, c_.rope_theta);
     // eta's per-token factor: base_lr * sigmoid(theta_h . x + b_h) / head_dim, (B,H,T).
     auto lr = torch::sigmoid(torch::matmul(x, lr_weight.t()) + lr_bias).transpose(1, 2) * (c_.base_lr / F);
     auto token_idx = (token_idx_base + token_idx_offset).clamp_min(0.0);
@@ -133,7 +101,7 @@ class TTTLayerImpl : public torch::nn::Module {
   }
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr}, g_proj{nullptr};
-  CausalConv conv_q{nullptr}, conv_k{nullptr};
+  nn::CausalConv1d conv_q{nullptr}, conv_k{nullptr};
   nn::LayerNorm post_norm{nullptr};
   torch::Tensor lr_weight, lr_bias, token_idx_offset, token_idx_base, ttt_norm_weight, ttt_norm_bias, W1, b1, W2, b2;
 
@@ -142,25 +110,26 @@ class TTTLayerImpl : public torch::nn::Module {
 };
 TORCH_MODULE(TTTLayer);
 
-class BlockImpl : public torch::nn::Module {
+class BlockImpl : public nn::BlockOf<TTTLayerState> {
  public:
   explicit BlockImpl(const TTTConfig& c) : c_(c) {
     if (c.pre_conv) {
       conv_norm = register_module("conv_norm", nn::RMSNorm(c.d_model, c.rms_eps));
-      conv = register_module("conv", CausalConv(c.d_model, c.conv_kernel));
+      conv = register_module("conv", nn::CausalConv1d(c.d_model, c.conv_kernel));
     }
     seq_norm = register_module("seq_norm", nn::RMSNorm(c.d_model, c.rms_eps));
     ttt = register_module("ttt", TTTLayer(c));
     ffn_norm = register_module("ffn_norm", nn::RMSNorm(c.d_model, c.rms_eps));
     mlp = register_module("mlp", nn::SwiGLU(c.d_model, c.intermediate));
   }
-  torch::Tensor forward(torch::Tensor x, LayerState& st, int64_t pos0, bool keep) {
-    if (c_.pre_conv) x = x + conv(conv_norm(x), keep ? &st.conv_pre : nullptr);
-    x = x + ttt(seq_norm(x), st, pos0, keep);
+  torch::Tensor forward(const torch::Tensor& x0, TTTLayerState& st, const nn::Step& step) override {
+    auto x = x0;
+    if (c_.pre_conv) x = x + conv(conv_norm(x), step.decoding ? &st.conv_pre : nullptr);
+    x = x + ttt(seq_norm(x), st, step.pos, step.decoding);
     return x + mlp(ffn_norm(x));
   }
   nn::RMSNorm conv_norm{nullptr}, seq_norm{nullptr}, ffn_norm{nullptr};
-  CausalConv conv{nullptr};
+  nn::CausalConv1d conv{nullptr};
   TTTLayer ttt{nullptr};
   nn::SwiGLU mlp{nullptr};
 
@@ -169,31 +138,19 @@ class BlockImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Block);
 
-struct TTTState : DecodeState {
-  std::vector<LayerState> layers;
-  int64_t pos = 0;
-};
+nn::CausalLMOptions lm_options(const TTTConfig& c) {
+  nn::CausalLMOptions o;  // no positions (RoPE inside the layer), tied head
+  o.vocab_size = c.vocab_size, o.d_model = c.d_model;
+  o.tok_emb_name = "embed", o.final_norm_name = "norm";
+  return o;
+}
 
-class TTTModel : public Model {
+class TTTModel : public nn::CausalLM {
  public:
-  explicit TTTModel(const TTTConfig& c) : c_(c) {
-    embed = register_module("embed", torch::nn::Embedding(c.vocab_size, c.d_model));
-    h = register_module("h", torch::nn::ModuleList());
-    for (int64_t i = 0; i < c.n_layer; ++i) h->push_back(Block(c));
-    norm = register_module("norm", nn::RMSNorm(c.d_model, c.rms_eps));
+  explicit TTTModel(const TTTConfig& c) : nn::CausalLM(lm_options(c)), c_(c) {
+    for (int64_t i = 0; i < c.n_layer; ++i) add_block(Block(c));
+    finish(nn::RMSNorm(c.d_model, c.rms_eps));
     nn::init_gpt2(*this, c.init_std);  // Linear and Embedding N(0, 0.02) as the reference; convs keep PyTorch's init
-  }
-
-  ModelOutput forward(const torch::Tensor& idx, DecodeState* state) override {
-    auto* st = static_cast<TTTState*>(state);
-    std::vector<LayerState> fresh;
-    auto& layers = st ? st->layers : fresh;
-    layers.resize(static_cast<size_t>(c_.n_layer));
-    const int64_t pos0 = st ? st->pos : 0;
-    auto x = embed(idx);  // (B,T,C)
-    for (size_t i = 0; i < h->size(); ++i) x = h[i]->as<BlockImpl>()->forward(x, layers[i], pos0, st != nullptr);
-    if (st) st->pos += idx.size(1);
-    return {torch::nn::functional::linear(norm(x), embed->weight), {}};
   }
 
   // 6 N plus per token, layer and head the inner model's dual-form matmuls (about 3 passes of
@@ -207,11 +164,6 @@ class TTTModel : public Model {
     const int64_t F = c_.d_model / c_.n_head, hid = c_.inner == "mlp" ? 4 * F : F;
     return c_.n_layer * c_.n_head * (c_.inner == "mlp" ? 2 * F * hid : F * hid);
   }
-  std::unique_ptr<DecodeState> new_decode_state(int64_t) override { return std::make_unique<TTTState>(); }
-
-  torch::nn::Embedding embed{nullptr};
-  torch::nn::ModuleList h{nullptr};
-  nn::RMSNorm norm{nullptr};
 
  private:
   TTTConfig c_;
@@ -259,7 +211,7 @@ class TTTPlugin : public ArchPlugin {
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
     check(p);
     const int64_t C = p.i("d_model");
-    int64_t inter = p.i("intermediate") > 0 ? p.i("intermediate") : ((8 * C / 3 + 7) / 8) * 8;
+    int64_t inter = p.i("intermediate") > 0 ? p.i("intermediate") : nn::swiglu_hidden(C);
     TTTConfig c{ctx.vocab_size, p.i("n_layer"), C, p.i("n_head"), inter, p.i("mini_batch_size"), p.i("conv_kernel"),
                 p.s("inner"), p.f("base_lr"), p.f("rope_theta"), p.f("rms_norm_eps"), p.f("init_std"),
                 p.b("pre_conv"), p.b("share_qk"), p.b("use_gate")};

@@ -19,8 +19,13 @@ struct YSConfig {
   double dropout;
 };
 
-// "Attention" in upstream's naming: the quadratic state recurrence plus the output map.
-class QuadraticSSMImpl : public torch::nn::Module {
+struct YSLayer : nn::LayerState {
+  torch::Tensor s;  // (B, N); undefined before the first token
+};
+
+// "Attention" in upstream's naming: the quadratic state recurrence plus the output map; the
+// one block of the model (registered as "attention", no stack, no residual).
+class QuadraticSSMImpl : public nn::BlockOf<YSLayer> {
  public:
   explicit QuadraticSSMImpl(const YSConfig& c) : c_(c) {
     const int64_t N = c.state_dim, E = c.embedding_dim, O = c.output_dim;
@@ -35,9 +40,13 @@ class QuadraticSSMImpl : public torch::nn::Module {
     drop_out = register_module("drop_out", torch::nn::Dropout(c.dropout));
   }
 
+  torch::Tensor forward(const torch::Tensor& e, YSLayer& st, const nn::Step& step) override {
+    return run(e, step.decoding ? &st.s : nullptr);
+  }
+
   // e (B,T,E) -> y (B,T,O). *s is the state entering the first token (undefined = zeros); it
   // is replaced by the state after the last token.
-  torch::Tensor forward(const torch::Tensor& e, torch::Tensor* s_io) {
+  torch::Tensor run(const torch::Tensor& e, torch::Tensor* s_io) {
     const int64_t b = e.size(0), T = e.size(1), N = c_.state_dim;
     auto x = drop_in(e);
     auto qx = torch::matmul(x, Q.t());  // (B,T,N): the input term of every step at once
@@ -66,23 +75,19 @@ class QuadraticSSMImpl : public torch::nn::Module {
 };
 TORCH_MODULE(QuadraticSSM);
 
-struct YSState : DecodeState {
-  torch::Tensor s;  // (B, N); undefined before the first token
-};
+nn::CausalLMOptions lm_options(const YSConfig& c) {
+  nn::CausalLMOptions o;  // upstream's names; no positions; untied head Linear(O, V) with bias
+  o.vocab_size = c.vocab_size, o.d_model = c.embedding_dim;
+  o.tied_head = false, o.head_in = c.output_dim, o.head_bias = true;
+  o.tok_emb_name = "embedding", o.final_norm_name = "norm", o.head_name = "head";
+  return o;
+}
 
-class YS : public Model {
+class YS : public nn::CausalLM {
  public:
-  explicit YS(const YSConfig& c) : c_(c) {
-    embedding = register_module("embedding", torch::nn::Embedding(c.vocab_size, c.embedding_dim));  // N(0,1)
-    attention = register_module("attention", QuadraticSSM(c));
-    norm = register_module("norm", nn::LayerNorm(c.output_dim, true));
-    head = register_module("head", torch::nn::Linear(c.output_dim, c.vocab_size));  // PyTorch default init
-  }
-
-  ModelOutput forward(const torch::Tensor& idx, DecodeState* state) override {
-    auto* st = static_cast<YSState*>(state);
-    auto y = attention->forward(embedding(idx), st ? &st->s : nullptr);
-    return {head(norm(y)), {}};
+  explicit YS(const YSConfig& c) : nn::CausalLM(lm_options(c)), c_(c) {  // embedding N(0,1)
+    add_block(QuadraticSSM(c), "attention");
+    finish(nn::LayerNorm(c.output_dim, true));  // then the head, PyTorch's default Linear init
   }
 
   // Forward multiply-adds per token: N^3 (P) + N E (Q) + O N (R) + O E (S) + O V (head); training
@@ -92,12 +97,6 @@ class YS : public Model {
     return 6.0 * (N * N * N + N * E + O * N + O * E + O * V);
   }
   int64_t state_size() const override { return c_.state_dim; }
-  std::unique_ptr<DecodeState> new_decode_state(int64_t) override { return std::make_unique<YSState>(); }
-
-  torch::nn::Embedding embedding{nullptr};
-  QuadraticSSM attention{nullptr};
-  nn::LayerNorm norm{nullptr};
-  torch::nn::Linear head{nullptr};
 
  private:
   YSConfig c_;

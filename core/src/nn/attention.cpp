@@ -1,0 +1,109 @@
+// Multi-head self-attention (see lmgrid/nn/attention.hpp).
+// Letters: B, T new tokens, P cached, S = P + T, C, H, Hkv, D.
+#include "lmgrid/nn/attention.hpp"
+
+#include <cmath>
+#include <limits>
+
+#include <torch/version.h>
+
+#include "lmgrid/nn/rope.hpp"
+
+// The one place that decides: scaled_dot_product_attention exists from LibTorch 2.0 on.
+#if TORCH_VERSION_MAJOR >= 2
+#define LMGRID_HAVE_SDPA 1
+#else
+#define LMGRID_HAVE_SDPA 0
+#endif
+
+namespace lmgrid::nn {
+
+namespace {
+
+// Boolean (T, S) mask, true where new token i may see key j: j <= P + i.
+torch::Tensor causal_mask(int64_t T, int64_t S, const torch::Device& device) {
+  return torch::ones({T, S}, torch::TensorOptions().dtype(torch::kBool).device(device)).tril(S - T);
+}
+
+}  // namespace
+
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double dropout,
+                               bool training, bool causal) {
+  const int64_t T = q.size(2), S = k.size(2);
+  const double p = training ? dropout : 0.0;
+#if LMGRID_HAVE_SDPA
+  // is_causal aligns the mask top-left; with cached keys (S > T) the mask is passed explicitly.
+  if (!causal || T == 1) return torch::scaled_dot_product_attention(q, k, v, {}, p, false);
+  if (S == T) return torch::scaled_dot_product_attention(q, k, v, {}, p, true);
+  return torch::scaled_dot_product_attention(q, k, v, causal_mask(T, S, q.device()), p, false);
+#else
+  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));  // (B,H,T,S)
+  if (causal && T > 1)
+    att = att.masked_fill(causal_mask(T, S, q.device()).logical_not(), -std::numeric_limits<float>::infinity());
+  att = torch::softmax(att, -1);
+  if (p > 0) att = torch::dropout(att, p, true);
+  return torch::matmul(att, v);  // (B,H,T,D)
+#endif
+}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(int64_t d_model, int64_t n_head, bool bias, double dropout)
+    : CausalSelfAttentionImpl(AttentionOptions(d_model, n_head).bias(bias).dropout(dropout)) {}
+
+CausalSelfAttentionImpl::CausalSelfAttentionImpl(const AttentionOptions& o) : options_(o) {
+  const int64_t C = o.d_model(), H = o.n_head();
+  TORCH_CHECK(H > 0 && C % H == 0, "d_model (", C, ") must be divisible by n_head (", H, ")");
+  n_kv_head_ = o.n_kv_head() > 0 ? o.n_kv_head() : H;
+  TORCH_CHECK(H % n_kv_head_ == 0, "n_kv_head (", n_kv_head_, ") must divide n_head (", H, ")");
+  head_dim_ = C / H;
+  TORCH_CHECK(!o.rope() || head_dim_ % 2 == 0, "RoPE needs an even head dim, got ", head_dim_);
+  const int64_t kv = n_kv_head_ * head_dim_;
+  auto lin = [&](const char* name, int64_t in, int64_t out) {
+    return register_module(name, torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(o.bias())));
+  };
+  if (o.fused_qkv()) {
+    c_attn = lin("c_attn", C, C + 2 * kv);
+    c_proj = lin("c_proj", C, C);
+  } else {
+    q_proj = lin("q_proj", C, C);
+    k_proj = lin("k_proj", C, kv);
+    v_proj = lin("v_proj", C, kv);
+    o_proj = lin("o_proj", C, C);
+  }
+  resid_drop_ = register_module("resid_drop", torch::nn::Dropout(o.dropout()));
+}
+
+torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* cache) {
+  const int64_t B = x.size(0), T = x.size(1), C = x.size(2), D = head_dim_, H = options_.n_head(), Hkv = n_kv_head_;
+  torch::Tensor q, k, v;
+  if (options_.fused_qkv()) {
+    auto qkv = c_attn(x).split_with_sizes({C, Hkv * D, Hkv * D}, 2);
+    q = qkv[0], k = qkv[1], v = qkv[2];
+  } else {
+    q = q_proj(x), k = k_proj(x), v = v_proj(x);
+  }
+  q = q.view({B, T, H, D}).transpose(1, 2);  // (B,H,T,D)
+  k = k.view({B, T, Hkv, D}).transpose(1, 2);  // (B,Hkv,T,D)
+  v = v.view({B, T, Hkv, D}).transpose(1, 2);
+  if (options_.rope()) {
+    const int64_t pos = cache ? cache->length() : 0;
+    q = apply_rope(q, pos, options_.rope_base());
+    k = apply_rope(k, pos, options_.rope_base());
+  }
+  if (cache) {
+    if (cache->length() > 0) {
+      k = torch::cat({cache->k, k}, 2);  // (B,Hkv,S,D)
+      v = torch::cat({cache->v, v}, 2);
+    }
+    cache->k = k;
+    cache->v = v;
+  }
+  if (Hkv != H) {  // query head h reads KV head h / (H / Hkv)
+    k = k.repeat_interleave(H / Hkv, 1);  // (B,H,S,D)
+    v = v.repeat_interleave(H / Hkv, 1);
+  }
+  auto y = causal_attention(q, k, v, options_.dropout(), is_training(), options_.causal());
+  y = y.transpose(1, 2).contiguous().view({B, T, C});
+  return resid_drop_(out_proj()(y));
+}
+
+}  // namespace lmgrid::nn

@@ -1,0 +1,33 @@
+// Causal depthwise convolution (see lmgrid/nn/conv.hpp). Letters: B, T, C, k.
+#include "lmgrid/nn/conv.hpp"
+
+namespace lmgrid::nn {
+
+torch::Tensor with_conv_history(const torch::Tensor& x, int64_t k, torch::Tensor* history) {
+  auto past = history && history->defined() ? *history : torch::zeros({x.size(0), k - 1, x.size(2)}, x.options());
+  auto xp = torch::cat({past, x}, 1);  // (B, k-1+T, C)
+  if (history) *history = xp.narrow(1, xp.size(1) - (k - 1), k - 1).detach();
+  return xp;
+}
+
+torch::Tensor causal_conv1d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                            torch::Tensor* history) {
+  const int64_t T = x.size(1), k = weight.size(1);
+  auto xp = with_conv_history(x, k, history);
+  torch::Tensor y = xp.narrow(1, 0, T) * weight.select(1, 0);
+  for (int64_t j = 1; j < k; ++j) y = y + xp.narrow(1, j, T) * weight.select(1, j);
+  if (bias.defined()) y = y + bias;
+  return y;  // (B,T,C)
+}
+
+CausalConv1dImpl::CausalConv1dImpl(int64_t channels, int64_t kernel, bool bias) : k_(kernel) {
+  conv = register_module(
+      "conv", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, kernel).groups(channels).bias(bias)));
+}
+
+torch::Tensor CausalConv1dImpl::forward(const torch::Tensor& x, torch::Tensor* history) {
+  auto xp = with_conv_history(x, k_, history);
+  return conv(xp.transpose(1, 2)).transpose(1, 2);
+}
+
+}  // namespace lmgrid::nn
