@@ -8,6 +8,12 @@
 #   data               lmgrid::core (data sources: the cache and verified downloads)
 #   tokenizer, optim   lmgrid::plugin (the contract and params only)
 # Only data plugins see SQLite or curl (through lmgrid::core); LIBRARIES adds more.
+# One set of warnings for every lmgrid target, in the tree and in out-of-tree plugins.
+if(NOT TARGET lmgrid_warnings)
+  add_library(lmgrid_warnings INTERFACE)
+  target_compile_options(lmgrid_warnings INTERFACE -Wall -Wextra -Wno-unused-parameter -Werror=return-type)
+endif()
+
 function(lmgrid_add_plugin target)
   cmake_parse_arguments(P "NO_INSTALL" "KIND;OUTPUT_DIR" "SOURCES;LIBRARIES" ${ARGN})
   set(_explicit_output_dir ${P_OUTPUT_DIR})
@@ -23,7 +29,7 @@ function(lmgrid_add_plugin target)
   endif()
   add_library(${target} MODULE ${P_SOURCES})
   target_link_libraries(${target} PRIVATE ${_base} ${P_LIBRARIES})
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wno-unused-parameter -Werror=return-type)
+  target_link_libraries(${target} PRIVATE lmgrid_warnings)
   if(NOT P_OUTPUT_DIR)
     if(DEFINED LMGRID_PLUGIN_OUTPUT_DIR)
       set(P_OUTPUT_DIR ${LMGRID_PLUGIN_OUTPUT_DIR})

@@ -6,8 +6,8 @@
 #include <map>
 #include <string>
 
-#include <lmgrid/params.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/base/params.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 namespace lmgrid::test {
 

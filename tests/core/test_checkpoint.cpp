@@ -4,8 +4,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include <lmgrid/checkpoint.hpp>
-#include <lmgrid/errors.hpp>
+#include <lmgrid/train/checkpoint.hpp>
+#include <lmgrid/base/errors.hpp>
 
 using namespace lmgrid;
 namespace fs = std::filesystem;

@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include <lmgrid/cpu.hpp>
-#include <lmgrid/errors.hpp>
+#include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/base/errors.hpp>
 
 #include "../support.hpp"
 

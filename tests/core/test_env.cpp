@@ -9,7 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
-#include <lmgrid/env.hpp>
+#include <lmgrid/base/env.hpp>
 
 #include "../support.hpp"
 

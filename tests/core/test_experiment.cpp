@@ -1,9 +1,9 @@
 // Grid expansion, overrides, validation errors with file:line:col, canonical hashing.
 #include <catch2/catch.hpp>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/experiment.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
 

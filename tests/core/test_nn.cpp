@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include <lmgrid/nn.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 using namespace lmgrid;
 

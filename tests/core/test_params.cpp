@@ -1,8 +1,8 @@
 // Parameter validation: defaults, types, ranges, unknown keys with hints.
 #include <catch2/catch.hpp>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/params.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/params.hpp>
 
 using namespace lmgrid;
 

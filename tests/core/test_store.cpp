@@ -5,10 +5,10 @@
 #include <filesystem>
 #include <fstream>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/experiment.hpp>
-#include <lmgrid/store.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/store/store.hpp>
 
 #include "../support.hpp"
 

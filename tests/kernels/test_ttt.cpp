@@ -5,7 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <lmgrid/kernels/ttt.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
 

@@ -10,7 +10,7 @@
 #include <cmath>
 #include <vector>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
 
 using namespace lmgrid;

@@ -9,9 +9,9 @@
 #include <fstream>
 #include <sstream>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 using namespace lmgrid;
 

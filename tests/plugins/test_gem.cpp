@@ -8,7 +8,7 @@
 #include <fstream>
 
 #include <lmgrid/kernels/ttt.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
 

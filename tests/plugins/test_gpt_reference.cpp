@@ -15,7 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include <lmgrid/registry.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
 

@@ -5,9 +5,9 @@
 
 #include <cmath>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 #include "../support.hpp"
 

@@ -1,9 +1,9 @@
 // Plugin loading: the test plugins, stamp mismatch refused with both versions, boundary errors.
 #include <catch2/catch.hpp>
 
-#include <lmgrid/boundary.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/plugin/boundary.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 using namespace lmgrid;
 

@@ -8,9 +8,9 @@
 
 #include <filesystem>
 
-#include <lmgrid/checkpoint.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/train/checkpoint.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 #include "../support.hpp"
 

@@ -2,8 +2,8 @@
 // Shakespeare), evaluation windows that cover each split, and deterministic training batches.
 #include <catch2/catch.hpp>
 
-#include <lmgrid/params.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/base/params.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
 

@@ -3,8 +3,8 @@
 // and a short training run whose loss falls.
 #include <catch2/catch.hpp>
 
-#include <lmgrid/registry.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 #include "../support.hpp"
 

@@ -7,11 +7,11 @@
 #include <filesystem>
 #include <map>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/query.hpp>
-#include <lmgrid/report.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/store/query.hpp>
+#include <lmgrid/report/report.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/base/util.hpp>
 
 #include "../support.hpp"
 
@@ -373,8 +373,8 @@ TEST_CASE("report options are validated with hints", "[unit][report]") {
 }
 
 // The experiment's [report] table: parsed, validated against the runs' keys, defaults when absent.
-#include <lmgrid/experiment.hpp>
-#include <lmgrid/registry.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/plugin/registry.hpp>
 
 
 namespace {

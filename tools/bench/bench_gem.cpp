@@ -10,8 +10,8 @@
 
 #include <torch/csrc/autograd/profiler_legacy.h>
 
-#include <lmgrid/registry.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 using namespace lmgrid;
 

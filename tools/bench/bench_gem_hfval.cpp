@@ -9,11 +9,11 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include <lmgrid/checkpoint.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/trainer.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/train/checkpoint.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/train/trainer.hpp>
+#include <lmgrid/base/util.hpp>
 
 using namespace lmgrid;
 

@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <filesystem>
 
-#include <lmgrid/store.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/base/util.hpp>
 
 using namespace lmgrid;
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include <torch/csrc/autograd/profiler.h>
-#include <lmgrid/cpu.hpp>
+#include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/kernels/ssd.hpp>
 
 namespace {

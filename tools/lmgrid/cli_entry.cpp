@@ -5,7 +5,7 @@
 
 #include <torch/torch.h>
 
-#include <lmgrid/cpu.hpp>
+#include <lmgrid/sys/cpu.hpp>
 
 #include "commands.hpp"
 

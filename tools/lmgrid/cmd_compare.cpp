@@ -4,10 +4,11 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/query.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/store/query.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
 
 #include "commands.hpp"
 

@@ -1,9 +1,11 @@
 // lmgrid data list | data fetch NAME: named data sources, where they resolve, fetch to cache.
 #include <fmt/format.h>
 
-#include <lmgrid/data_source.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/data/data_source.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
+#include <lmgrid/base/env.hpp>
 
 #include "commands.hpp"
 

@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
-#include <lmgrid/cpu.hpp>
-#include <lmgrid/data_source.hpp>
-#include <lmgrid/plugin.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/data/data_source.hpp>
+#include <lmgrid/plugin/plugin.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
+#include <lmgrid/base/env.hpp>
 
 #include "commands.hpp"
 

@@ -5,10 +5,11 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/experiment.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/trainer.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/train/trainer.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
 
 #include "commands.hpp"
 

@@ -6,7 +6,7 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 
 #include "commands.hpp"
 

@@ -1,9 +1,10 @@
 // lmgrid plugins [--kind K] | plugins show NAME: what is installed and what it accepts.
 #include <fmt/format.h>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
 
 #include "commands.hpp"
 

@@ -1,12 +1,12 @@
 // lmgrid report: write report.html (self-contained: inline CSS and SVG, no script) and
-// report.md (+ SVG charts) comparing groups of runs. The logic is in core (lmgrid/report.hpp).
+// report.md (+ SVG charts) comparing groups of runs. The logic is in core (lmgrid/report/report.hpp).
 #include <cstdio>
 
 #include <fmt/format.h>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/report.hpp>
-#include <lmgrid/store.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/report/report.hpp>
+#include <lmgrid/store/store.hpp>
 
 #include "commands.hpp"
 

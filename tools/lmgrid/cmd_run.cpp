@@ -10,14 +10,15 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/cpu.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/experiment.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/report.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/supervisor.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/report/report.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/run/supervisor.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
 
 #include "commands.hpp"
 

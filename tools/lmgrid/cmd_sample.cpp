@@ -5,12 +5,12 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/checkpoint.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/trainer.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/train/checkpoint.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/train/trainer.hpp>
+#include <lmgrid/base/util.hpp>
 
 #include "commands.hpp"
 

@@ -2,9 +2,10 @@
 // read-only and only statements SQLite reports as read-only are prepared, so nothing changes.
 #include <fmt/format.h>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/report/table.hpp>
 
 #include "commands.hpp"
 

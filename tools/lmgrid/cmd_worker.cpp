@@ -11,11 +11,11 @@
 
 #include <fmt/format.h>
 
-#include <lmgrid/boundary.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/registry.hpp>
-#include <lmgrid/store.hpp>
-#include <lmgrid/trainer.hpp>
+#include <lmgrid/plugin/boundary.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/store/store.hpp>
+#include <lmgrid/train/trainer.hpp>
 
 #include "commands.hpp"
 

@@ -8,7 +8,7 @@
 #include <set>
 #include <string>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 
 #include "commands.hpp"
 

@@ -3,7 +3,7 @@
 
 #include <string>
 
-#include "lmgrid/errors.hpp"
+#include "lmgrid/base/errors.hpp"
 
 namespace lmgrid::nn {
 

@@ -9,10 +9,10 @@
 // reversible in-place trick, incremental decoding that carries the memory.
 #include <cmath>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/kernels/ttt.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

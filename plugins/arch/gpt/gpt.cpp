@@ -4,9 +4,9 @@
 // Not here: flash attention, KV-cache eviction (decoding stops at block_size context).
 #include <cmath>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

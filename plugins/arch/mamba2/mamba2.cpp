@@ -10,10 +10,10 @@
 // sampling costs O(1) per token; forward() with a state also takes multi-token prefill chunks.
 #include <cmath>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/kernels/ssd.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

@@ -8,10 +8,10 @@
 // Not here: gradient checkpointing over mini-batches (scan_checkpoint_group_size).
 #include <cmath>
 
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/kernels/ttt.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

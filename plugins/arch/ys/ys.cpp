@@ -6,9 +6,9 @@
 //   logits = Linear(O, V, bias)(LN_O(y))
 // The state is detached every block_size tokens (truncated BPTT), counted from the start of
 // each forward call. Cost O(N^3) per token. Decoding state = s (B, N).
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

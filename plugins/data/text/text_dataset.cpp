@@ -8,10 +8,10 @@
 #include <numeric>
 #include <random>
 
-#include <lmgrid/data_source.hpp>
-#include <lmgrid/errors.hpp>
-#include <lmgrid/plugin.hpp>
-#include <lmgrid/util.hpp>
+#include <lmgrid/data/data_source.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/plugin.hpp>
+#include <lmgrid/base/util.hpp>
 
 namespace {
 

@@ -1,7 +1,7 @@
 // optim/adamw: AdamW (decoupled weight decay) over two parameter groups: weight decay on
 // matrices (dim >= 2, as the trainer marks them), none on biases, norms and 1-d parameters.
 // Uses LibTorch's torch::optim::AdamW.
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

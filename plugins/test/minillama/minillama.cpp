@@ -1,6 +1,6 @@
 // arch/minillama: the example of docs/plugins.md. A Llama-style decoder on the CausalLM base:
 // pre-RMSNorm blocks of RoPE attention with grouped KV heads and a SwiGLU MLP, untied head.
-#include <lmgrid/errors.hpp>
+#include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
 #include <lmgrid/plugin.hpp>
 

@@ -6,7 +6,7 @@
 #include <csignal>
 #include <stdexcept>
 
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

@@ -6,8 +6,8 @@
 #include <set>
 #include <stdexcept>
 
-#include <lmgrid/errors.hpp>
-#include <lmgrid/plugin.hpp>
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/plugin.hpp>
 
 namespace {
 

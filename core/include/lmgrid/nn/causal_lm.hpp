@@ -28,7 +28,7 @@
 #include <torch/torch.h>
 
 #include "lmgrid/nn/block.hpp"
-#include "lmgrid/plugin.hpp"
+#include "lmgrid/plugin/plugin.hpp"
 
 namespace lmgrid::nn {
 

@@ -1,0 +1,53 @@
+// The environment variables lmgrid reads (see env.hpp).
+#include "lmgrid/base/env.hpp"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace lmgrid {
+
+const std::vector<EnvVar>& env_vars() {
+  static const std::vector<EnvVar> vars{
+      {"LMGRID_DB", "results database (default `results/lmgrid.db`; `--db` wins)"},
+      {"LMGRID_DATA_PATH", "folders searched in order for named data sources (e.g. `../shared/data`)"},
+      {"LMGRID_CACHE", "cache folder: downloaded data, the MFU peak (default `$XDG_CACHE_HOME/lmgrid` or "
+                       "`~/.cache/lmgrid`)"},
+      {"LMGRID_OFFLINE", "`1`: never download; a missing source says which file to put where"},
+      {"LMGRID_PLUGIN_PATH", "extra plugin folders (colon-separated), searched after `build/plugins/`"},
+      {"LMGRID_THREADS", "threads per worker, for LibTorch and OpenBLAS (default: the usable cores / `--workers`)"},
+      {"LMGRID_PEAK_GFLOPS", "fixes the peak that MFU is measured against"},
+      {"LMGRID_NO_BLAS_FIX", "`1`: keep OpenBLAS's own core choice (no re-exec with `OPENBLAS_CORETYPE`)"},
+      {"LMGRID_BLAS_CORRECTED", "internal: set by lmgrid on the re-exec that corrected OpenBLAS's core"},
+      {"LMGRID_TEST_BLAS_CORE", "tests only: pretend OpenBLAS detected this core"},
+      {"OPENBLAS_CORETYPE", "respected when set (lmgrid then never corrects the core)"},
+      {"OPENBLAS_NUM_THREADS", "respected by commands run directly; training workers always get their own thread count"},
+      {"OMP_WAIT_POLICY", "respected when set (workers default to `PASSIVE`)"},
+      {"XDG_CACHE_HOME", "base of the default cache folder"},
+      {"HOME", "base of the default cache folder when `XDG_CACHE_HOME` is unset"},
+  };
+  return vars;
+}
+
+static const char* lookup(const char* name) {
+  for (const auto& v : env_vars())
+    if (std::strcmp(v.name, name) == 0) return std::getenv(name);
+  throw std::logic_error(std::string("environment variable ") + name + " is read but not listed in env_vars()");
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* v = lookup(name);
+  return v && *v ? std::string(v) : fallback;
+}
+
+bool env_set(const char* name) { return lookup(name) != nullptr; }
+
+std::filesystem::path cache_dir() {
+  std::string c = env_or("LMGRID_CACHE", "");
+  if (!c.empty()) return c;
+  std::string xdg = env_or("XDG_CACHE_HOME", "");
+  if (!xdg.empty()) return std::filesystem::path(xdg) / "lmgrid";
+  return std::filesystem::path(env_or("HOME", "/tmp")) / ".cache" / "lmgrid";
+}
+
+}  // namespace lmgrid

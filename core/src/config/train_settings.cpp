@@ -1,0 +1,42 @@
+// The [train] table's parameters and their typed form (see train_settings.hpp).
+#include "lmgrid/config/train_settings.hpp"
+
+namespace lmgrid {
+
+const std::vector<ParamSpec>& trainer_params() {
+  static const std::vector<ParamSpec> specs{
+      // Upper bounds keep a typo from passing validation and failing (or allocating) later.
+      int_param("steps", 1000, "optimizer steps to train", 1, 1e12),
+      int_param("batch_size", 12, "sequences per micro-batch", 1, 1 << 20),
+      int_param("grad_accum", 1, "micro-batches accumulated per optimizer step", 1, 1 << 20),
+      real_param("clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0),
+      string_param("schedule", "cosine", "learning-rate schedule", {"constant", "cosine", "linear"}),
+      int_param("warmup", 0, "linear warm-up steps", 0, 1e12),
+      real_param("lr_min", 0.0, "learning rate at the end of the decay (absolute)", 0.0),
+      int_param("decay_steps", 0, "step at which decay reaches lr_min (0 = steps)", 0, 1e12),
+      int_param("eval_every", 200, "evaluate on the val split every N steps (and at the end)", 1, 1e12),
+      int_param("eval_batches", 20, "fixed val batches per evaluation", 1, 1 << 20),
+      int_param("checkpoint_every", 200, "write a checkpoint every N steps (and at the end)", 1, 1e12),
+      int_param("keep_checkpoints", 2, "checkpoints kept per run", 1, 1 << 20),
+      int_param("early_stop_patience", 0, "stop after N evaluations without improvement (0 = off)", 0, 1e12),
+      real_param("early_stop_min_delta", 0.0, "improvement smaller than this does not count", 0.0),
+      int_param("log_every", 10, "record train metrics every N steps", 1, 1e12),
+      string_param("device", "auto", "where to train", {"auto", "cpu", "cuda"}),
+      string_param("dtype", "float32", "parameter dtype", {"float32", "float64", "bfloat16"}),
+  };
+  return specs;
+}
+
+TrainSettings TrainSettings::from(const Params& p) {
+  TrainSettings s;
+  s.steps = p.i("steps"), s.batch_size = p.i("batch_size"), s.grad_accum = p.i("grad_accum");
+  s.warmup = p.i("warmup"), s.decay_steps = p.i("decay_steps");
+  s.eval_every = p.i("eval_every"), s.eval_batches = p.i("eval_batches");
+  s.checkpoint_every = p.i("checkpoint_every"), s.keep_checkpoints = p.i("keep_checkpoints");
+  s.early_stop_patience = p.i("early_stop_patience"), s.log_every = p.i("log_every");
+  s.clip = p.f("clip"), s.lr_min = p.f("lr_min"), s.early_stop_min_delta = p.f("early_stop_min_delta");
+  s.schedule = p.s("schedule"), s.device = p.s("device"), s.dtype = p.s("dtype");
+  return s;
+}
+
+}  // namespace lmgrid

@@ -1,0 +1,115 @@
+// Named data sources: search path, cache, libcurl download with sha256 verification.
+#include "lmgrid/data/data_source.hpp"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+
+#include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/util.hpp"
+#include "lmgrid/base/env.hpp"
+
+namespace lmgrid {
+
+namespace fs = std::filesystem;
+
+const std::vector<DataSource>& known_sources() {
+  static const std::vector<DataSource> s{
+      {"tiny_shakespeare", "tinyshakespeare/input.txt",
+       "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", 1115394,
+       "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+       "Karpathy's Tiny Shakespeare (1.1 MB, 65 characters)"},
+      {"tinystories_train_sample", "tinystories/TinyStories-train.head2316.txt", "", 2096346,
+       "ba02237f5747a07d420cb7329f721fdc51b6f5c35a81788b9c4bb871e15ff30a",
+       "first 2,316 TinyStories train stories (2.1 MB)"},
+      {"tinystories_val_sample", "tinystories/TinyStories-validation.head4300.txt", "", 794375,
+       "5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6",
+       "first 4,300 TinyStories validation stories (0.8 MB)"},
+  };
+  return s;
+}
+
+std::optional<DataSource> find_source(const std::string& name) {
+  for (const auto& s : known_sources())
+    if (s.name == name) return s;
+  return std::nullopt;
+}
+
+
+static size_t write_cb(char* ptr, size_t size, size_t n, void* user) {
+  return std::fwrite(ptr, size, n, static_cast<FILE*>(user)) * size;
+}
+
+// Downloads url to dest (atomically); returns "" on success or the error text.
+static std::string download(const std::string& url, const fs::path& dest, const std::string& sha256) {
+  fs::create_directories(dest.parent_path());
+  fs::path tmp = dest;
+  tmp += ".download";
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return "cannot write " + tmp.string();
+  CURL* curl = curl_easy_init();
+  char err[CURL_ERROR_SIZE] = {0};
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, f);
+  curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(curl, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 15L);
+  curl_easy_setopt(curl, CURLOPT_ERRORBUFFER, err);
+  std::fprintf(stderr, "lmgrid: downloading %s\n", url.c_str());
+  CURLcode rc = curl_easy_perform(curl);
+  curl_easy_cleanup(curl);
+  std::fclose(f);
+  if (rc != CURLE_OK) {
+    fs::remove(tmp);
+    return err[0] ? err : curl_easy_strerror(rc);
+  }
+  if (!sha256.empty()) {
+    std::string got = sha256_file(tmp);
+    if (got != sha256) {
+      fs::remove(tmp);
+      return fmt::format("sha256 mismatch: got {}, expected {}", got, sha256);
+    }
+  }
+  fs::rename(tmp, dest);
+  return "";
+}
+
+fs::path resolve_source(const std::string& name_or_path) {
+  auto src = find_source(name_or_path);
+  if (!src) {
+    fs::path p(name_or_path);
+    if (fs::is_regular_file(p)) return p;
+    std::string names;
+    for (const auto& s : known_sources()) names += (names.empty() ? "" : ", ") + s.name;
+    throw UserError(fmt::format("data source '{}' is neither a known source ({}) nor an existing file",
+                                name_or_path, names));
+  }
+  std::vector<fs::path> searched;
+  for (const auto& dir : split(env_or("LMGRID_DATA_PATH", ""), ':')) {
+    fs::path p = fs::path(dir) / src->relative_path;
+    searched.push_back(p);
+    if (fs::is_regular_file(p)) return p;
+  }
+  fs::path cached = cache_dir() / src->relative_path;
+  searched.push_back(cached);
+  if (fs::is_regular_file(cached)) return cached;
+  std::string why = "LMGRID_OFFLINE=1";
+  if (!src->url.empty() && env_or("LMGRID_OFFLINE", "") != "1") {
+    why = download(src->url, cached, src->sha256);
+    if (why.empty()) return cached;
+  } else if (src->url.empty()) {
+    why = "it has no canonical download address";
+  }
+  std::string where;
+  for (const auto& p : searched) where += "\n  " + p.string();
+  throw UserError(fmt::format(
+      "data source '{}' not found; looked in:{}\nand could not download it ({}).\nPut the file {} ({} bytes, sha256 {}) "
+      "at {}, or add a folder holding {} to LMGRID_DATA_PATH.{}",
+      src->name, where, why, src->relative_path, src->size, src->sha256, cached.string(), src->relative_path,
+      src->url.empty() ? "" : "\nCanonical address: " + src->url));
+}
+
+}  // namespace lmgrid

@@ -1,0 +1,169 @@
+// Checkpoint files: magic, version, JSON header with checksum, LibTorch archive payload.
+#include "lmgrid/train/checkpoint.hpp"
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/util.hpp"
+
+namespace lmgrid {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+static const char kMagic[8] = {'L', 'M', 'G', 'R', 'I', 'D', 'C', 'K'};
+
+std::string save_checkpoint(const fs::path& file, const CheckpointMeta& meta, Model& model, const Optimizer* optimizer) {
+  torch::serialize::OutputArchive root;
+  torch::serialize::OutputArchive model_ar;
+  model.save(model_ar);
+  root.write("model", model_ar);
+  if (optimizer) {
+    torch::serialize::OutputArchive opt_ar;
+    optimizer->save(opt_ar);
+    root.write("optim", opt_ar);
+  }
+  {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    root.write("rng", gen.get_state());
+  }
+  std::ostringstream payload_stream;
+  root.save_to(payload_stream);
+  std::string payload = payload_stream.str();
+
+  json h;
+  h["step"] = meta.step;
+  h["tokens"] = meta.tokens;
+  h["elapsed_s"] = meta.elapsed_s;
+  h["data_cursor"] = meta.data_cursor;
+  h["best_val"] = std::isfinite(meta.best_val) ? json(meta.best_val) : json(nullptr);
+  h["evals_since_best"] = meta.evals_since_best;
+  h["train_time_s"] = meta.train_time_s;
+  h["last_train_loss"] = std::isfinite(meta.last_train_loss) ? json(meta.last_train_loss) : json(nullptr);
+  h["last_val"] = std::isfinite(meta.last_val) ? json(meta.last_val) : json(nullptr);
+  h["config"] = meta.config_json;
+  h["tokenizer_state"] = meta.tokenizer_state;
+  h["extra"] = meta.extra;
+  h["has_optim"] = optimizer != nullptr;
+  h["payload_size"] = payload.size();
+  h["payload_sha256"] = sha256_hex(payload);
+  std::string header = h.dump();
+
+  std::string out(kMagic, sizeof(kMagic));
+  uint32_t version = kCheckpointVersion;
+  uint64_t hlen = header.size();
+  out.append(reinterpret_cast<const char*>(&version), sizeof(version));
+  out.append(reinterpret_cast<const char*>(&hlen), sizeof(hlen));
+  out += header;
+  out += payload;
+  write_file_atomic(file, out);
+  return sha256_hex(out);
+}
+
+namespace {
+struct Parsed {
+  json header;
+  std::string payload;
+};
+
+Parsed parse(const fs::path& file, bool with_payload) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw CheckpointError("checkpoint not readable: " + file.string());
+  char magic[8];
+  uint32_t version = 0;
+  uint64_t hlen = 0;
+  in.read(magic, 8);
+  in.read(reinterpret_cast<char*>(&version), sizeof(version));
+  in.read(reinterpret_cast<char*>(&hlen), sizeof(hlen));
+  if (!in || std::memcmp(magic, kMagic, 8) != 0)
+    throw CheckpointError("not an lmgrid checkpoint (bad magic): " + file.string());
+  if (version != kCheckpointVersion)
+    throw CheckpointError(fmt::format("checkpoint {} has format version {}, this lmgrid reads {}", file.string(),
+                                      version, kCheckpointVersion));
+  if (hlen > (1u << 30)) throw CheckpointError("checkpoint header length is corrupt: " + file.string());
+  std::string header(hlen, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(hlen));
+  if (!in) throw CheckpointError("checkpoint truncated in its header: " + file.string());
+  Parsed p;
+  try {
+    p.header = json::parse(header);
+  } catch (const std::exception& e) {
+    throw CheckpointError("checkpoint header is corrupt: " + file.string() + ": " + e.what());
+  }
+  if (with_payload) {
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    p.payload = ss.str();
+    if (p.payload.size() != p.header.value("payload_size", uint64_t(0)))
+      throw CheckpointError(fmt::format("checkpoint {} is truncated: payload has {} bytes, header says {}",
+                                        file.string(), p.payload.size(), p.header.value("payload_size", uint64_t(0))));
+    if (sha256_hex(p.payload) != p.header.value("payload_sha256", std::string()))
+      throw CheckpointError("checkpoint " + file.string() + " is corrupted: payload sha256 does not match its header");
+  }
+  return p;
+}
+
+CheckpointMeta meta_of(const json& h) {
+  CheckpointMeta m;
+  m.step = h.at("step").get<int64_t>();
+  m.tokens = h.at("tokens").get<int64_t>();
+  m.elapsed_s = h.at("elapsed_s").get<double>();
+  m.data_cursor = h.at("data_cursor").get<int64_t>();
+  m.best_val = h.at("best_val").is_null() ? NAN : h.at("best_val").get<double>();
+  m.evals_since_best = h.value("evals_since_best", int64_t(0));
+  auto real_or_nan = [&](const char* key) {
+    auto it = h.find(key);
+    return it == h.end() || it->is_null() ? NAN : it->get<double>();
+  };
+  m.train_time_s = h.value("train_time_s", 0.0);
+  m.last_train_loss = real_or_nan("last_train_loss");
+  m.last_val = real_or_nan("last_val");
+  m.config_json = h.at("config").get<std::string>();
+  m.tokenizer_state = h.at("tokenizer_state").get<std::string>();
+  m.extra = h.value("extra", json::object());
+  return m;
+}
+}  // namespace
+
+CheckpointMeta read_checkpoint_meta(const fs::path& file) { return meta_of(parse(file, false).header); }
+
+CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* optimizer, bool restore_rng) {
+  Parsed p = parse(file, true);
+  CheckpointMeta meta = meta_of(p.header);
+  std::istringstream is(p.payload);
+  torch::serialize::InputArchive root;
+  try {
+    root.load_from(is);
+    torch::serialize::InputArchive model_ar;
+    root.read("model", model_ar);
+    model.load(model_ar);
+    if (optimizer) {
+      if (!p.header.value("has_optim", false)) throw CheckpointError("checkpoint has no optimizer state: " + file.string());
+      torch::serialize::InputArchive opt_ar;
+      root.read("optim", opt_ar);
+      optimizer->load(opt_ar);
+    }
+    if (restore_rng) {
+      torch::Tensor state;
+      root.read("rng", state);
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      gen.set_state(state);
+    }
+  } catch (const CheckpointError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw CheckpointError("checkpoint " + file.string() + " does not match the model: " + e.what());
+  }
+  return meta;
+}
+
+}  // namespace lmgrid

@@ -1,0 +1,523 @@
+// The generic trainer (see trainer.hpp). The host never branches on plugin names here.
+#include "lmgrid/train/trainer.hpp"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "lmgrid/plugin/boundary.hpp"
+#include "lmgrid/train/checkpoint.hpp"
+#include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/util.hpp"
+
+namespace lmgrid {
+
+namespace fs = std::filesystem;
+
+namespace {
+char g_current_plugin[128] = {0};
+}
+const char* current_plugin() { return g_current_plugin; }
+void set_current_plugin(const std::string& id) {
+  size_t n = std::min(id.size(), sizeof(g_current_plugin) - 1);
+  std::memcpy(g_current_plugin, id.data(), n);
+  g_current_plugin[n] = '\0';
+}
+
+double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
+                    int64_t decay_steps) {
+  // nanoGPT's get_lr for every schedule: warm-up lr * (step + 1) / (warmup + 1).
+  if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup + 1);
+  if (schedule == "constant") return lr;
+  if (step > decay_steps) return lr_min;
+  double ratio = decay_steps > warmup ? static_cast<double>(step - warmup) / static_cast<double>(decay_steps - warmup) : 1.0;
+  ratio = std::clamp(ratio, 0.0, 1.0);
+  double coeff = schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * ratio)) : 1.0 - ratio;
+  return lr_min + coeff * (lr - lr_min);
+}
+
+torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& targets, const torch::Tensor& mask) {
+  auto V = logits.size(-1);
+  auto flat = logits.reshape({-1, V}).to(torch::kFloat32);
+  if (logits.scalar_type() == torch::kFloat64) flat = logits.reshape({-1, V});
+  if (!mask.defined()) return torch::nn::functional::cross_entropy(flat, targets.reshape({-1}));
+  auto l = torch::nn::functional::cross_entropy(flat, targets.reshape({-1}),
+                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  auto m = mask.reshape({-1}).to(l.scalar_type());
+  return (l * m).sum() / m.sum().clamp_min(1.0);
+}
+
+std::vector<NamedParameter> named_parameters_for_optim(Model& model) {
+  std::vector<std::string> nd = model.no_weight_decay();
+  std::set<std::string> no_decay(nd.begin(), nd.end());
+  std::set<const void*> seen;
+  std::vector<NamedParameter> out;
+  for (const auto& item : model.named_parameters(true)) {
+    if (!item.value().requires_grad()) continue;
+    if (!seen.insert(item.value().unsafeGetTensorImpl()).second) continue;  // tied weights once
+    bool decay = item.value().dim() >= 2 && !no_decay.count(item.key());
+    out.push_back({item.key(), item.value(), decay});
+  }
+  return out;
+}
+
+static torch::Device pick_device(const std::string& d) {
+  if (d == "cuda" || (d == "auto" && torch::cuda::is_available())) {
+    if (!torch::cuda::is_available()) throw UserError("[train] device = \"cuda\" but no CUDA device is available");
+    return torch::Device(torch::kCUDA);
+  }
+  return torch::Device(torch::kCPU);
+}
+
+RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_data, const std::string& tokenizer_state) {
+  RunObjects o;
+  torch::manual_seed(static_cast<uint64_t>(cfg.seed));
+  auto record = [&](const LoadedPlugin& lp) {
+    o.plugins.push_back({kind_name(lp.plugin->kind()), lp.plugin->name(), lp.plugin->version(), sha256_file(lp.file)});
+    o.plugin_ids.push_back(lp.id());
+  };
+  const auto& tok_lp = registry.get(PluginKind::tokenizer, cfg.plugin("tokenizer"));
+  const auto& data_lp = registry.get(PluginKind::data, cfg.plugin("data"));
+  const auto& arch_lp = registry.get(PluginKind::arch, cfg.plugin("model"));
+  const auto& optim_lp = registry.get(PluginKind::optim, cfg.plugin("optim"));
+  for (const auto* lp : {&tok_lp, &data_lp, &arch_lp, &optim_lp}) record(*lp);
+
+  const auto& tok_plugin = static_cast<const TokenizerPlugin&>(*tok_lp.plugin);
+  o.tokenizer = call_plugin(tok_lp.id(), [&] {
+    auto t = keep_alive(tok_plugin.create(cfg.section_params("tokenizer")), tok_lp.plugin);
+    if (!tokenizer_state.empty()) t->load(tokenizer_state);
+    return t;
+  });
+  const auto& data_plugin = static_cast<const DataPlugin&>(*data_lp.plugin);
+  Params data_params = cfg.section_params("data");
+  if (with_data) {
+    DataContext dctx{o.tokenizer, static_cast<uint64_t>(cfg.seed)};
+    o.dataset = call_plugin(data_lp.id(), [&] { return keep_alive(data_plugin.create(data_params, dctx), data_lp.plugin); });
+  }
+  ModelContext mctx;
+  mctx.vocab_size = call_plugin(tok_lp.id(), [&] { return o.tokenizer->vocab_size(); });
+  mctx.seq_len = call_plugin(data_lp.id(), [&] { return data_plugin.seq_len(data_params); });
+  if (mctx.vocab_size <= 0)
+    throw UserError("tokenizer " + tok_lp.id() + " has an empty vocabulary (was it fitted on the data?)");
+  const auto& arch_plugin = static_cast<const ArchPlugin&>(*arch_lp.plugin);
+  o.model = call_plugin(arch_lp.id(), [&] {
+    return keep_alive(arch_plugin.create(cfg.section_params("model"), mctx), arch_lp.plugin);
+  });
+  TrainSettings ts = TrainSettings::from(cfg.section_params("train"));
+  torch::Device device = pick_device(ts.device);
+  const std::string& dtype = ts.dtype;
+  o.model->to(device, dtype == "float64" ? torch::kFloat64 : dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32);
+  if (with_data) {
+    const auto& optim_plugin = static_cast<const OptimPlugin&>(*optim_lp.plugin);
+    auto params = named_parameters_for_optim(*o.model);
+    o.optimizer = call_plugin(optim_lp.id(), [&] {
+      return keep_alive(optim_plugin.create(cfg.section_params("optim"), params), optim_lp.plugin);
+    });
+  }
+  return o;
+}
+
+int64_t count_parameters(const RunConfig& cfg, const Registry& registry) {
+  RunObjects o = build_run(cfg, registry, true);
+  return o.model->parameter_count();
+}
+
+namespace {
+
+int64_t peak_rss_bytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
+struct Progress {
+  bool bar;
+  std::string label;
+  int64_t total;
+  double start = monotonic_seconds();
+  double last_plain = 0;
+  void update(int64_t step, double loss, double tok_s, double val, bool force) {
+    double now = monotonic_seconds();
+    double eta = step > 0 ? (now - start) / step * (total - step) : NAN;
+    std::string val_s = std::isfinite(val) ? fmt::format(" val {:.4f}", val) : "";
+    if (bar) {
+      int width = 24, filled = static_cast<int>(width * step / std::max<int64_t>(1, total));
+      std::fprintf(stderr, "\r%s [%s%s] %lld/%lld loss %.4f%s %s tok/s ETA %s   ", label.c_str(),
+                   std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                   static_cast<long long>(step), static_cast<long long>(total), loss, val_s.c_str(),
+                   human_count(static_cast<int64_t>(tok_s)).c_str(), human_duration(eta).c_str());
+      if (step >= total) std::fprintf(stderr, "\n");
+    } else if (force || now - last_plain >= 10.0 || step >= total) {
+      std::fprintf(stderr, "%s step %lld/%lld loss %.4f%s %s tok/s ETA %s\n", label.c_str(),
+                   static_cast<long long>(step), static_cast<long long>(total), loss, val_s.c_str(),
+                   human_count(static_cast<int64_t>(tok_s)).c_str(), human_duration(eta).c_str());
+      last_plain = now;
+    }
+    std::fflush(stderr);
+  }
+};
+
+struct EvalResult {
+  double loss = NAN;
+  double accuracy = NAN;  // only when the dataset scores a subset (loss mask)
+};
+
+EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string& data_id, int64_t batches,
+                    int64_t batch_size, torch::Device device) {
+  torch::NoGradGuard ng;
+  o.model->eval();
+  int64_t n = std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
+  double total = 0, weight = 0, correct = 0, scored = 0;
+  bool masked = false;
+  for (int64_t i = 0; i < n; ++i) {
+    Batch b = call_plugin(data_id, [&] { return o.dataset->eval_batch(Split::val, i, batch_size); });
+    auto logits = call_plugin(arch_id, [&] { return o.model->forward(b.inputs.to(device), nullptr).logits; });
+    auto targets = b.targets.to(device);
+    torch::Tensor mask = b.loss_mask.defined() ? b.loss_mask.to(device) : torch::Tensor();
+    double w = mask.defined() ? mask.sum().item<double>() : static_cast<double>(targets.numel());
+    total += lm_loss(logits, targets, mask).item<double>() * w;
+    weight += w;
+    if (mask.defined()) {
+      masked = true;
+      auto hit = (logits.argmax(-1) == targets).to(torch::kFloat32) * mask.to(torch::kFloat32);
+      correct += hit.sum().item<double>();
+      scored += mask.sum().item<double>();
+    }
+  }
+  o.model->train();
+  EvalResult r;
+  if (weight > 0) r.loss = total / weight;
+  if (masked && scored > 0) r.accuracy = correct / scored;
+  return r;
+}
+
+}  // namespace
+
+namespace {
+
+// Everything of a run's progress that a checkpoint saves and restores, as one.
+struct TrainState {
+  int64_t step = 0, tokens = 0, cursor = 0, evals_since_best = 0;
+  double elapsed_before = 0;  // wall time of earlier sessions
+  double train_time = 0;      // training time of every session (evaluation, checkpoints excluded)
+  double best_val = NAN, last_loss = NAN, last_val = NAN;
+
+  void restore(const CheckpointMeta& m) {
+    step = m.step, tokens = m.tokens, cursor = m.data_cursor, elapsed_before = m.elapsed_s;
+    best_val = m.best_val, evals_since_best = m.evals_since_best;
+    train_time = m.train_time_s, last_loss = m.last_train_loss, last_val = m.last_val;
+  }
+  void save(CheckpointMeta& m, double elapsed_s) const {
+    m.step = step, m.tokens = tokens, m.elapsed_s = elapsed_s, m.data_cursor = cursor;
+    m.best_val = best_val, m.evals_since_best = evals_since_best;
+    m.train_time_s = train_time, m.last_train_loss = last_loss, m.last_val = last_val;
+  }
+};
+
+// A run's checkpoint files over the store API: the newest that verifies, new ones written
+// atomically, the newest `keep` kept.
+class CheckpointManager {
+ public:
+  CheckpointManager(Store& store, int64_t run_id, fs::path dir, int64_t keep)
+      : store_(store), run_id_(run_id), dir_(std::move(dir)), keep_(keep) {}
+
+  // Newest checkpoint whose header verifies; corrupt or missing ones are reported, moved aside
+  // and forgotten.
+  std::optional<std::pair<fs::path, CheckpointMeta>> newest_valid() {
+    for (const auto& ck : store_.checkpoints(run_id_)) {
+      try {
+        if (!fs::exists(ck.path)) throw CheckpointError("checkpoint file missing: " + ck.path.string());
+        return std::make_pair(ck.path, read_checkpoint_meta(ck.path));
+      } catch (const CheckpointError& e) {
+        warn(e.what(), "not loading it");
+        move_aside(ck.path);
+        store_.delete_checkpoint(run_id_, ck.step);
+      }
+    }
+    return std::nullopt;
+  }
+  // A checkpoint whose payload failed to load: moved aside, and every row forgotten.
+  void discard_all(const fs::path& bad, const std::string& why) {
+    warn(why, "starting from scratch");
+    move_aside(bad);
+    store_.delete_checkpoints(run_id_);
+  }
+  void save(int64_t step, const CheckpointMeta& meta, Model& model, const Optimizer* optimizer) {
+    fs::path file = dir_ / fmt::format("ckpt-{:08d}.lmck", step);
+    std::string sha = save_checkpoint(file, meta, model, optimizer);
+    store_.add_checkpoint(run_id_, step, file, sha);
+    store_.set_step(run_id_, step);
+    auto cks = store_.checkpoints(run_id_);  // newest first
+    for (size_t i = static_cast<size_t>(keep_); i < cks.size(); ++i) {
+      std::error_code ec;
+      fs::remove(cks[i].path, ec);
+      store_.delete_checkpoint(run_id_, cks[i].step);
+    }
+  }
+
+ private:
+  void warn(const std::string& what, const char* action) const {
+    std::fprintf(stderr, "lmgrid: run %lld: WARNING: %s; %s\n", static_cast<long long>(run_id_), what.c_str(), action);
+  }
+  static void move_aside(const fs::path& file) {
+    std::error_code ec;
+    if (fs::exists(file)) fs::rename(file, file.string() + ".corrupt", ec);
+  }
+  Store& store_;
+  int64_t run_id_;
+  fs::path dir_;
+  int64_t keep_;
+};
+
+// Train/perf metrics accumulated between two log points.
+struct Interval {
+  double loss = 0, time = 0;
+  int64_t steps = 0, tokens = 0;
+};
+
+// One run from its stored config to its outcome: build (or resume), loop, summarise.
+class RunTrainer {
+ public:
+  RunTrainer(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks)
+      : store_(store), run_id_(run_id), registry_(registry), hooks_(hooks), row_(load_row(store, run_id)),
+        cfg_(RunConfig::from_json(row_.config)), ts_(TrainSettings::from(cfg_.section_params("train"))),
+        ckpts_(store, run_id, store.run_dir(row_.config_hash), ts_.keep_checkpoints), metrics_(store, run_id),
+        progress_{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, ts_.steps} {}
+
+  RunOutcome run() {
+    open();
+    o_.model->train();
+    while (st_.step < ts_.steps) {
+      if (hooks_.stop && hooks_.stop->load()) return interrupt();
+      if (!train_step()) return diverge();
+      if (st_.step % ts_.log_every == 0 || st_.step == ts_.steps) log_interval();
+      bool stop_early = false;
+      if (st_.step % ts_.eval_every == 0 || st_.step == ts_.steps) stop_early = evaluate_now();
+      if (st_.step % ts_.checkpoint_every == 0 || st_.step == ts_.steps || stop_early) checkpoint();
+      if (stop_early) {
+        std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
+                     hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), static_cast<long long>(st_.step),
+                     static_cast<long long>(st_.evals_since_best));
+        break;
+      }
+    }
+    metrics_.flush();
+    store_.set_step(run_id_, st_.step);
+    write_summaries();
+    store_.set_status(run_id_, RunStatus::done);
+    return RunOutcome::done;
+  }
+
+ private:
+  static RunRow load_row(Store& store, int64_t run_id) {
+    auto row = store.run(run_id);
+    if (!row) throw std::runtime_error(fmt::format("run {} not found", run_id));
+    return *row;
+  }
+
+  // Builds the run's objects, resumes from the newest valid checkpoint, and drops whatever was
+  // recorded after it (it will be repeated).
+  void open() {
+    fs::path run_dir = store_.run_dir(row_.config_hash);  // beside the database, not the cwd
+    fs::create_directories(run_dir);
+    auto resume = ckpts_.newest_valid();
+    o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
+    if (resume) {
+      try {  // load_checkpoint verifies the payload checksum before anything is loaded
+        st_.restore(load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true));
+        std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
+                     static_cast<long long>(st_.step), resume->first.c_str());
+      } catch (const CheckpointError& e) {
+        ckpts_.discard_all(resume->first, e.what());
+        st_ = TrainState{};
+        o_ = build_run(cfg_, registry_, true);
+      }
+    }
+    arch_id_ = o_.plugin_ids[2], data_id_ = o_.plugin_ids[1], optim_id_ = o_.plugin_ids[3];
+    device_ = o_.model->parameters().empty() ? torch::Device(torch::kCPU) : o_.model->parameters()[0].device();
+    store_.delete_metrics_after(run_id_, st_.step);
+    store_.delete_checkpoint_rows_after(run_id_, st_.step);
+    store_.mark_started(run_id_, o_.model->parameter_count(), device_.str());
+    store_.set_plugins(run_id_, o_.plugins);
+    write_file_atomic(run_dir / "tokenizer.txt", o_.tokenizer->save());
+    if (call_plugin(data_id_, [&] { return o_.dataset->eval_batch_count(Split::val, ts_.batch_size); }) <= 0)
+      throw std::runtime_error(fmt::format("dataset {} has no validation batch of {} sequences (val split too small)",
+                                           data_id_, ts_.batch_size));
+    flops_per_token_ = o_.model->flops_per_token();
+    for (const auto& p : named_parameters_for_optim(*o_.model)) params_.push_back(p.tensor);
+    t_start_ = progress_.start = monotonic_seconds();
+  }
+
+  double elapsed() const { return st_.elapsed_before + (monotonic_seconds() - t_start_); }
+
+  // One optimizer step over grad_accum micro-batches. False when the loss is not finite.
+  bool train_step() {
+    double t0 = monotonic_seconds();
+    lr_ = scheduled_lr(ts_.schedule, st_.step, o_.optimizer->base_lr(), ts_.lr_min, ts_.warmup, ts_.decay_end());
+    call_plugin(optim_id_, [&] {
+      o_.optimizer->set_lr(lr_);
+      o_.optimizer->zero_grad();
+    });
+    double step_loss = 0;
+    int64_t step_tokens = 0;
+    for (int64_t m = 0; m < ts_.grad_accum; ++m) {
+      Batch b = call_plugin(data_id_, [&] { return o_.dataset->train_batch(st_.cursor, ts_.batch_size); });
+      ++st_.cursor;
+      auto inputs = b.inputs.to(device_), targets = b.targets.to(device_);
+      auto loss = call_plugin(arch_id_, [&] {
+        ModelOutput out = o_.model->forward(inputs, nullptr);
+        auto l = lm_loss(out.logits, targets, b.loss_mask.defined() ? b.loss_mask.to(device_) : torch::Tensor());
+        if (out.aux_loss.defined()) l = l + out.aux_loss;
+        (l / static_cast<double>(ts_.grad_accum)).backward();
+        return l;
+      });
+      step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
+      step_tokens += inputs.numel();
+    }
+    if (!std::isfinite(step_loss)) {
+      bad_loss_ = step_loss, bad_tokens_ = step_tokens;
+      return false;
+    }
+    double max_norm = ts_.clip > 0 ? ts_.clip : std::numeric_limits<double>::infinity();
+    grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, max_norm);
+    call_plugin(optim_id_, [&] { o_.optimizer->step(); });
+    ++st_.step;
+    st_.tokens += step_tokens;
+    double dt = monotonic_seconds() - t0;
+    session_train_time_ += dt;
+    interval_.loss += step_loss, interval_.time += dt, interval_.tokens += step_tokens, ++interval_.steps;
+    st_.last_loss = step_loss;
+    return true;
+  }
+
+  void log_interval() {
+    double tok_s = interval_.time > 0 ? interval_.tokens / interval_.time : 0;
+    last_tok_s_ = tok_s;
+    double loss = interval_.loss / interval_.steps;
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/loss", loss);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/lr", lr_);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "train/grad_norm", grad_norm_);
+    metrics_.add(st_.step, st_.tokens, elapsed(), "perf/tokens_per_s", tok_s);
+    if (hooks_.peak_flops > 0)
+      metrics_.add(st_.step, st_.tokens, elapsed(), "perf/mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
+    progress_.update(st_.step, loss, tok_s, st_.last_val, false);
+    interval_ = Interval{};
+  }
+
+  // Scores the val split, records it, tracks the best. True when early stopping says stop.
+  bool evaluate_now() {
+    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, device_);
+    st_.last_val = ev.loss;
+    metrics_.add(st_.step, st_.tokens, elapsed(), "val/loss", ev.loss);
+    if (std::isfinite(ev.accuracy)) metrics_.add(st_.step, st_.tokens, elapsed(), "val/accuracy", ev.accuracy);
+    bool stop = false;
+    if (!std::isfinite(st_.best_val) || ev.loss < st_.best_val - ts_.early_stop_min_delta) {
+      st_.best_val = std::isfinite(st_.best_val) ? std::min(st_.best_val, ev.loss) : ev.loss;
+      st_.evals_since_best = 0;
+    } else {
+      st_.best_val = std::min(st_.best_val, ev.loss);
+      ++st_.evals_since_best;
+      stop = ts_.early_stop_patience > 0 && st_.evals_since_best >= ts_.early_stop_patience;
+    }
+    metrics_.flush();
+    progress_.update(st_.step, st_.last_loss, last_tok_s_, ev.loss, true);
+    return stop;
+  }
+
+  void checkpoint() {
+    metrics_.flush();
+    CheckpointMeta meta;
+    TrainState now = st_;
+    now.train_time += session_train_time_;
+    now.save(meta, elapsed());
+    meta.config_json = row_.config;
+    meta.tokenizer_state = o_.tokenizer->save();
+    for (const auto& p : o_.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
+    ckpts_.save(st_.step, meta, *o_.model, o_.optimizer.get());
+  }
+
+  RunOutcome interrupt() {
+    checkpoint();
+    store_.set_status(run_id_, RunStatus::interrupted, fmt::format("interrupted at step {}", st_.step));
+    if (hooks_.progress_bar) std::fprintf(stderr, "\n");
+    return RunOutcome::interrupted;
+  }
+
+  RunOutcome diverge() {
+    metrics_.add(st_.step + 1, st_.tokens + bad_tokens_, elapsed(), "train/loss", bad_loss_);
+    metrics_.flush();
+    std::string msg = fmt::format("loss became {} at step {}", std::isnan(bad_loss_) ? "NaN" : "Inf", st_.step + 1);
+    store_.set_step(run_id_, st_.step + 1);
+    store_.set_status(run_id_, RunStatus::diverged, msg);
+    std::fprintf(stderr, "%s%s: diverged: %s\n", hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), msg.c_str());
+    return RunOutcome::diverged;
+  }
+
+  // Summaries of the whole run (every session), names in docs/schema.md.
+  void write_summaries() {
+    // A run resumed from a checkpoint written before train_time_s existed falls back to the
+    // mean of its logged rates.
+    double train_time = st_.train_time + session_train_time_;
+    double tok_s = train_time > 0 ? static_cast<double>(st_.tokens) / train_time : NAN;
+    if (!(tok_s > 0)) {
+      auto rates = store_.metric_stats(run_id_, "perf/tokens_per_s");
+      tok_s = rates ? rates->mean : NAN;
+    }
+    store_.set_summary(run_id_, "best_val_loss", st_.best_val);
+    store_.set_summary(run_id_, "final_val_loss", st_.last_val);
+    store_.set_summary(run_id_, "final_train_loss", st_.last_loss);
+    store_.set_summary(run_id_, "tokens", static_cast<double>(st_.tokens));
+    store_.set_summary(run_id_, "wall_time_s", elapsed());
+    store_.set_summary(run_id_, "tokens_per_s", tok_s);
+    if (hooks_.peak_flops > 0) {
+      store_.set_summary(run_id_, "mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
+      store_.set_summary(run_id_, "peak_gflops", hooks_.peak_flops / 1e9);  // MFU's denominator
+    }
+    store_.set_summary(run_id_, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
+    // Accuracy exists only for datasets that score a subset (loss mask); read back from the
+    // metrics so that a resumed run counts the evaluations of every session.
+    if (auto acc = store_.metric_stats(run_id_, "val/accuracy")) {
+      store_.set_summary(run_id_, "best_val_accuracy", acc->max);
+      store_.set_summary(run_id_, "final_val_accuracy", acc->last);
+    }
+    store_.set_summary(run_id_, "n_params", static_cast<double>(o_.model->parameter_count()));
+  }
+
+  Store& store_;
+  int64_t run_id_;
+  const Registry& registry_;
+  const TrainHooks& hooks_;
+  RunRow row_;
+  RunConfig cfg_;
+  TrainSettings ts_;
+  CheckpointManager ckpts_;
+  MetricWriter metrics_;
+  Progress progress_;
+  RunObjects o_;
+  std::string arch_id_, data_id_, optim_id_;
+  torch::Device device_{torch::kCPU};
+  std::vector<torch::Tensor> params_;
+  TrainState st_;
+  Interval interval_;
+  double t_start_ = 0, session_train_time_ = 0, flops_per_token_ = 0;
+  double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0;
+  double bad_loss_ = 0;
+  int64_t bad_tokens_ = 0;
+};
+
+}  // namespace
+
+RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks) {
+  return RunTrainer(store, run_id, registry, hooks).run();
+}
+
+}  // namespace lmgrid
