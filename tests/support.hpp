@@ -37,8 +37,10 @@ struct ScopedEnv {
   }
   ScopedEnv(const ScopedEnv&) = delete;
   ~ScopedEnv() {
-    if (had) setenv(name.c_str(), old.c_str(), 1);
-    else unsetenv(name.c_str());
+    if (had)
+      setenv(name.c_str(), old.c_str(), 1);
+    else
+      unsetenv(name.c_str());
   }
 };
 

@@ -13,8 +13,9 @@ mode=${1:-main}
 packages=(build-essential cmake ninja-build pkg-config libtorch-dev libboost-dev libtomlplusplus-dev libfmt-dev
           libsqlite3-dev catch2 libopenblas0-pthread libcurl4-openssl-dev libgloo-dev libcli11-dev
           nlohmann-json3-dev libssl-dev sqlite3)
-# Test mode also renders reports in a real browser (tests/cli/test_report.sh).
-[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core)
+# Test mode also renders reports in a real browser (tests/cli/test_report.sh) and checks the
+# C++ formatting (tests/cli/test_format.sh).
+[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -37,12 +37,12 @@ void check_shapes(const torch::Tensor& x, const torch::Tensor& dt, const torch::
   TORCH_CHECK(A.dim() == 1 && A.size(0) == H, "ssd: A must be (H)=(", H, "), got ", A.sizes());
   TORCH_CHECK(Bm.dim() == 4 && Bm.size(0) == b && Bm.size(1) == L, "ssd: B must be (B,L,G,N), got ", Bm.sizes());
   TORCH_CHECK(Cm.sizes() == Bm.sizes(), "ssd: C must have B's shape ", Bm.sizes(), ", got ", Cm.sizes());
-  TORCH_CHECK(Bm.size(2) >= 1 && H % Bm.size(2) == 0, "ssd: heads (", H, ") must be a multiple of groups (",
-              Bm.size(2), ")");
+  TORCH_CHECK(Bm.size(2) >= 1 && H % Bm.size(2) == 0, "ssd: heads (", H, ") must be a multiple of groups (", Bm.size(2),
+              ")");
   if (init.defined())
-    TORCH_CHECK(init.dim() == 4 && init.size(0) == b && init.size(1) == H && init.size(2) == P &&
-                    init.size(3) == Bm.size(3),
-                "ssd: initial_state must be (B,H,P,N)=(", b, ",", H, ",", P, ",", Bm.size(3), "), got ", init.sizes());
+    TORCH_CHECK(
+        init.dim() == 4 && init.size(0) == b && init.size(1) == H && init.size(2) == P && init.size(3) == Bm.size(3),
+        "ssd: initial_state must be (B,H,P,N)=(", b, ",", H, ",", P, ",", Bm.size(3), "), got ", init.sizes());
 }
 
 // exp(t) for t <= 0, with exp(t) := 0 exactly where t < -cutoff: e^-60 (fp32) or e^-600 (fp64)
@@ -146,11 +146,13 @@ SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, con
   torch::Tensor y_diag;  // (B,c,G,Q,Hg,P)
   torch::Tensor states;  // (B,c,G,N,Hg*P), see 2.
   if (factorised) {
-    auto m = 0.5 * (S_first + S_last);                                      // (B,c,H,1)
+    auto m = 0.5 * (S_first + S_last);  // (B,c,H,1)
     // dt and exp(m - S) are per (token, head): combine them before touching the (.., P) tensor.
-    auto w_in = dt.view({b, c, Q, H}) * (m - acum).exp().permute({0, 1, 3, 2});  // (B,c,Q,H)
+    auto w_in = dt.view({b, c, Q, H}) * (m - acum).exp().permute({0, 1, 3, 2});                   // (B,c,Q,H)
     auto e_out = (acum - m).exp().view({b, c, G, Hg, Q}).permute({0, 1, 2, 4, 3}).unsqueeze(-1);  // (B,c,G,Q,Hg,1)
-    auto xs = (x.view({b, c, Q, H, P}) * w_in.unsqueeze(-1)).view({b, c, Q, G, Hg * P}).permute({0, 1, 3, 2, 4});  // (B,c,G,Q,Hg*P)
+    auto xs = (x.view({b, c, Q, H, P}) * w_in.unsqueeze(-1))
+                  .view({b, c, Q, G, Hg * P})
+                  .permute({0, 1, 3, 2, 4});  // (B,c,G,Q,Hg*P)
     y_diag = torch::matmul(CB.masked_fill(upper, 0.0), xs).view({b, c, G, Q, Hg, P}) * e_out;
     // 2. (factorised) chunk states from the same scaled xs: exp(S_last - S_s) = exp(S_last - m) exp(m - S_s).
     auto e_last = (S_last - m).exp().view({b, c, G, 1, Hg, 1});
@@ -160,7 +162,7 @@ SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, con
   if (!factorised) {
     xdt_o = (x * dt.unsqueeze(-1)).view({b, c, Q, H, P});
     auto xdt = xdt_o.permute({0, 1, 3, 2, 4}).contiguous();  // (B,c,H,Q,P)
-    auto decay = exp_segsum(acum);                          // (B,c,H,Q,Q)
+    auto decay = exp_segsum(acum);                           // (B,c,H,Q,Q)
     auto scores = (decay.view({b, c, G, Hg, Q, Q}) * CB.unsqueeze(3)).view({b, c, H, Q, Q});
     y_diag = torch::matmul(scores, xdt).view({b, c, G, Hg, Q, P}).permute({0, 1, 2, 4, 3, 5});
   }
@@ -170,7 +172,7 @@ SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, con
   // (B,L,H,P) layout without copies (for G = 1), and the chunk loop is elementwise.
   // 2. Chunk states: stᵀ[n, (h,p)] = sum_s B_s[n] exp(S_last - S_s) xdt_s[h,p].
   if (!factorised) {
-    auto decay_states = exp_nonpos(S_last - acum);                         // (B,c,H,Q)
+    auto decay_states = exp_nonpos(S_last - acum);                       // (B,c,H,Q)
     auto xd = xdt_o * decay_states.permute({0, 1, 3, 2}).unsqueeze(-1);  // (B,c,Q,H,P)
     auto xd_g = xd.view({b, c, Q, G, Hg * P}).permute({0, 1, 3, 2, 4});  // (B,c,G,Q,Hg*P), a view for G = 1
     states = torch::matmul(Bc.transpose(-1, -2), xd_g);

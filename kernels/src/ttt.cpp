@@ -52,7 +52,7 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
     if (!st.V.defined())
       av = torch::matmul(torch::cat({aq_c, ak_c}, 1), V0);  // (N, 2n, D), shared V0: one GEMM
     else
-      av = torch::bmm(torch::cat({aq_c, ak_c}, 1), st.V);   // (N, 2n, D): A_q V and A_k V
+      av = torch::bmm(torch::cat({aq_c, ak_c}, 1), st.V);  // (N, 2n, D): A_q V and A_k V
     auto r = av.narrow(1, 0, n);
     auto d = av.narrow(1, n, n) - v_c;                      // (N, n, D) residuals = dLoss/d(A_k V)
     auto keys = cat_or(st.ak, ak_c), ds = cat_or(st.d, d);  // (N, p+n, M), (N, p+n, D)
@@ -157,7 +157,7 @@ Tensor ttt_dual_block(const Tensor& xq, const Tensor& xk, const Tensor& xv, cons
     z = torch::baddbmm(st.b2, x2q, st.W2) - torch::bmm(te * (torch::bmm(x2q, g.x2.transpose(1, 2)) + 1.0), g.g2);
   }
   auto out = xq + ln_apply(z, norm);
-  if (n == chunk) {  // mini-batch complete: W <- W - sum_j eta[last, j] grad_j
+  if (n == chunk) {                                 // mini-batch complete: W <- W - sum_j eta[last, j] grad_j
     auto last = eta.select(1, n - 1).unsqueeze(1);  // (N, 1, n)
     st.W1 = st.W1 - torch::bmm(xk.transpose(1, 2) * last, g.g1);
     st.b1 = st.b1 - torch::bmm(last, g.g1);
@@ -166,7 +166,7 @@ Tensor ttt_dual_block(const Tensor& xq, const Tensor& xk, const Tensor& xv, cons
       st.b2 = st.b2 - torch::bmm(last, g.g2);
     }
     st.p = 0;
-  } else {  // cut short: keep the lr-weighted gradient sums for the primal form
+  } else {                     // cut short: keep the lr-weighted gradient sums for the primal form
     auto l = lr.unsqueeze(1);  // (N, 1, n)
     st.gW1 = torch::bmm(xk.transpose(1, 2) * l, g.g1);
     st.gb1 = torch::bmm(l, g.g1);
@@ -220,8 +220,8 @@ Tensor ttt_inner(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Ten
       t0 += 1;
     } else {
       const int64_t n = std::min(chunk, T - t0);
-      outs.push_back(ttt_dual_block(xq.narrow(1, t0, n), xk.narrow(1, t0, n), xv.narrow(1, t0, n),
-                                    lr.narrow(1, t0, n), token_idx, norm, st, chunk));
+      outs.push_back(ttt_dual_block(xq.narrow(1, t0, n), xk.narrow(1, t0, n), xv.narrow(1, t0, n), lr.narrow(1, t0, n),
+                                    token_idx, norm, st, chunk));
       t0 += n;
     }
   }
@@ -233,8 +233,8 @@ Tensor ttt_inner_naive(const Tensor& xq, const Tensor& xk, const Tensor& xv, con
   torch::AutoGradMode enable(true);
   const int64_t N = xq.size(0), T = xq.size(1);
   const bool mlp = init.mlp();
-  std::vector<Tensor> W = mlp ? std::vector<Tensor>{init.W1, init.b1, init.W2, init.b2}
-                              : std::vector<Tensor>{init.W1, init.b1};
+  std::vector<Tensor> W =
+      mlp ? std::vector<Tensor>{init.W1, init.b1, init.W2, init.b2} : std::vector<Tensor>{init.W1, init.b1};
   for (auto& w : W)
     if (!w.requires_grad()) w = w.detach().requires_grad_(true);
   auto g_of = [&](const Tensor& x, const std::vector<Tensor>& w) {  // inner model g(x; w), x (N, 1, D)

@@ -121,8 +121,8 @@ name = "t"
   auto c = load_experiment_text(reordered, "z.toml", {}, registry());
   REQUIRE(c.runs.size() == a.runs.size());
   for (size_t i = 0; i < a.runs.size(); ++i) CHECK(c.runs[i].hash() == a.runs[i].hash());
-  auto d = load_experiment_text(std::string(kBase) + "[model.gpt]\nn_layer = 2\n[grid]\n\"optim.lr\" = [1]\n",
-                                "w.toml", {}, registry());
+  auto d = load_experiment_text(std::string(kBase) + "[model.gpt]\nn_layer = 2\n[grid]\n\"optim.lr\" = [1]\n", "w.toml",
+                                {}, registry());
   CHECK(d.runs[0].hash() == a.runs[0].hash());
   // ... and a real difference changes the hash.
   CHECK(load("[grid]\n\"optim.lr\" = [2]\n").runs[0].hash() != a.runs[0].hash());
@@ -139,7 +139,8 @@ TEST_CASE("bad experiment files get UserError with file:line:col", "[unit]") {
   CHECK_THROWS_WITH(load("", {"model.dropout=2.0"}), Catch::Contains("out of range"));
   CHECK_THROWS_WITH(load("", {"model.n_head=3"}), Catch::Contains("divisible by n_head"));
   CHECK_THROWS_WITH(load("[trian]\nsteps = 1\n"), Catch::Contains("unknown table [trian]; did you mean [train]?"));
-  CHECK_THROWS_WITH(load("[[zip]]\n\"optim.lr\" = [1e-3]\n\"optim.beta1\" = [0.9, 0.8]\n"), Catch::Contains("equal lengths"));
+  CHECK_THROWS_WITH(load("[[zip]]\n\"optim.lr\" = [1e-3]\n\"optim.beta1\" = [0.9, 0.8]\n"),
+                    Catch::Contains("equal lengths"));
   // An unknown key is named with its own line:column. kBase's [train] table is its last, so
   // the key is appended to it: line 17 of this text (kBase starts with a newline), column 9
   // (the value).
@@ -149,8 +150,9 @@ TEST_CASE("bad experiment files get UserError with file:line:col", "[unit]") {
                     Catch::StartsWith("x.toml:" + std::to_string(line) + ":9: [train]") &&
                         Catch::Contains("unknown key 'stesp'; did you mean 'steps'?"));
   // Items of a list are named by position and value.
-  CHECK_THROWS_WITH(load_experiment_text("[experiment]\nname = \"t\"\nseeds = [1, \"two\"]\n", "s.toml", {}, registry()),
-                    Catch::StartsWith("s.toml:3:13") && Catch::Contains("item 2 is string \"two\""));
+  CHECK_THROWS_WITH(
+      load_experiment_text("[experiment]\nname = \"t\"\nseeds = [1, \"two\"]\n", "s.toml", {}, registry()),
+      Catch::StartsWith("s.toml:3:13") && Catch::Contains("item 2 is string \"two\""));
 }
 
 TEST_CASE("--set reaches [experiment]; numbers beyond range and oversized batches are refused", "[unit]") {
@@ -161,10 +163,12 @@ TEST_CASE("--set reaches [experiment]; numbers beyond range and oversized batche
   CHECK(load("", {"experiment.name=\"quoted\""}).name == "quoted");
   CHECK_THROWS_WITH(load("", {"experiment.name="}), Catch::Contains("must not be empty"));
   CHECK_THROWS_WITH(load("", {"experiment.nmae=x"}), Catch::Contains("name, description and seeds"));
-  CHECK_THROWS_WITH(load("", {"train.steps=99999999999999999999"}),
-                    Catch::Contains("--set train.steps=99999999999999999999") && Catch::Contains("out of the int64 range"));
-  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "warmup = 99999999999999999999\n", "x.toml", {}, registry()),
-                    Catch::Contains("x.toml:17:") && Catch::Contains("TOML syntax error"));
+  CHECK_THROWS_WITH(
+      load("", {"train.steps=99999999999999999999"}),
+      Catch::Contains("--set train.steps=99999999999999999999") && Catch::Contains("out of the int64 range"));
+  CHECK_THROWS_WITH(
+      load_experiment_text(std::string(kBase) + "warmup = 99999999999999999999\n", "x.toml", {}, registry()),
+      Catch::Contains("x.toml:17:") && Catch::Contains("TOML syntax error"));
   // Integer bounds are shown as integers.
   CHECK_THROWS_WITH(load("", {"train.steps=0"}), Catch::Contains("out of range: must be in [1, 1000000000000]"));
   CHECK_THROWS_WITH(load("", {"train.batch_size=9223372036854775807"}), Catch::Contains("must be in [1, 1048576]"));
@@ -172,8 +176,9 @@ TEST_CASE("--set reaches [experiment]; numbers beyond range and oversized batche
   CHECK_THROWS_WITH(load("", {"train.batch_size=1048576", "data.seq_len=1024"}),
                     Catch::Contains("--set train.batch_size=1048576") && Catch::Contains("tokens per micro-batch"));
   // A plugin's own check points at the key it names.
-  CHECK_THROWS_WITH(load_experiment_text(std::string(kBase) + "[data.text]\nval_fraction = 0.0\n", "v.toml", {}, registry()),
-                    Catch::StartsWith("v.toml:18:") && Catch::Contains("val_fraction must be above 0"));
+  CHECK_THROWS_WITH(
+      load_experiment_text(std::string(kBase) + "[data.text]\nval_fraction = 0.0\n", "v.toml", {}, registry()),
+      Catch::StartsWith("v.toml:18:") && Catch::Contains("val_fraction must be above 0"));
 }
 
 TEST_CASE("dump_experiment_toml loads back to the same runs, hashes and labels", "[unit]") {

@@ -35,9 +35,11 @@ TEST_CASE("validate_params rejects bad input with what and where", "[unit]") {
   }
   CHECK_THROWS_WITH(validate_params(kSpecs, {{"n_layer", std::string("four")}}, "[model]"),
                     Catch::Contains("must be int but got string"));
-  CHECK_THROWS_WITH(validate_params(kSpecs, {{"n_layer", int64_t{0}}}, "[model]"), Catch::Contains("out of range: must be in [1, 64]"));
+  CHECK_THROWS_WITH(validate_params(kSpecs, {{"n_layer", int64_t{0}}}, "[model]"),
+                    Catch::Contains("out of range: must be in [1, 64]"));
   CHECK_THROWS_WITH(validate_params(kSpecs, {{"dropout", 1.5}}, "[model]"), Catch::Contains("out of range"));
-  CHECK_THROWS_WITH(validate_params(kSpecs, {{"mode", std::string("c")}}, "[model]"), Catch::Contains("not one of: a, b"));
+  CHECK_THROWS_WITH(validate_params(kSpecs, {{"mode", std::string("c")}}, "[model]"),
+                    Catch::Contains("not one of: a, b"));
   CHECK_THROWS_AS(validate_params(kSpecs, {{"bias", int64_t{1}}}, "[model]"), UserError);
 }
 

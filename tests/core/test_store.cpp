@@ -171,8 +171,11 @@ TEST_CASE("a version-1 database (paths as typed) migrates to paths relative to t
     auto ids = s.register_runs(exp, false);
     // What v1 wrote for `--db results/x.db` run from elsewhere: paths relative to that folder.
     s.db().prepare("UPDATE runs SET run_dir = ? WHERE id = ?").bind(1, "results/runs/" + h16).bind(2, ids[0]).run();
-    s.db().prepare("INSERT INTO checkpoints(run_id, step, path, sha256) VALUES(?, 5, ?, 'x')")
-        .bind(1, ids[0]).bind(2, "./results/runs/" + h16 + "/ckpt-00000005.lmck").run();
+    s.db()
+        .prepare("INSERT INTO checkpoints(run_id, step, path, sha256) VALUES(?, 5, ?, 'x')")
+        .bind(1, ids[0])
+        .bind(2, "./results/runs/" + h16 + "/ckpt-00000005.lmck")
+        .run();
     s.db().exec("PRAGMA user_version = 1");
   }
   {  // Read-only: not migrated, but the files are found by the v1 layout rule.

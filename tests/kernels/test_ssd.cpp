@@ -50,8 +50,8 @@ TEST_CASE("ssd: chunked equals naive recurrence (outputs, final state, gradients
   struct Case {
     int64_t L, chunk, G;
   };
-  const std::vector<Case> cases = {{37, 8, 1},  {37, 16, 1}, {37, 64, 1}, {37, 16, 2}, {37, 1, 2},
-                                   {32, 8, 4},  {32, 32, 1}, {1, 4, 1},   {37, 5, 4}};
+  const std::vector<Case> cases = {{37, 8, 1}, {37, 16, 1}, {37, 64, 1}, {37, 16, 2}, {37, 1, 2},
+                                   {32, 8, 4}, {32, 32, 1}, {1, 4, 1},   {37, 5, 4}};
   const int64_t b = 2, H = 4, P = 3, N = 5;
   double worst_y = 0, worst_s = 0, worst_g = 0;
   for (const auto& cs : cases) {
@@ -99,9 +99,9 @@ TEST_CASE("ssd: two halves with the state passed equal the whole", "[unit][ssd]"
     auto whole = ssd_chunked(in.x, in.dt, in.A, in.B, in.C, chunk, in.h0);
     auto first = ssd_chunked(in.x.narrow(1, 0, split), in.dt.narrow(1, 0, split), in.A, in.B.narrow(1, 0, split),
                              in.C.narrow(1, 0, split), chunk, in.h0);
-    auto second = ssd_chunked(in.x.narrow(1, split, L - split), in.dt.narrow(1, split, L - split), in.A,
-                              in.B.narrow(1, split, L - split), in.C.narrow(1, split, L - split), chunk,
-                              first.final_state);
+    auto second =
+        ssd_chunked(in.x.narrow(1, split, L - split), in.dt.narrow(1, split, L - split), in.A,
+                    in.B.narrow(1, split, L - split), in.C.narrow(1, split, L - split), chunk, first.final_state);
     INFO("chunk " << chunk);
     CHECK(rel_err(torch::cat({first.y, second.y}, 1), whole.y) < 1e-10);
     CHECK(rel_err(second.final_state, whole.final_state) < 1e-10);

@@ -123,9 +123,16 @@ TEST_CASE("ttt plugin: incremental decoding equals the full forward", "[unit][tt
     for (bool mamba : {false, true}) {
       DYNAMIC_SECTION(inner << (mamba ? " mamba" : " transformer")) {
         torch::manual_seed(2);
-        auto m = p.create(validate_params(p.params(), {{"inner", inner}, {"d_model", int64_t{32}}, {"n_head", int64_t{4}},
-                                                         {"n_layer", int64_t{2}}, {"pre_conv", mamba}, {"share_qk", mamba},
-                                                         {"use_gate", mamba}}, "ttt"), {50, 64});
+        auto m = p.create(validate_params(p.params(),
+                                          {{"inner", inner},
+                                           {"d_model", int64_t{32}},
+                                           {"n_head", int64_t{4}},
+                                           {"n_layer", int64_t{2}},
+                                           {"pre_conv", mamba},
+                                           {"share_qk", mamba},
+                                           {"use_gate", mamba}},
+                                          "ttt"),
+                          {50, 64});
         m->to(torch::kFloat64);
         m->eval();
         torch::NoGradGuard ng;

@@ -66,7 +66,8 @@ torch::Tensor naive_attention(nn::CausalSelfAttentionImpl& m, const torch::Tenso
         const int64_t last = o.causal() ? i : T - 1;
         std::vector<double> s(last + 1);
         double mx = -1e300, z = 0;
-        for (int64_t j = 0; j <= last; ++j) mx = std::max(mx, s[j] = (qh[i] * kh[j]).sum().item<double>() / std::sqrt(double(D)));
+        for (int64_t j = 0; j <= last; ++j)
+          mx = std::max(mx, s[j] = (qh[i] * kh[j]).sum().item<double>() / std::sqrt(double(D)));
         for (auto& e : s) z += (e = std::exp(e - mx));
         for (int64_t j = 0; j <= last; ++j) out[b][i].narrow(0, h * D, D) += vh[j] * (s[j] / z);
       }
@@ -104,7 +105,8 @@ TEST_CASE("nn attention: MHA, GQA and MQA equal a naive per-head loop with repea
     for (bool fused : {true, false}) {
       for (bool rope : {false, true}) {
         DYNAMIC_SECTION("n_kv_head " << G << (fused ? " fused" : " separate") << (rope ? " rope" : "")) {
-          auto m = make_attention(nn::AttentionOptions(24, 6).n_kv_head(G).fused_qkv(fused).bias(true).rope(rope).rope_base(1000.0));
+          auto m = make_attention(
+              nn::AttentionOptions(24, 6).n_kv_head(G).fused_qkv(fused).bias(true).rope(rope).rope_base(1000.0));
           CHECK(close(m(x), naive_attention(*m, x)));
         }
       }
@@ -306,8 +308,9 @@ TEST_CASE("nn CausalLM: vocab_size pads the embedding and head; logits keep the 
   }
   // Unpadded: exactly the tokenizer's rows; smaller than the tokenizer's: a clear error.
   CHECK(TestLM(lm(11)).tok_emb->weight.size(0) == 11);
-  CHECK_THROWS_MATCHES(TestLM(lm(50257, 50000)), UserError,
-                       Catch::Message("vocab_size (50000) is smaller than the tokenizer's vocabulary (50257); it may only pad it"));
+  CHECK_THROWS_MATCHES(
+      TestLM(lm(50257, 50000)), UserError,
+      Catch::Message("vocab_size (50000) is smaller than the tokenizer's vocabulary (50257); it may only pad it"));
   // nanoGPT's padding of GPT-2's vocabulary.
   nn::CausalLMOptions o = lm(50257, 50304);
   o.d_model = 4;
@@ -316,7 +319,8 @@ TEST_CASE("nn CausalLM: vocab_size pads the embedding and head; logits keep the 
   CHECK(g.forward(torch::zeros({1, 2}, torch::kLong), nullptr).logits.size(-1) == 50257);
 }
 
-TEST_CASE("nn CausalLM: decoding state per layer equals the full forward; learned positions and block_size", "[unit][nn]") {
+TEST_CASE("nn CausalLM: decoding state per layer equals the full forward; learned positions and block_size",
+          "[unit][nn]") {
   torch::manual_seed(19);
   auto o = lm(13);
   o.learned_positions = true, o.block_size = 8;
@@ -336,7 +340,8 @@ TEST_CASE("nn CausalLM: decoding state per layer equals the full forward; learne
   CHECK(cs.pos == 8);
   REQUIRE(cs.layers.size() == 2);
   CHECK(dynamic_cast<nn::KVCache&>(*cs.layers[1]).length() == 8);
-  CHECK_THROWS_WITH(m.forward(idx.narrow(1, 0, 1), st.get()), Catch::Contains("sequence of 9 tokens exceeds block_size 8"));
+  CHECK_THROWS_WITH(m.forward(idx.narrow(1, 0, 1), st.get()),
+                    Catch::Contains("sequence of 9 tokens exceeds block_size 8"));
   CHECK_THROWS_WITH(m.forward(torch::zeros({1, 9}, torch::kLong), nullptr), Catch::Contains("exceeds block_size 8"));
   // Checkpoint keys follow the options' names.
   std::vector<std::string> keys;

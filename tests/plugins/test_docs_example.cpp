@@ -36,7 +36,8 @@ const ArchPlugin& example() {
 
 }  // namespace
 
-TEST_CASE("docs example: docs/plugins.md shows plugins/test/minillama/minillama.cpp verbatim, under 60 lines", "[unit]") {
+TEST_CASE("docs example: docs/plugins.md shows plugins/test/minillama/minillama.cpp verbatim, under 60 lines",
+          "[unit]") {
   const std::string doc = read(source_root() / "docs" / "plugins.md");
   const std::string src = read(source_root() / "plugins" / "test" / "minillama" / "minillama.cpp");
   const std::string marker = "<!-- plugins/test/minillama/minillama.cpp -->\n```cpp\n";
@@ -76,10 +77,12 @@ TEST_CASE("docs example: the minillama plugin is causal, decodes as it trains an
   const int64_t C = 16, per_block = 2 * C + 2 * C * C + 2 * C * (C / 2) + 3 * C * 48;
   CHECK(m->parameter_count() == V * C + 2 * per_block + C + C * V);
   // vocab_size pads embedding and head; logits keep the tokenizer's V; smaller is an error.
-  auto padded = plugin.create(validate_params(plugin.params(), {{"d_model", int64_t{16}}, {"vocab_size", int64_t{16}}}, "m"), {V, T});
+  auto padded = plugin.create(
+      validate_params(plugin.params(), {{"d_model", int64_t{16}}, {"vocab_size", int64_t{16}}}, "m"), {V, T});
   CHECK(padded->named_parameters()["wte.weight"].size(0) == 16);
   CHECK(padded->named_parameters()["lm_head.weight"].size(0) == 16);
   CHECK(padded->forward(idx, nullptr).logits.size(-1) == V);
-  CHECK_THROWS_AS(plugin.create(validate_params(plugin.params(), {{"vocab_size", int64_t{5}}}, "m"), {V, T}), UserError);
+  CHECK_THROWS_AS(plugin.create(validate_params(plugin.params(), {{"vocab_size", int64_t{5}}}, "m"), {V, T}),
+                  UserError);
   CHECK_THROWS_AS(plugin.check(validate_params(plugin.params(), {{"n_kv_head", int64_t{3}}}, "m")), UserError);
 }

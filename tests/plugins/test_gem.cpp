@@ -94,7 +94,10 @@ TEST_CASE("gem memory: continuing a state equals one call over the whole sequenc
       K::GemMemoryState st;
       std::vector<torch::Tensor> outs;
       int64_t t = 0;
-      for (auto n : pieces) outs.push_back(K::gem_memory(aq.narrow(1, t, n), ak.narrow(1, t, n), v.narrow(1, t, n), st, chunk, eta, self_write, V0)), t += n;
+      for (auto n : pieces)
+        outs.push_back(
+            K::gem_memory(aq.narrow(1, t, n), ak.narrow(1, t, n), v.narrow(1, t, n), st, chunk, eta, self_write, V0)),
+            t += n;
       REQUIRE(t == T);
       CHECK(rel_err(torch::cat(outs, 1), full) < 1e-12);
       CHECK(rel_err(st.V, full_st.V) < 1e-12);
@@ -114,8 +117,11 @@ TEST_CASE("gem: incremental decoding equals the full forward (token by token and
   for (bool self_write : {false, true}) {
     DYNAMIC_SECTION("self_write " << self_write) {
       torch::manual_seed(3);
-      auto m = make_gem({{"d_model", int64_t{32}}, {"memory_size", int64_t{16}}, {"minibatch_size", int64_t{16}},
-                         {"self_write", self_write}}, 65, 64);
+      auto m = make_gem({{"d_model", int64_t{32}},
+                         {"memory_size", int64_t{16}},
+                         {"minibatch_size", int64_t{16}},
+                         {"self_write", self_write}},
+                        65, 64);
       m->to(torch::kFloat64);
       m->eval();
       torch::NoGradGuard ng;

@@ -90,7 +90,8 @@ TEST_CASE("gpt plugin: forward equals an independent eager PyTorch reference (fi
             continue;
           }
           if (t->sizes().vec() != shape) {
-            bad_shape.push_back(name + " (plugin " + c10::str(t->sizes()) + ", fixture " + c10::str(c10::IntArrayRef(shape)) + ")");
+            bad_shape.push_back(name + " (plugin " + c10::str(t->sizes()) + ", fixture " +
+                                c10::str(c10::IntArrayRef(shape)) + ")");
             continue;
           }
           auto q = p.at("q").get<std::vector<int64_t>>();
@@ -123,7 +124,7 @@ TEST_CASE("gpt plugin: forward equals an independent eager PyTorch reference (fi
       REQUIRE(logits.scalar_type() == torch::kFloat64);
       const double err = (logits - expected).abs().max().item<double>();
       INFO("full forward: max |logit - reference| = " << err << " (|reference| max "
-                                                       << expected.abs().max().item<double>() << ")");
+                                                      << expected.abs().max().item<double>() << ")");
       CHECK(err < kTol);
 
       // The KV-cache path against the same reference: one token at a time.

@@ -22,8 +22,12 @@ Params cfg(const std::map<std::string, Value>& v) { return test::arch_params("ma
 
 TEST_CASE("mamba2: decoding with the recurrent state equals the full forward", "[unit][mamba2]") {
   // chunk 4 with T = 23 (ragged last chunk), 2 groups, 3 layers.
-  auto p = cfg({{"d_model", int64_t{16}}, {"n_layer", int64_t{3}}, {"d_state", int64_t{6}}, {"headdim", int64_t{4}},
-                {"ngroups", int64_t{2}}, {"chunk_size", int64_t{4}}});
+  auto p = cfg({{"d_model", int64_t{16}},
+                {"n_layer", int64_t{3}},
+                {"d_state", int64_t{6}},
+                {"headdim", int64_t{4}},
+                {"ngroups", int64_t{2}},
+                {"chunk_size", int64_t{4}}});
   mamba2().check(p);
   torch::manual_seed(0);
   const int64_t V = 13, T = 23, B = 2;
@@ -61,7 +65,8 @@ TEST_CASE("mamba2: config errors name the keys", "[unit][mamba2]") {
   CHECK_THROWS_MATCHES(mamba2().check(cfg({{"d_model", int64_t{24}}, {"headdim", int64_t{10}}})), UserError,
                        Catch::Matchers::Predicate<UserError>([](const UserError& e) {
                          std::string m = e.what();
-                         return m.find("headdim") != std::string::npos && m.find("expand * d_model") != std::string::npos;
+                         return m.find("headdim") != std::string::npos &&
+                                m.find("expand * d_model") != std::string::npos;
                        }));
   CHECK_THROWS_AS(mamba2().check(cfg({{"d_model", int64_t{32}}, {"headdim", int64_t{16}}, {"ngroups", int64_t{3}}})),
                   UserError);
@@ -72,7 +77,8 @@ TEST_CASE("mamba2: config errors name the keys", "[unit][mamba2]") {
 
 TEST_CASE("mamba2: inits and weight decay groups follow the reference", "[unit][mamba2]") {
   torch::manual_seed(1);
-  auto model = mamba2().create(cfg({{"d_model", int64_t{64}}, {"n_layer", int64_t{2}}, {"headdim", int64_t{8}}}), {11, 32});
+  auto model =
+      mamba2().create(cfg({{"d_model", int64_t{64}}, {"n_layer", int64_t{2}}, {"headdim", int64_t{8}}}), {11, 32});
   auto params = model->named_parameters();
   auto dtb = params["layers.0.mixer.dt_bias"];
   auto dt = torch::nn::functional::softplus(dtb);  // 16 heads

@@ -12,11 +12,12 @@ TEST_CASE("test plugins load; an ABI-mismatched one is refused naming both versi
   REQUIRE(reg.find(PluginKind::arch, "probe"));
   CHECK_FALSE(reg.find(PluginKind::arch, "probe_badabi"));
   REQUIRE(reg.load_errors().size() == 1);
-  std::string expect = "plugin ABI version " + std::to_string(kPluginAbiVersion + 41) + " (plugin) != " +
-                       std::to_string(kPluginAbiVersion) + " (host)";
+  std::string expect = "plugin ABI version " + std::to_string(kPluginAbiVersion + 41) +
+                       " (plugin) != " + std::to_string(kPluginAbiVersion) + " (host)";
   CHECK_THAT(reg.load_errors()[0], Catch::Contains(expect));
   CHECK_THROWS_WITH(reg.get(PluginKind::arch, "probe_badabi"), Catch::Contains(expect));
-  CHECK_THROWS_WITH(reg.get(PluginKind::arch, "prob"), Catch::Contains("did you mean 'probe'") && Catch::Contains("available: probe"));
+  CHECK_THROWS_WITH(reg.get(PluginKind::arch, "prob"),
+                    Catch::Contains("did you mean 'probe'") && Catch::Contains("available: probe"));
 }
 
 TEST_CASE("stamp comparison names both sides", "[unit]") {
@@ -34,7 +35,10 @@ TEST_CASE("exceptions from plugin code name the plugin", "[unit]") {
   const auto& lp = reg.get(PluginKind::arch, "probe");
   const auto& arch = static_cast<const ArchPlugin&>(*lp.plugin);
   Params p = validate_params(arch.params(), {{"fail", std::string("throw_create")}}, "[model]");
-  CHECK_THROWS_WITH(call_plugin(lp.id(), [&] { return arch.create(p, {5, 4}); }),
+  CHECK_THROWS_WITH(call_plugin(lp.id(),
+                                [&] {
+                                  return arch.create(p, {5, 4});
+                                }),
                     Catch::StartsWith("plugin arch/probe: probe failure requested at create"));
   CHECK(std::string(current_plugin()).empty());
   // Objects keep their plugin (and library) alive beyond the registry.

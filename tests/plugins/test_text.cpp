@@ -31,14 +31,14 @@ Made make_text(std::map<std::string, Value> values) {
 TEST_CASE("text: split sizes follow val_fraction and test_fraction", "[unit][text]") {
   // tiny Shakespeare has 1,115,394 characters, all ASCII: one token per character.
   auto nano = make_text({{"seq_len", int64_t{64}}});
-  CHECK(nano.data->train_tokens() == 1003854);                                // int(0.9 n)
-  CHECK(nano.data->eval_batch_count(Split::val, 1) == (111540 - 1) / 64);     // 1,742 windows
+  CHECK(nano.data->train_tokens() == 1003854);                             // int(0.9 n)
+  CHECK(nano.data->eval_batch_count(Split::val, 1) == (111540 - 1) / 64);  // 1,742 windows
   CHECK(nano.data->eval_batch_count(Split::test, 1) == 0);
 
   auto hf = make_text({{"seq_len", int64_t{64}}, {"val_fraction", 0.05}, {"test_fraction", 0.05}});
-  CHECK(hf.data->train_tokens() == 1003854);                                  // HF train split
-  CHECK(hf.data->eval_batch_count(Split::val, 1) == (55770 - 1) / 64);        // HF validation: 871
-  CHECK(hf.data->eval_batch_count(Split::test, 1) == (55770 - 1) / 64);       // HF test
+  CHECK(hf.data->train_tokens() == 1003854);                             // HF train split
+  CHECK(hf.data->eval_batch_count(Split::val, 1) == (55770 - 1) / 64);   // HF validation: 871
+  CHECK(hf.data->eval_batch_count(Split::test, 1) == (55770 - 1) / 64);  // HF test
   CHECK(hf.data->eval_batch_count(Split::val, 12) == 72);
 
   // The first val window starts right after train: its first input is character 1,003,854.

@@ -28,8 +28,8 @@ TEST_CASE("ys: 71,314,606 parameters at vocab 28,590 and N = E = O = 368", "[uni
 }
 
 TEST_CASE("ys: identity-plus-constant inits", "[unit][ys]") {
-  auto model = ys().create(cfg({{"embedding_dim", int64_t{5}}, {"state_dim", int64_t{4}}, {"output_dim", int64_t{3}}}),
-                           {7, 8});
+  auto model =
+      ys().create(cfg({{"embedding_dim", int64_t{5}}, {"state_dim", int64_t{4}}, {"output_dim", int64_t{3}}}), {7, 8});
   auto p = model->named_parameters();
   auto P = p["attention.P"];
   REQUIRE(P.sizes() == torch::IntArrayRef({4, 4, 4}));
@@ -47,7 +47,9 @@ TEST_CASE("ys: identity-plus-constant inits", "[unit][ys]") {
 TEST_CASE("ys: decoding with the state equals the full forward", "[unit][ys]") {
   torch::manual_seed(0);
   const int64_t V = 11, T = 21, B = 3;
-  auto model = ys().create(cfg({{"embedding_dim", int64_t{8}}, {"state_dim", int64_t{6}}, {"output_dim", int64_t{5}},
+  auto model = ys().create(cfg({{"embedding_dim", int64_t{8}},
+                                {"state_dim", int64_t{6}},
+                                {"output_dim", int64_t{5}},
                                 {"block_size", int64_t{4}}}),
                            {V, T});
   model->to(torch::kFloat64);
@@ -75,24 +77,32 @@ TEST_CASE("ys: the state is detached every block_size tokens", "[unit][ys]") {
   auto idx = torch::arange(0, T, torch::kLong).unsqueeze(0);
   for (int64_t block : {4, 16}) {
     torch::manual_seed(2);
-    auto model = ys().create(cfg({{"embedding_dim", int64_t{6}}, {"state_dim", int64_t{5}},
-                                  {"output_dim", int64_t{4}}, {"block_size", block}, {"dropout", 0.0}}),
+    auto model = ys().create(cfg({{"embedding_dim", int64_t{6}},
+                                  {"state_dim", int64_t{5}},
+                                  {"output_dim", int64_t{4}},
+                                  {"block_size", block},
+                                  {"dropout", 0.0}}),
                              {V, T});
     model->forward(idx, nullptr).logits.select(1, 5).sum().backward();
     double g0 = model->named_parameters()["embedding.weight"].grad()[0].abs().sum().item<double>();
     double g5 = model->named_parameters()["embedding.weight"].grad()[5].abs().sum().item<double>();
     INFO("block_size " << block);
     CHECK(g5 > 0);
-    if (block == 4) CHECK(g0 == 0.0);
-    else CHECK(g0 > 0);
+    if (block == 4)
+      CHECK(g0 == 0.0);
+    else
+      CHECK(g0 > 0);
   }
 }
 
 TEST_CASE("ys: a short training run lowers the loss", "[unit][ys]") {
   torch::manual_seed(3);
   const int64_t V = 12, T = 24, B = 8;
-  auto model = ys().create(cfg({{"embedding_dim", int64_t{16}}, {"state_dim", int64_t{12}}, {"output_dim", int64_t{16}},
-                                {"block_size", int64_t{8}}, {"dropout", 0.1}}),
+  auto model = ys().create(cfg({{"embedding_dim", int64_t{16}},
+                                {"state_dim", int64_t{12}},
+                                {"output_dim", int64_t{16}},
+                                {"block_size", int64_t{8}},
+                                {"dropout", 0.1}}),
                            {V, T});
   const auto& op = static_cast<const OptimPlugin&>(*test::built_plugins().get(PluginKind::optim, "adamw").plugin);
   auto opt = op.create(validate_params(op.params(), {{"lr", 1e-2}}, "adamw"), named_parameters_for_optim(*model));

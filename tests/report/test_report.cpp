@@ -25,10 +25,10 @@ TEST_CASE("Student t CDF matches scipy and closed forms", "[unit][report]") {
   struct Case {
     double t, df, want;
   };
-  for (auto c : {Case{2.0, 5, 0.9490302605850709}, Case{-1.3, 3.5, 0.13629770790218498},
-                 Case{0.5, 1, 0.6475836176504333}, Case{10, 30, 0.9999999999771237},
-                 Case{2.228138851986, 10, 0.9749999999999883}, Case{-0.1, 2.2, 0.46436106802059796},
-                 Case{3.0, 1000, 0.9986166454778809}}) {
+  for (auto c :
+       {Case{2.0, 5, 0.9490302605850709}, Case{-1.3, 3.5, 0.13629770790218498}, Case{0.5, 1, 0.6475836176504333},
+        Case{10, 30, 0.9999999999771237}, Case{2.228138851986, 10, 0.9749999999999883},
+        Case{-0.1, 2.2, 0.46436106802059796}, Case{3.0, 1000, 0.9986166454778809}}) {
     INFO("t = " << c.t << ", df = " << c.df);
     CHECK(student_t_cdf(c.t, c.df) == Approx(c.want).epsilon(1e-10));
   }
@@ -126,8 +126,10 @@ fs::path make_db() {
         rc.values["model.plugin"] = arch;
         rc.values["optim.lr"] = lr;
         rc.values["train.steps"] = int64_t{kSteps};
-        if (arch == "gpt") rc.values["model.n_layer"] = int64_t{2};  // a plugin's own key
-        else rc.values["model.d_state"] = int64_t{16};
+        if (arch == "gpt")
+          rc.values["model.n_layer"] = int64_t{2};  // a plugin's own key
+        else
+          rc.values["model.d_state"] = int64_t{16};
         exp.runs.push_back(rc);
       }
   for (const char* v : {"<script>alert(1)</script>", "nan | pipe"}) {
@@ -145,7 +147,8 @@ fs::path make_db() {
     if (!rc.variant.empty()) {
       bool failed = rc.variant[0] == '<';
       store.set_step(id, failed ? 3 : 57);
-      store.set_status(id, failed ? RunStatus::failed : RunStatus::diverged, failed ? "plugin arch/probe: boom" : "loss became NaN at step 57");
+      store.set_status(id, failed ? RunStatus::failed : RunStatus::diverged,
+                       failed ? "plugin arch/probe: boom" : "loss became NaN at step 57");
       continue;
     }
     double lr = std::get<double>(rc.values.at("optim.lr"));
@@ -189,7 +192,8 @@ const ReportGroup* find_group(const Report& r, const std::string& arch, double l
 std::vector<double> sql_summary(sql::Db& db, const std::string& key, const std::string& arch, double lr) {
   auto st = db.prepare(
       "SELECT s.value FROM summaries s JOIN runs r ON r.id = s.run_id "
-      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+      "'optim.lr' "
       "WHERE s.key = ? AND r.status = 'done' AND a.value = ? AND l.value = ? ORDER BY r.id");
   st.bind(1, key).bind(2, arch).bind(3, lr);
   std::vector<double> out;
@@ -228,15 +232,18 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
       CHECK(g->n_done == 3);
       CHECK(g->seeds == std::vector<int64_t>{1, 2, 3});
       auto st = db.prepare(
-          "SELECT avg(s.value), sum(s.value * s.value), sum(s.value), count(*) FROM summaries s JOIN runs r ON r.id = s.run_id "
-          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+          "SELECT avg(s.value), sum(s.value * s.value), sum(s.value), count(*) FROM summaries s JOIN runs r ON r.id = "
+          "s.run_id "
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+          "'optim.lr' "
           "WHERE s.key = ? AND r.status = 'done' AND a.value = ? AND l.value = ?");
       for (const char* key : {"best_val_loss", "final_val_loss", "best_val_accuracy"}) {
         st.bind(1, key).bind(2, arch).bind(3, lr);
         REQUIRE(st.step());
         int64_t n = st.i64(3);
-        const Stat& s = std::string(key) == "best_val_loss" ? g->best_val_loss
-                        : std::string(key) == "final_val_loss" ? g->final_val_loss : g->best_val_accuracy;
+        const Stat& s = std::string(key) == "best_val_loss"    ? g->best_val_loss
+                        : std::string(key) == "final_val_loss" ? g->final_val_loss
+                                                               : g->best_val_accuracy;
         CHECK(s.n == n);
         if (n > 0) {
           double var = (st.f64(1) - st.f64(2) * st.f64(2) / n) / (n - 1);
@@ -249,8 +256,10 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
       // Tokens to the target: first val/loss <= 2.0 per run, mean over runs, from SQL.
       auto tt = db.prepare(
           "SELECT avg(t), count(*) FROM (SELECT min(m.tokens) AS t FROM metrics m JOIN runs r ON r.id = m.run_id "
-          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
-          "WHERE m.name = 'val/loss' AND m.value <= 2.0 AND r.status = 'done' AND a.value = ? AND l.value = ? GROUP BY r.id)");
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+          "'optim.lr' "
+          "WHERE m.name = 'val/loss' AND m.value <= 2.0 AND r.status = 'done' AND a.value = ? AND l.value = ? GROUP BY "
+          "r.id)");
       tt.bind(1, arch).bind(2, lr);
       REQUIRE(tt.step());
       CHECK(g->tokens_to_target.n == tt.i64(1));
@@ -262,7 +271,8 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
       CHECK(g->val.x.size() == kSteps / kEvalEvery);
       auto c = db.prepare(
           "SELECT avg(m.value), min(m.value), max(m.value) FROM metrics m JOIN runs r ON r.id = m.run_id "
-          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+          "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+          "'optim.lr' "
           "WHERE m.name = 'train/loss' AND m.step = 1 AND a.value = ? AND l.value = ?");
       c.bind(1, arch).bind(2, lr);
       REQUIRE(c.step());
@@ -274,7 +284,8 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
   // Best group = lowest mean best val loss (SQL), sorted first.
   auto bq = db.prepare(
       "SELECT a.value, l.value, avg(s.value) AS m FROM summaries s JOIN runs r ON r.id = s.run_id "
-      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+      "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+      "'optim.lr' "
       "WHERE s.key = 'best_val_loss' AND r.status = 'done' GROUP BY a.value, l.value ORDER BY m LIMIT 1");
   REQUIRE(bq.step());
   REQUIRE(r.best_group == 0);
@@ -292,7 +303,8 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
         continue;
       }
       REQUIRE(g->p_value);
-      CHECK(*g->p_value == Approx(welch_t_test(best_vals, sql_summary(db, "best_val_loss", arch, lr)).p).epsilon(1e-12));
+      CHECK(*g->p_value ==
+            Approx(welch_t_test(best_vals, sql_summary(db, "best_val_loss", arch, lr)).p).epsilon(1e-12));
       ++n_p;
     }
   CHECK(n_p == 5);
@@ -303,7 +315,8 @@ TEST_CASE("report numbers equal SQL over a real database", "[unit][report]") {
     std::string arch = row.label.substr(row.label.find('=') + 1);
     auto w = db.prepare(
         "SELECT l.value, avg(s.value) AS m FROM summaries s JOIN runs r ON r.id = s.run_id "
-        "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = 'optim.lr' "
+        "JOIN params a ON a.run_id = r.id AND a.key = 'model.plugin' JOIN params l ON l.run_id = r.id AND l.key = "
+        "'optim.lr' "
         "WHERE s.key = 'best_val_loss' AND r.status = 'done' AND a.value = ? GROUP BY l.value ORDER BY m LIMIT 1");
     w.bind(1, arch);
     REQUIRE(w.step());
@@ -376,7 +389,6 @@ TEST_CASE("report options are validated with hints", "[unit][report]") {
 #include <lmgrid/grid/experiment.hpp>
 #include <lmgrid/plugin/registry.hpp>
 
-
 namespace {
 const char* kBase =
     "[experiment]\nname = 'r'\nseeds = [1, 2]\n[data]\nplugin = 'text'\n[tokenizer]\nplugin = 'char'\n"
@@ -391,15 +403,17 @@ TEST_CASE("[report] table in experiment files", "[unit][report]") {
   CHECK(none.report.group_by.empty());
   CHECK(none.report.x == "step");
   CHECK_FALSE(none.report.target_loss);
-  auto e = load("[report]\ngroup_by = ['model.plugin', 'optim.lr']\nbest_over = 'optim.lr'\nx = 'time'\n"
-                "target_loss = 2\nout = 'somewhere'\n");
+  auto e = load(
+      "[report]\ngroup_by = ['model.plugin', 'optim.lr']\nbest_over = 'optim.lr'\nx = 'time'\n"
+      "target_loss = 2\nout = 'somewhere'\n");
   CHECK(e.report.group_by == std::vector<std::string>{"model.plugin", "optim.lr"});
   CHECK(e.report.best_over == "optim.lr");
   CHECK(e.report.x == "time");
   CHECK(e.report.target_loss == 2.0);
   CHECK(e.report.out == "somewhere");
   CHECK(load("[report]\ngroup_by = 'seed'\n").report.group_by == std::vector<std::string>{"seed"});
-  CHECK_THROWS_WITH(load("[report]\ngrup_by = 'optim.lr'\n"), Catch::Contains("r.toml:15:1") && Catch::Contains("did you mean 'group_by'"));
+  CHECK_THROWS_WITH(load("[report]\ngrup_by = 'optim.lr'\n"),
+                    Catch::Contains("r.toml:15:1") && Catch::Contains("did you mean 'group_by'"));
   CHECK_THROWS_WITH(load("[report]\nbest_over = 'optim.lrr'\n"), Catch::Contains("did you mean 'optim.lr'"));
   CHECK_THROWS_WITH(load("[report]\nx = 'epochs'\n"), Catch::Contains("expected \"step\""));
   CHECK_THROWS_WITH(load("[report]\ntarget_loss = -1\n"), Catch::Contains("positive"));
@@ -469,8 +483,10 @@ TEST_CASE("runs from named variants are grouped by the variant label", "[unit][r
         rc.seed = 1;
         rc.values["model.plugin"] = std::string(v.plugin);
         rc.values["optim.lr"] = lr;
-        if (v.width) rc.values["model.intermediate"] = v.width;
-        else rc.values["model.n_layer"] = int64_t{4};
+        if (v.width)
+          rc.values["model.intermediate"] = v.width;
+        else
+          rc.values["model.n_layer"] = int64_t{4};
         exp.runs.push_back(rc);
       }
     auto ids = store.register_runs(exp, false);

@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
     auto ids = o.tokenizer->encode(part);
     auto t = torch::tensor(torch::ArrayRef<int64_t>(ids), torch::kLong);
     std::vector<torch::Tensor> xs, ys;
-    for (int64_t s = 0; s < t.numel() - 65; s += 65) xs.push_back(t.narrow(0, s, 64)), ys.push_back(t.narrow(0, s + 1, 64));
+    for (int64_t s = 0; s < t.numel() - 65; s += 65)
+      xs.push_back(t.narrow(0, s, 64)), ys.push_back(t.narrow(0, s + 1, 64));
     double sum = 0;
     int64_t n = static_cast<int64_t>(xs.size());
     for (int64_t i = 0; i < n; i += 64) {

@@ -65,8 +65,11 @@ int main(int argc, char** argv) {
       store.set_step(id, n_points / 2);
       store.set_status(id, RunStatus::failed, "plugin arch/x: synthetic failure");
     } else {
-      for (auto [k, v] : {std::pair<const char*, double>{"best_val_loss", best}, {"final_val_loss", last},
-                          {"tokens_per_s", 40000.0}, {"wall_time_s", n_points * 0.05}, {"mfu", 0.2},
+      for (auto [k, v] : {std::pair<const char*, double>{"best_val_loss", best},
+                          {"final_val_loss", last},
+                          {"tokens_per_s", 40000.0},
+                          {"wall_time_s", n_points * 0.05},
+                          {"mfu", 0.2},
                           {"tokens", n_points * 768.0}})
         store.set_summary(id, k, v);
       store.set_step(id, n_points);
@@ -74,7 +77,7 @@ int main(int argc, char** argv) {
     }
     tx.commit();
   }
-  std::printf("built %s: %d runs x %d train + %d val points in %.1f s\n", path.c_str(), n_runs, n_points,
-              n_points / 10, monotonic_seconds() - t0);
+  std::printf("built %s: %d runs x %d train + %d val points in %.1f s\n", path.c_str(), n_runs, n_points, n_points / 10,
+              monotonic_seconds() - t0);
   return 0;
 }

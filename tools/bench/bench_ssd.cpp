@@ -32,9 +32,7 @@
 
 namespace {
 
-double wall_now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double wall_now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 // CPU time of the whole process (all threads): robust to other processes on a shared machine.
 double cpu_now() {
   timespec ts;
@@ -70,9 +68,12 @@ int main(int argc, char** argv) {
   std::vector<int64_t> chunks = {32, 64, 128, 256};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--batch") batch = std::stoll(v);
-    else if (k == "--T") T = std::stoll(v);
-    else if (k == "--reps") reps = std::max(5, std::stoi(v));
+    if (k == "--batch")
+      batch = std::stoll(v);
+    else if (k == "--T")
+      T = std::stoll(v);
+    else if (k == "--reps")
+      reps = std::max(5, std::stoi(v));
     else if (k == "--chunks") {
       chunks.clear();
       std::stringstream ss(v);
@@ -90,14 +91,19 @@ int main(int argc, char** argv) {
   auto ma = torch::randn({1024, 1024}), mb = torch::randn({1024, 1024});
   Timing mm = median_times(reps, [&] { auto c = torch::mm(ma, mb); });
   const double gflops = 2.0 * 1024.0 * 1024.0 * 1024.0 / mm.cpu / 1e9;
-  std::printf("bench_ssd: d_model %lld (d_inner %lld, %lld heads x headdim %lld), d_state %lld, ngroups %lld, "
-              "T %lld, batch %lld, fp32, %d threads, BLAS %s/%s\n",
-              (long long)d_model, (long long)d_inner, (long long)H, (long long)P, (long long)N, (long long)G,
-              (long long)T, (long long)batch, torch::get_num_threads(), info.library.c_str(), info.core.c_str());
-  std::printf("measured matmul rate (1024^3 fp32): %.1f GFLOP/s per CPU-second (wall: %.1f GFLOP/s, "
-              "lmgrid::measure_matmul_gflops)\n", gflops, gflops_wall);
-  std::printf("times: median of %d, CPU time of the process per token (wall time in brackets); mm-only = matmul\n"
-              "FLOPs / CPU-time matmul rate; ratio = CPU time / mm-only (target <= 3)\n", reps);
+  std::printf(
+      "bench_ssd: d_model %lld (d_inner %lld, %lld heads x headdim %lld), d_state %lld, ngroups %lld, "
+      "T %lld, batch %lld, fp32, %d threads, BLAS %s/%s\n",
+      (long long)d_model, (long long)d_inner, (long long)H, (long long)P, (long long)N, (long long)G, (long long)T,
+      (long long)batch, torch::get_num_threads(), info.library.c_str(), info.core.c_str());
+  std::printf(
+      "measured matmul rate (1024^3 fp32): %.1f GFLOP/s per CPU-second (wall: %.1f GFLOP/s, "
+      "lmgrid::measure_matmul_gflops)\n",
+      gflops, gflops_wall);
+  std::printf(
+      "times: median of %d, CPU time of the process per token (wall time in brackets); mm-only = matmul\n"
+      "FLOPs / CPU-time matmul rate; ratio = CPU time / mm-only (target <= 3)\n",
+      reps);
   std::printf("%6s  %20s %9s %7s   %20s %9s %7s\n", "chunk", "fwd us/tok", "mm-only", "ratio", "fwd+bwd us/tok",
               "mm-only", "ratio");
 
@@ -135,7 +141,8 @@ int main(int argc, char** argv) {
       // Developer aid: BENCH_SSD_TRACE=/tmp/prefix writes a profiler trace of one forward+backward.
       std::vector<torch::Tensor> lv;
       for (const auto& t : {x, dt, A, Bm, Cm}) lv.push_back(t.detach().requires_grad_());
-      torch::autograd::profiler::RecordProfile guard(std::string(std::getenv("BENCH_SSD_TRACE")) + std::to_string(chunk) + ".json");
+      torch::autograd::profiler::RecordProfile guard(std::string(std::getenv("BENCH_SSD_TRACE")) +
+                                                     std::to_string(chunk) + ".json");
       auto r = lmgrid::kernels::ssd_chunked(lv[0], lv[1], lv[2], lv[3], lv[4], chunk);
       if (!std::getenv("BENCH_SSD_TRACE_FWD")) (r.y.sum() + r.final_state.sum()).backward();
     }

@@ -73,8 +73,10 @@ void add_compare(CLI::App& app) {
     }
     if (format == Format::table) {
       // Two blocks: what differs, then what came out.
-      if (config_rows.empty()) std::puts("config: identical (no key differs)");
-      else std::fputs(render_rows(headers, config_rows, format).c_str(), stdout);
+      if (config_rows.empty())
+        std::puts("config: identical (no key differs)");
+      else
+        std::fputs(render_rows(headers, config_rows, format).c_str(), stdout);
       std::puts("");
       std::fputs(render_rows(headers, result_rows, format).c_str(), stdout);
       return;

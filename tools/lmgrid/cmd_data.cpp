@@ -28,7 +28,10 @@ void add_data(CLI::App& app) {
         std::string saved = env_or("LMGRID_OFFLINE", "");
         setenv("LMGRID_OFFLINE", "1", 1);
         where = resolve_source(s.name).string();
-        if (saved.empty()) unsetenv("LMGRID_OFFLINE"); else setenv("LMGRID_OFFLINE", saved.c_str(), 1);
+        if (saved.empty())
+          unsetenv("LMGRID_OFFLINE");
+        else
+          setenv("LMGRID_OFFLINE", saved.c_str(), 1);
       } catch (const UserError&) {
         where = "(missing)";
       }

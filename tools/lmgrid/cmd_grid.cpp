@@ -48,7 +48,9 @@ void add_grid(CLI::App& app) {
       const auto& r = exp.runs[i];
       std::vector<std::string> row{std::to_string(i + 1), r.hash().substr(0, 12)};
       if (variants) row.push_back(r.variant);
-      for (const auto& k : exp.varying_keys) row.push_back(k == "seed" ? std::to_string(r.seed) : (r.values.count(k) ? to_string(r.values.at(k)) : std::string("-")));
+      for (const auto& k : exp.varying_keys)
+        row.push_back(k == "seed" ? std::to_string(r.seed)
+                                  : (r.values.count(k) ? to_string(r.values.at(k)) : std::string("-")));
       if (!opt->no_params) {
         std::string key;
         for (const auto& [k, v] : r.values)
@@ -59,8 +61,7 @@ void add_grid(CLI::App& app) {
       rows.push_back(row);
     }
     std::fputs(render_rows(headers, rows, format).c_str(), stdout);
-    if (format == Format::table)
-      std::printf("%zu runs in experiment '%s'\n", exp.runs.size(), exp.name.c_str());
+    if (format == Format::table) std::printf("%zu runs in experiment '%s'\n", exp.runs.size(), exp.name.c_str());
   });
 }
 

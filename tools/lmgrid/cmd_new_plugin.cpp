@@ -236,9 +236,12 @@ void add_new_plugin(CLI::App& app) {
   cmd->add_option("name", opt->name, "plugin name ([a-z][a-z0-9_]*)")->required();
   cmd->add_option("--dir", opt->dir, "folder to create (must not exist or be empty)")->required();
   cmd->callback([opt] {
-    std::map<std::string, const char*> sources{{"arch", kArch}, {"tokenizer", kTokenizer}, {"data", kData}, {"optim", kOptim}};
-    std::map<std::string, std::string> sections{{"arch", "model"}, {"tokenizer", "tokenizer"}, {"data", "data"}, {"optim", "optim"}};
-    if (!sources.count(opt->kind)) throw UserError("kind must be arch, data, tokenizer or optim (got '" + opt->kind + "')");
+    std::map<std::string, const char*> sources{
+        {"arch", kArch}, {"tokenizer", kTokenizer}, {"data", kData}, {"optim", kOptim}};
+    std::map<std::string, std::string> sections{
+        {"arch", "model"}, {"tokenizer", "tokenizer"}, {"data", "data"}, {"optim", "optim"}};
+    if (!sources.count(opt->kind))
+      throw UserError("kind must be arch, data, tokenizer or optim (got '" + opt->kind + "')");
     if (!std::regex_match(opt->name, std::regex("[a-z][a-z0-9_]*")))
       throw UserError("plugin name '" + opt->name + "' must match [a-z][a-z0-9_]*");
     namespace fs = std::filesystem;
@@ -247,12 +250,15 @@ void add_new_plugin(CLI::App& app) {
     std::string cls;
     bool up = true;
     for (char c : opt->name) {
-      if (c == '_') { up = true; continue; }
+      if (c == '_') {
+        up = true;
+        continue;
+      }
       cls += up ? static_cast<char>(std::toupper(c)) : c;
       up = false;
     }
-    std::map<std::string, std::string> vars{{"NAME", opt->name}, {"KIND", opt->kind}, {"CLASS", cls},
-                                            {"SECTION", sections[opt->kind]}};
+    std::map<std::string, std::string> vars{
+        {"NAME", opt->name}, {"KIND", opt->kind}, {"CLASS", cls}, {"SECTION", sections[opt->kind]}};
     fs::create_directories(dir);
     std::ofstream(dir / "CMakeLists.txt") << fill(kCMake, vars);
     std::ofstream(dir / (opt->name + ".cpp")) << fill(sources[opt->kind], vars);

@@ -38,7 +38,8 @@ void add_plugins(CLI::App& app) {
     for (const auto& p : lp.plugin->params()) {
       std::string range;
       if (p.min || p.max)
-        range = fmt::format("[{}, {}]", p.min ? to_string(Value(*p.min)) : "-inf", p.max ? to_string(Value(*p.max)) : "inf");
+        range = fmt::format("[{}, {}]", p.min ? to_string(Value(*p.min)) : "-inf",
+                            p.max ? to_string(Value(*p.max)) : "inf");
       for (const auto& c : p.choices) range += (range.empty() ? "" : "|") + c;
       rows.push_back({p.name, type_name(p.type), to_string(p.default_value), range, p.doc});
     }

@@ -12,7 +12,6 @@
 
 namespace lmgrid::cli {
 
-
 void add_report(CLI::App& app) {
   struct Opt {
     std::string db;

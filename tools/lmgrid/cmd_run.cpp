@@ -74,13 +74,16 @@ int run_grid(const RunOptions& opt) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& r : exp.runs) {
       std::string h = r.hash(), status = existing.count(h) ? existing[h] : "new";
-      std::string action = status == "done" ? "skip" : status == "new" || status == "pending" ? "run"
+      std::string action = status == "done"                                 ? "skip"
+                           : status == "new" || status == "pending"         ? "run"
                            : status == "interrupted" || status == "running" ? "resume"
-                           : opt.retry_failed ? "retry" : "skip";
+                           : opt.retry_failed                               ? "retry"
+                                                                            : "skip";
       std::string keys;
       for (const auto& k : exp.varying_keys) {
         if (k != "seed" && !r.values.count(k)) continue;  // a key of another variant's plugin
-        keys += (keys.empty() ? "" : " ") + k + "=" + (k == "seed" ? std::to_string(r.seed) : to_string(r.values.at(k)));
+        keys +=
+            (keys.empty() ? "" : " ") + k + "=" + (k == "seed" ? std::to_string(r.seed) : to_string(r.values.at(k)));
       }
       rows.push_back({h.substr(0, 12), status, action, keys});
     }
@@ -105,8 +108,10 @@ int run_grid(const RunOptions& opt) {
     int done = 0, todo = 0;
     for (int64_t id : ids) {
       auto r = store.run(id);
-      if (r->status == RunStatus::done) ++done;
-      else if (r->status == RunStatus::pending || r->status == RunStatus::interrupted) ++todo;
+      if (r->status == RunStatus::done)
+        ++done;
+      else if (r->status == RunStatus::pending || r->status == RunStatus::interrupted)
+        ++todo;
     }
     std::fprintf(stderr, "lmgrid: experiment '%s': %zu runs (%d done, %d to run) -> %s\n", exp.name.c_str(), ids.size(),
                  done, todo, db_path.c_str());
@@ -137,7 +142,8 @@ int run_grid(const RunOptions& opt) {
     rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), status_name(r->status), std::to_string(r->step),
                     best ? fmt::format("{:.4f}", *best) : "", r->error.substr(0, 80)});
   }
-  std::fputs(render_rows({"id", "hash", "status", "step", "best_val_loss", "error"}, rows, Format::table).c_str(), stdout);
+  std::fputs(render_rows({"id", "hash", "status", "step", "best_val_loss", "error"}, rows, Format::table).c_str(),
+             stdout);
   std::fflush(stdout);  // the table before the report's line, also when both go to one file
   if (!g_stop && !opt.no_report) write_run_report(store, exp, ids, db_path);
   if (g_stop) {
@@ -161,7 +167,8 @@ void add_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run an experiment grid (skips done runs, resumes interrupted ones)");
   cmd->add_option("file", opt->file, "experiment TOML file")->required();
   cmd->add_option("--db", opt->db, "results database (default $LMGRID_DB or results/lmgrid.db)");
-  cmd->add_option("--workers,-j", opt->workers, "runs trained at once, each in its own process")->check(CLI::Range(1, 256));
+  cmd->add_option("--workers,-j", opt->workers, "runs trained at once, each in its own process")
+      ->check(CLI::Range(1, 256));
   cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable)");
   cmd->add_flag("--retry-failed", opt->retry_failed, "run failed and diverged runs again from scratch");
   cmd->add_flag("--dry-run", opt->dry_run, "validate and show what would run; write nothing");

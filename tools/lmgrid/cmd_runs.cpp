@@ -54,7 +54,8 @@ void add_runs(CLI::App& app) {
       for (const auto& c : cols)
         if (std::find(keys.begin(), keys.end(), c) == keys.end()) {
           std::string hint = nearest(c, keys);
-          throw UserError(fmt::format("--columns: unknown key '{}'{}", c, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+          throw UserError(
+              fmt::format("--columns: unknown key '{}'{}", c, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
         }
     }
     std::string sort = opt->sort;

@@ -97,7 +97,8 @@ void sample(const SampleOptions& opt) {
   auto row = store.run(opt.run_id);
   if (!row) throw UserError(fmt::format("no run with id {} in {}", opt.run_id, store.path().string()));
   auto cks = store.checkpoints(opt.run_id);
-  if (cks.empty()) throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, status_name(row->status)));
+  if (cks.empty())
+    throw UserError(fmt::format("run {} has no checkpoint yet (status {})", opt.run_id, status_name(row->status)));
   std::filesystem::path path = cks.front().path;
   CheckpointMeta meta = read_checkpoint_meta(path);
   RunConfig cfg = RunConfig::from_json(meta.config_json);
@@ -133,8 +134,10 @@ void add_sample(CLI::App& app) {
   auto* cmd = app.add_subcommand("sample", "Generate text from a trained run");
   cmd->add_option("--run", opt->run_id, "run id")->required();
   cmd->add_option("--prompt,-p", opt->prompt, "text to continue");
-  cmd->add_option("--max-tokens,-n", opt->max_tokens, "tokens to generate")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
-  cmd->add_option("--temperature,-t", opt->temperature, "softmax temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--max-tokens,-n", opt->max_tokens, "tokens to generate")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  cmd->add_option("--temperature,-t", opt->temperature, "softmax temperature (0 = greedy)")
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--top-k", opt->top_k, "keep the k most likely tokens (0 = all)")
       ->check(CLI::Validator(
           [](std::string& s) {

@@ -20,7 +20,8 @@ using RegisterFn = void (*)(CLI::App*, int, char**);
 RegisterFn load_torch_commands() {
   void* lib = dlopen("liblmgrid_cli.so", RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
-    std::fprintf(stderr, "lmgrid: runtime error: cannot load the training commands (liblmgrid_cli.so): %s\n", dlerror());
+    std::fprintf(stderr, "lmgrid: runtime error: cannot load the training commands (liblmgrid_cli.so): %s\n",
+                 dlerror());
     std::exit(1);
   }
   auto fn = reinterpret_cast<RegisterFn>(dlsym(lib, "lmgrid_cli_register"));

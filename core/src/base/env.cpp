@@ -11,8 +11,9 @@ const std::vector<EnvVar>& env_vars() {
   static const std::vector<EnvVar> vars{
       {"LMGRID_DB", "results database (default `results/lmgrid.db`; `--db` wins)"},
       {"LMGRID_DATA_PATH", "folders searched in order for named data sources (e.g. `../shared/data`)"},
-      {"LMGRID_CACHE", "cache folder: downloaded data, the MFU peak (default `$XDG_CACHE_HOME/lmgrid` or "
-                       "`~/.cache/lmgrid`)"},
+      {"LMGRID_CACHE",
+       "cache folder: downloaded data, the MFU peak (default `$XDG_CACHE_HOME/lmgrid` or "
+       "`~/.cache/lmgrid`)"},
       {"LMGRID_OFFLINE", "`1`: never download; a missing source says which file to put where"},
       {"LMGRID_PLUGIN_PATH", "extra plugin folders (colon-separated), searched after `build/plugins/`"},
       {"LMGRID_THREADS", "threads per worker, for LibTorch and OpenBLAS (default: the usable cores / `--workers`)"},
@@ -21,7 +22,8 @@ const std::vector<EnvVar>& env_vars() {
       {"LMGRID_BLAS_CORRECTED", "internal: set by lmgrid on the re-exec that corrected OpenBLAS's core"},
       {"LMGRID_TEST_BLAS_CORE", "tests only: pretend OpenBLAS detected this core"},
       {"OPENBLAS_CORETYPE", "respected when set (lmgrid then never corrects the core)"},
-      {"OPENBLAS_NUM_THREADS", "respected by commands run directly; training workers always get their own thread count"},
+      {"OPENBLAS_NUM_THREADS",
+       "respected by commands run directly; training workers always get their own thread count"},
       {"OMP_WAIT_POLICY", "respected when set (workers default to `PASSIVE`)"},
       {"XDG_CACHE_HOME", "base of the default cache folder"},
       {"HOME", "base of the default cache folder when `XDG_CACHE_HOME` is unset"},

@@ -138,7 +138,8 @@ Params validate_params(const std::vector<ParamSpec>& specs, const std::map<std::
       std::string known;
       for (const auto& n : names) known += (known.empty() ? "" : ", ") + n;
       throw UserError(fmt::format("{}: unknown key '{}'{}; known keys: {}", where, key,
-                                  hint.empty() ? "" : "; did you mean '" + hint + "'?", known.empty() ? "(none)" : known));
+                                  hint.empty() ? "" : "; did you mean '" + hint + "'?",
+                                  known.empty() ? "(none)" : known));
     }
     const ParamSpec& spec = *it;
     Value v = value;
@@ -153,8 +154,8 @@ Params validate_params(const std::vector<ParamSpec>& specs, const std::map<std::
     if (t == ParamType::integer || t == ParamType::real) {
       double x = t == ParamType::integer ? static_cast<double>(std::get<int64_t>(v)) : std::get<double>(v);
       if (std::isnan(x) || (spec.min && x < *spec.min) || (spec.max && x > *spec.max)) {
-        throw UserError(fmt::format("{}: key '{}' = {} is out of range: {}", where, key, to_string(v),
-                                    range_text(spec)));
+        throw UserError(
+            fmt::format("{}: key '{}' = {} is out of range: {}", where, key, to_string(v), range_text(spec)));
       }
     }
     if (t == ParamType::string && !spec.choices.empty()) {

@@ -37,7 +37,6 @@ std::optional<DataSource> find_source(const std::string& name) {
   return std::nullopt;
 }
 
-
 static size_t write_cb(char* ptr, size_t size, size_t n, void* user) {
   return std::fwrite(ptr, size, n, static_cast<FILE*>(user)) * size;
 }
@@ -84,8 +83,8 @@ fs::path resolve_source(const std::string& name_or_path) {
     if (fs::is_regular_file(p)) return p;
     std::string names;
     for (const auto& s : known_sources()) names += (names.empty() ? "" : ", ") + s.name;
-    throw UserError(fmt::format("data source '{}' is neither a known source ({}) nor an existing file",
-                                name_or_path, names));
+    throw UserError(
+        fmt::format("data source '{}' is neither a known source ({}) nor an existing file", name_or_path, names));
   }
   std::vector<fs::path> searched;
   for (const auto& dir : split(env_or("LMGRID_DATA_PATH", ""), ':')) {
@@ -105,11 +104,12 @@ fs::path resolve_source(const std::string& name_or_path) {
   }
   std::string where;
   for (const auto& p : searched) where += "\n  " + p.string();
-  throw UserError(fmt::format(
-      "data source '{}' not found; looked in:{}\nand could not download it ({}).\nPut the file {} ({} bytes, sha256 {}) "
-      "at {}, or add a folder holding {} to LMGRID_DATA_PATH.{}",
-      src->name, where, why, src->relative_path, src->size, src->sha256, cached.string(), src->relative_path,
-      src->url.empty() ? "" : "\nCanonical address: " + src->url));
+  throw UserError(
+      fmt::format("data source '{}' not found; looked in:{}\nand could not download it ({}).\nPut the file {} ({} "
+                  "bytes, sha256 {}) "
+                  "at {}, or add a folder holding {} to LMGRID_DATA_PATH.{}",
+                  src->name, where, why, src->relative_path, src->size, src->sha256, cached.string(),
+                  src->relative_path, src->url.empty() ? "" : "\nCanonical address: " + src->url));
 }
 
 }  // namespace lmgrid

@@ -27,8 +27,8 @@ PluginKind section_kind(const std::string& section) {
 
 namespace {
 
-const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model", "optim", "train", "grid", "zip", "variant",
-                                      "report"};
+const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model",   "optim",
+                                      "train",      "grid", "zip",       "variant", "report"};
 constexpr double kMaxBatchTokens = 268435456.0;  // 2^28
 const std::set<std::string> kSections{"data", "tokenizer", "model", "optim", "train"};
 
@@ -43,8 +43,8 @@ Value scalar_of(const toml::node& n, const std::string& file, const std::string&
   if (auto x = n.value_exact<double>()) return *x;
   if (auto x = n.value_exact<bool>()) return *x;
   if (auto x = n.value_exact<std::string>()) return *x;
-  throw UserError(fmt::format("{}: '{}' must be a number, boolean or string (lists belong in [grid])",
-                              where_of(file, n), key));
+  throw UserError(
+      fmt::format("{}: '{}' must be a number, boolean or string (lists belong in [grid])", where_of(file, n), key));
 }
 
 // A value as the user wrote it: strings in quotes ("two"), the rest as is.
@@ -58,10 +58,10 @@ void check_dotted_key(const std::string& key, const std::string& where) {
   auto parts = split(key, '.');
   if (parts.size() < 2 || !kSections.count(parts[0])) {
     std::string hint = parts.empty() ? "" : nearest(parts[0], {kSections.begin(), kSections.end()});
-    throw UserError(fmt::format("{}: key '{}' must be <section>.<key> with section one of data, tokenizer, model, "
-                                "optim, train{}",
-                                where, key, hint.empty() ? "" : "; did you mean '" + hint + "." +
-                                (parts.size() > 1 ? parts[1] : "") + "'?"));
+    throw UserError(fmt::format(
+        "{}: key '{}' must be <section>.<key> with section one of data, tokenizer, model, "
+        "optim, train{}",
+        where, key, hint.empty() ? "" : "; did you mean '" + hint + "." + (parts.size() > 1 ? parts[1] : "") + "'?"));
   }
   if (parts[0] == "train" && parts.size() != 2)
     throw UserError(fmt::format("{}: [train] has no sub-tables ('{}')", where, key));
@@ -73,10 +73,12 @@ void flatten_section(const std::string& section, const toml::table& t, const std
   for (const auto& [k, node] : t) {
     std::string key = section + "." + std::string(k.str());
     if (const auto* sub = node.as_table()) {
-      if (section == "train") throw UserError(fmt::format("{}: [train] has no sub-tables ('{}')", where_of(file, node), key));
+      if (section == "train")
+        throw UserError(fmt::format("{}: [train] has no sub-tables ('{}')", where_of(file, node), key));
       for (const auto& [k2, node2] : *sub) {
         std::string key2 = key + "." + std::string(k2.str());
-        if (node2.is_table()) throw UserError(fmt::format("{}: '{}' is nested too deeply", where_of(file, node2), key2));
+        if (node2.is_table())
+          throw UserError(fmt::format("{}: '{}' is nested too deeply", where_of(file, node2), key2));
         out[key2] = RawValue{scalar_of(node2, file, key2), where_of(file, node2)};
       }
     } else {
@@ -174,9 +176,9 @@ struct GridSpec {
   Experiment exp;
   std::vector<int64_t> seeds{1};
   std::map<std::string, std::string> report_keys;  // key named in [report] -> where
-  Assign base;               // the plugin and [train] tables
-  std::vector<Axis> axes;    // [[variant]], [grid] keys, [[zip]]s: one point of each per run
-  Assign sets;               // --set overrides (highest precedence)
+  Assign base;                                     // the plugin and [train] tables
+  std::vector<Axis> axes;                          // [[variant]], [grid] keys, [[zip]]s: one point of each per run
+  Assign sets;                                     // --set overrides (highest precedence)
 };
 
 void parse_toml(GridSpec& g, const std::string& text) {
@@ -233,7 +235,6 @@ void parse_experiment_table(GridSpec& g) {
     }
   }
   if (exp.name.empty()) throw UserError(where_of(file, *et) + ": [experiment] needs name = \"...\"");
-
 }
 
 // [report] and the base sections.
@@ -254,7 +255,6 @@ void parse_report_and_sections(GridSpec& g) {
       flatten_section(section, *t, file, g.base);
     }
   }
-
 }
 
 // [[variant]], [grid] and [[zip]]: the axes, in file order (their precedence levels).
@@ -288,8 +288,8 @@ void parse_axes(GridSpec& g) {
     for (const auto& [k, v] : *t) {
       std::string key(k.str());
       if (v.is_table())
-        throw UserError(fmt::format("{}: grid keys are quoted dotted keys, e.g. \"optim.lr\" = [1e-3, 3e-4]",
-                                    where_of(file, v)));
+        throw UserError(
+            fmt::format("{}: grid keys are quoted dotted keys, e.g. \"optim.lr\" = [1e-3, 3e-4]", where_of(file, v)));
       check_dotted_key(key, where_of(file, v));
       Axis axis;
       for (auto& rv : list_values(v, file, key)) axis.points.push_back(Assign{{key, rv}});
@@ -332,8 +332,7 @@ void apply_overrides(GridSpec& g, const std::vector<std::string>& overrides) {
   Assign& sets = g.sets;
   for (const auto& o : overrides) {
     auto eq = o.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw UserError(fmt::format("--set '{}': expected section.key=value", o));
+    if (eq == std::string::npos || eq == 0) throw UserError(fmt::format("--set '{}': expected section.key=value", o));
     std::string key = o.substr(0, eq);
     if (key == "experiment.seed" || key == "seed" || key == "experiment.seeds" || key == "seeds") {
       // One seed, or a list: "1,2,3" or "[1, 2, 3]".
@@ -371,7 +370,8 @@ void apply_overrides(GridSpec& g, const std::vector<std::string>& overrides) {
       continue;
     }
     if (key.rfind("experiment.", 0) == 0)
-      throw UserError(fmt::format("--set {}: [experiment] keys that --set can change are name, description and seeds", o));
+      throw UserError(
+          fmt::format("--set {}: [experiment] keys that --set can change are name, description and seeds", o));
     check_dotted_key(key, "--set " + o);
     Value v;
     try {
@@ -381,7 +381,6 @@ void apply_overrides(GridSpec& g, const std::vector<std::string>& overrides) {
     }
     sets[key] = RawValue{v, "--set " + o, 1 << 20};
   }
-
 }
 
 // The Cartesian product over the axes, each with its variant label and the overrides applied.
@@ -415,8 +414,7 @@ std::vector<std::pair<Assign, std::string>> expand(const GridSpec& g) {
 const LoadedPlugin& resolve_section(const std::string& section, const Assign& assign, const std::string& file,
                                     const Registry& registry, RunConfig& rc) {
   auto pit = assign.find(section + ".plugin");
-  if (pit == assign.end())
-    throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
+  if (pit == assign.end()) throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
   if (!std::holds_alternative<std::string>(pit->second.value))
     throw UserError(pit->second.where + ": " + section + ".plugin must be a string");
   const std::string& pname = std::get<std::string>(pit->second.value);
@@ -437,8 +435,10 @@ const LoadedPlugin& resolve_section(const std::string& section, const Assign& as
     if (dot != std::string::npos) {
       std::string target = rest.substr(0, dot);
       if (!registry.find(section_kind(section), target))
-        throw UserError(fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
-                                    "parameters)", rv.where, k, kind_name(section_kind(section)), target, section));
+        throw UserError(
+            fmt::format("{}: '{}' names no {} plugin '{}' (sub-tables of [{}] hold one plugin's "
+                        "parameters)",
+                        rv.where, k, kind_name(section_kind(section)), target, section));
       continue;  // plugin-specific keys (this plugin's or another's) are merged below
     }
     given[rest] = rv.value;
@@ -455,8 +455,7 @@ const LoadedPlugin& resolve_section(const std::string& section, const Assign& as
       locations[rest] = rv.where;
     }
   }
-  Params p = validate_params(lp->plugin->params(), given,
-                             fmt::format("[{}] (plugin {})", section, pname), &locations);
+  Params p = validate_params(lp->plugin->params(), given, fmt::format("[{}] (plugin {})", section, pname), &locations);
   try {
     lp->plugin->check(p);
   } catch (const std::exception& e) {
@@ -485,11 +484,11 @@ void resolve_train(const Assign& assign, int64_t seq_len, RunConfig& rc) {
   // A micro-batch beyond 2^28 tokens is a typo on any machine; caught here, before anything
   // is written, instead of as an allocation failure in the worker.
   if (seq_len > 0 && static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len) > kMaxBatchTokens)
-    throw UserError(fmt::format("{}[train] batch_size {} x seq_len {} = {:.4g} tokens per micro-batch, more than "
-                                "the {} lmgrid allows", tloc.count("batch_size") ? tloc["batch_size"] + ": " : "",
-                                tp.i("batch_size"), seq_len,
-                                static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len),
-                                static_cast<int64_t>(kMaxBatchTokens)));
+    throw UserError(fmt::format(
+        "{}[train] batch_size {} x seq_len {} = {:.4g} tokens per micro-batch, more than "
+        "the {} lmgrid allows",
+        tloc.count("batch_size") ? tloc["batch_size"] + ": " : "", tp.i("batch_size"), seq_len,
+        static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len), static_cast<int64_t>(kMaxBatchTokens)));
   for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
 }
 
@@ -574,11 +573,16 @@ namespace {
 std::string toml_string(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
-    if (c == '"' || c == '\\') out += '\\', out += static_cast<char>(c);
-    else if (c == '\n') out += "\\n";
-    else if (c == '\t') out += "\\t";
-    else if (c < 0x20 || c == 0x7f) out += fmt::format("\\u{:04X}", c);
-    else out += static_cast<char>(c);
+    if (c == '"' || c == '\\')
+      out += '\\', out += static_cast<char>(c);
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\t')
+      out += "\\t";
+    else if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\u{:04X}", c);
+    else
+      out += static_cast<char>(c);
   }
   return out + "\"";
 }

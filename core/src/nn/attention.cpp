@@ -81,7 +81,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
   } else {
     q = q_proj(x), k = k_proj(x), v = v_proj(x);
   }
-  q = q.view({B, T, H, D}).transpose(1, 2);  // (B,H,T,D)
+  q = q.view({B, T, H, D}).transpose(1, 2);    // (B,H,T,D)
   k = k.view({B, T, Hkv, D}).transpose(1, 2);  // (B,Hkv,T,D)
   v = v.view({B, T, Hkv, D}).transpose(1, 2);
   if (options_.rope()) {
@@ -97,7 +97,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
     cache->k = k;
     cache->v = v;
   }
-  if (Hkv != H) {  // query head h reads KV head h / (H / Hkv)
+  if (Hkv != H) {                         // query head h reads KV head h / (H / Hkv)
     k = k.repeat_interleave(H / Hkv, 1);  // (B,H,S,D)
     v = v.repeat_interleave(H / Hkv, 1);
   }

@@ -18,8 +18,9 @@ CausalLM::CausalLM(CausalLMOptions o) : options_(std::move(o)) {
   if (op.vocab_size <= 0) throw std::invalid_argument("CausalLM: vocab_size must be positive");
   if (op.padded_vocab == 0) op.padded_vocab = op.vocab_size;
   if (op.padded_vocab < op.vocab_size)
-    throw UserError("vocab_size (" + std::to_string(op.padded_vocab) + ") is smaller than the tokenizer's vocabulary (" +
-                    std::to_string(op.vocab_size) + "); it may only pad it");
+    throw UserError("vocab_size (" + std::to_string(op.padded_vocab) +
+                    ") is smaller than the tokenizer's vocabulary (" + std::to_string(op.vocab_size) +
+                    "); it may only pad it");
   if (op.learned_positions && op.block_size <= 0)
     throw std::invalid_argument("CausalLM: learned positions need block_size > 0");
   if (op.head_in == 0) op.head_in = op.d_model;
@@ -46,9 +47,9 @@ void CausalLM::finish_any(torch::nn::AnyModule norm) {
     register_module(options_.final_norm_name, final_norm.ptr());
   }
   if (!options_.tied_head)
-    lm_head = register_module(options_.head_name, torch::nn::Linear(torch::nn::LinearOptions(options_.head_in,
-                                                                                              options_.padded_vocab)
-                                                                        .bias(options_.head_bias)));
+    lm_head = register_module(
+        options_.head_name,
+        torch::nn::Linear(torch::nn::LinearOptions(options_.head_in, options_.padded_vocab).bias(options_.head_bias)));
   finished_ = true;
 }
 

@@ -17,8 +17,8 @@ torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& positions,
 
 torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double base) {
   const int64_t T = x.size(-2);
-  return apply_rope(x, torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kFloat64).device(x.device())),
-                    base);
+  return apply_rope(
+      x, torch::arange(offset, offset + T, torch::TensorOptions().dtype(torch::kFloat64).device(x.device())), base);
 }
 
 }  // namespace lmgrid::nn

@@ -146,7 +146,8 @@ const LoadedPlugin& Registry::get(PluginKind kind, const std::string& name) cons
   if (const auto* p = find(kind, name)) return *p;
   std::string key = std::string(kind_name(kind)) + "/" + name;
   auto err = errors_by_name_.find(key);
-  if (err != errors_by_name_.end()) throw UserError(fmt::format("{} plugin '{}' failed to load: {}", kind_name(kind), name, err->second));
+  if (err != errors_by_name_.end())
+    throw UserError(fmt::format("{} plugin '{}' failed to load: {}", kind_name(kind), name, err->second));
   std::vector<std::string> names;
   std::string avail;
   for (const auto* p : list(kind)) {

@@ -95,7 +95,7 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
 std::vector<double> log_ticks(double lo, double hi) {
   if (!(lo > 0) || !(hi > lo)) return nice_ticks(lo, hi);
   double span = std::log10(hi / lo);
-  std::vector<double> mults = span > 2.5 ? std::vector<double>{1}
+  std::vector<double> mults = span > 2.5   ? std::vector<double>{1}
                               : span > 0.9 ? std::vector<double>{1, 2, 5}
                                            : std::vector<double>{1, 2, 3, 4, 5, 6, 7, 8, 9};
   std::vector<double> out;
@@ -121,7 +121,8 @@ std::vector<std::string> report_keys(sql::Db& db) {
 void check_key(const std::string& flag, const std::string& key, const std::vector<std::string>& keys) {
   if (std::find(keys.begin(), keys.end(), key) != keys.end()) return;
   std::string hint = nearest(key, keys);
-  throw UserError(fmt::format("{}: unknown key '{}'{}", flag, key, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
+  throw UserError(
+      fmt::format("{}: unknown key '{}'{}", flag, key, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
 }
 
 }  // namespace
@@ -226,8 +227,10 @@ std::vector<std::string> default_group_by(const std::vector<RunRecord>& runs, co
       for (size_t i = 1; i < with.size();) {
         std::vector<std::string> without = with;
         without.erase(without.begin() + static_cast<std::ptrdiff_t>(i));
-        if (n_partitions(runs, without) == target) with = std::move(without);
-        else ++i;
+        if (n_partitions(runs, without) == target)
+          with = std::move(without);
+        else
+          ++i;
       }
       keys = std::move(with);
     }
@@ -353,8 +356,10 @@ void add_run_values(const RunRecord& r, GroupValues& v) {
   put("tokens_per_s", v.tps);
   put("mfu", v.mfu);
   put("wall_time_s", v.wall);
-  if (r.n_params > 0) v.params.push_back(static_cast<double>(r.n_params));
-  else put("n_params", v.params);
+  if (r.n_params > 0)
+    v.params.push_back(static_cast<double>(r.n_params));
+  else
+    put("n_params", v.params);
 }
 
 // Walks the runs once: counts and collects the finished ones per group (returned by group) and

@@ -45,7 +45,8 @@ std::string markdown_escape(const std::string& s) {
       case '&': out += "&amp;"; break;
       case '<': out += "&lt;"; break;
       case '>': out += "&gt;"; break;
-      case '\n': case '\r': out += ' '; break;
+      case '\n':
+      case '\r': out += ' '; break;
       default: out += c;
     }
   }
@@ -124,7 +125,8 @@ struct ChartFrame {
   bool log_x = false, log_y = false;
   bool empty() const { return !std::isfinite(x0); }
   double fx(double x) const {
-    return log_x ? ml + (std::log(x) - std::log(x0)) / (std::log(x1) - std::log(x0)) * pw : ml + (x - x0) / (x1 - x0) * pw;
+    return log_x ? ml + (std::log(x) - std::log(x0)) / (std::log(x1) - std::log(x0)) * pw
+                 : ml + (x - x0) / (x1 - x0) * pw;
   }
   double fy(double y) const {
     return log_y ? mt + ph - (std::log(y) - std::log(y0)) / (std::log(y1) - std::log(y0)) * ph
@@ -161,9 +163,10 @@ void fit_axes(const ChartSpec& spec, ChartFrame& f) {
 std::string svg_head(const ChartSpec& spec, bool standalone) {
   using F = ChartFrame;
   std::string o;
-  o += fmt::format("<svg {}viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" role=\"img\" class=\"chart\" "
-                   "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\">\n",
-                   standalone ? "xmlns=\"http://www.w3.org/2000/svg\" " : "", F::W, F::H, F::W, F::H);
+  o += fmt::format(
+      "<svg {}viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" role=\"img\" class=\"chart\" "
+      "font-family=\"system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif\">\n",
+      standalone ? "xmlns=\"http://www.w3.org/2000/svg\" " : "", F::W, F::H, F::W, F::H);
   o += fmt::format("<title>{}</title>\n<rect width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n", html_escape(spec.title),
                    F::W, F::H);
   o += fmt::format("<text x=\"{}\" y=\"24\" font-size=\"15\" font-weight=\"600\" fill=\"#111827\">{}</text>\n", F::ml,
@@ -180,26 +183,30 @@ std::string svg_axes(const ChartSpec& spec, const ChartFrame& f) {
   for (double v : yt) {
     if (v < f.y0 || v > f.y1) continue;
     double y = f.fy(v);
-    o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
-                     "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n",
-                     F::ml, F::ml + F::pw, y, y, F::ml - 6, y + 4, html_escape(short_num(v)));
+    o += fmt::format(
+        "<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n",
+        F::ml, F::ml + F::pw, y, y, F::ml - 6, y + 4, html_escape(short_num(v)));
   }
   for (double v : xt) {
     if (v < f.x0 || v > f.x1) continue;
     double x = f.fx(v);
     std::string label = spec.x_is_time && f.x1 >= 600 ? human_duration(v) : short_num(v);
-    o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
-                     "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
-                     x, x, F::mt, F::mt + F::ph, x, F::mt + F::ph + 16, html_escape(label));
+    o += fmt::format(
+        "<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
+        "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
+        x, x, F::mt, F::mt + F::ph, x, F::mt + F::ph + 16, html_escape(label));
   }
   o += "</g>\n";
-  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#9ca3af\"/>\n", F::ml, F::mt,
-                   F::pw, F::ph);
-  o += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#374151\" text-anchor=\"middle\">{}</text>\n",
-                   F::ml + F::pw / 2, F::H - 12, html_escape(spec.x_label));
-  o += fmt::format("<text transform=\"translate(16 {:.1f}) rotate(-90)\" font-size=\"12\" fill=\"#374151\" "
-                   "text-anchor=\"middle\">{}{}</text>\n",
-                   F::mt + F::ph / 2, html_escape(spec.y_label), f.log_y ? " (log scale)" : "");
+  o += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#9ca3af\"/>\n", F::ml,
+                   F::mt, F::pw, F::ph);
+  o += fmt::format(
+      "<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"12\" fill=\"#374151\" text-anchor=\"middle\">{}</text>\n",
+      F::ml + F::pw / 2, F::H - 12, html_escape(spec.x_label));
+  o += fmt::format(
+      "<text transform=\"translate(16 {:.1f}) rotate(-90)\" font-size=\"12\" fill=\"#374151\" "
+      "text-anchor=\"middle\">{}{}</text>\n",
+      F::mt + F::ph / 2, html_escape(spec.y_label), f.log_y ? " (log scale)" : "");
   return o;
 }
 
@@ -224,9 +231,10 @@ std::string svg_series(const ChartFrame& f, const std::vector<Series>& series) {
       if (f.log_x && !(s.c.x[i] > 0)) continue;
       pts += fmt::format("{:.1f},{:.1f} ", f.fx(s.c.x[i]), f.fy(s.c.y[i]));
     }
-    o += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" "
-                     "stroke-linejoin=\"round\"><title>{}</title></polyline>\n",
-                     pts, s.color, html_escape(s.label));
+    o += fmt::format(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" "
+        "stroke-linejoin=\"round\"><title>{}</title></polyline>\n",
+        pts, s.color, html_escape(s.label));
     if (s.markers || s.c.x.size() <= 30)
       for (size_t i = 0; i < s.c.x.size(); ++i) {
         if (f.log_x && !(s.c.x[i] > 0)) continue;
@@ -244,10 +252,11 @@ std::string svg_legend(const std::vector<Series>& series) {
   std::string o = "<g font-size=\"12\" fill=\"#1f2937\">\n";
   for (size_t i = 0; i < series.size(); ++i) {
     double y = ly + 20 * static_cast<double>(i);
-    o += fmt::format("<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\"/>"
-                     "<text x=\"{:.1f}\" y=\"{:.1f}\">{}<title>{}</title></text>\n",
-                     lx, lx + 18, y, y, series[i].color, lx + 24, y + 4, html_escape(truncate(series[i].label, 30)),
-                     html_escape(series[i].label));
+    o += fmt::format(
+        "<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" stroke-width=\"3\"/>"
+        "<text x=\"{:.1f}\" y=\"{:.1f}\">{}<title>{}</title></text>\n",
+        lx, lx + 18, y, y, series[i].color, lx + 24, y + 4, html_escape(truncate(series[i].label, 30)),
+        html_escape(series[i].label));
   }
   return o + "</g>\n";
 }
@@ -309,8 +318,11 @@ Table summary_table(const Report& r) {
     if (r.has_mfu) row.push_back(g.mfu.n ? fmt::format("{:.1f}%", 100 * g.mfu.mean) : "–");
     row.push_back(g.wall_time_s.n ? duration(g.wall_time_s.mean) : "–");
     if (r.target_loss > 0) {
-      std::string reach = g.tokens_to_target.n < g.n_done ? fmt::format(" ({}/{} runs)", g.tokens_to_target.n, g.n_done) : "";
-      row.push_back(g.tokens_to_target.n ? count_text(g.tokens_to_target.mean) + reach : g.n_done ? "not reached" : "–");
+      std::string reach =
+          g.tokens_to_target.n < g.n_done ? fmt::format(" ({}/{} runs)", g.tokens_to_target.n, g.n_done) : "";
+      row.push_back(g.tokens_to_target.n ? count_text(g.tokens_to_target.mean) + reach
+                    : g.n_done           ? "not reached"
+                                         : "–");
       row.push_back(g.time_to_target.n ? duration(g.time_to_target.mean) : g.n_done ? "not reached" : "–");
     }
     row.push_back(static_cast<int>(i) == r.best_group ? "best" : p_text(g.p_value));
@@ -407,13 +419,15 @@ std::string meta_line(const Report& r) {
 std::string target_note(const Report& r) {
   if (r.target_loss <= 0) return "";
   return r.target_automatic
-             ? fmt::format("Target loss {:.4g}: the highest best val loss of any finished run (so every finished run "
-                           "reaches it); set another with --target-loss. Tokens and time to target: first val/loss "
-                           "evaluation at or below it, mean over the runs that reached it.",
-                           r.target_loss)
-             : fmt::format("Target loss {:.4g}. Tokens and time to target: first val/loss evaluation at or below it, "
-                           "mean over the runs that reached it.",
-                           r.target_loss);
+             ? fmt::format(
+                   "Target loss {:.4g}: the highest best val loss of any finished run (so every finished run "
+                   "reaches it); set another with --target-loss. Tokens and time to target: first val/loss "
+                   "evaluation at or below it, mean over the runs that reached it.",
+                   r.target_loss)
+             : fmt::format(
+                   "Target loss {:.4g}. Tokens and time to target: first val/loss evaluation at or below it, "
+                   "mean over the runs that reached it.",
+                   r.target_loss);
 }
 
 const char* kStatsNote =
@@ -457,8 +471,7 @@ std::string charts_caption(const Report& r) {
   size_t with_data = 0;
   for (const auto& g : r.groups) with_data += !g.train.x.empty() || !g.val.x.empty();
   std::string s = "One line per group: the mean over its finished runs at each point; the band spans their min..max.";
-  if (with_data > kMaxChartGroups)
-    s += fmt::format(" Showing the {} best of {} groups.", kMaxChartGroups, with_data);
+  if (with_data > kMaxChartGroups) s += fmt::format(" Showing the {} best of {} groups.", kMaxChartGroups, with_data);
   return s;
 }
 
@@ -493,7 +506,8 @@ static std::vector<std::pair<std::string, std::string>> report_charts_impl(const
         if (g.best_val_loss.n == 0) continue;
         std::string label;
         for (const auto& k : r.group_by)
-          if (k != r.opt.best_over && !g.keys.at(k).empty()) label += (label.empty() ? "" : " ") + k + "=" + g.keys.at(k);
+          if (k != r.opt.best_over && !g.keys.at(k).empty())
+            label += (label.empty() ? "" : " ") + k + "=" + g.keys.at(k);
         if (label != row.label) continue;
         if (!labelled && !other_keys.empty()) s.label = short_label(g, other_keys), labelled = true;
         char* end;
@@ -509,7 +523,8 @@ static std::vector<std::pair<std::string, std::string>> report_charts_impl(const
       for (size_t i = 0; i < ord.size(); ++i) ord[i] = i;
       std::sort(ord.begin(), ord.end(), [&](size_t a, size_t b) { return s.c.x[a] < s.c.x[b]; });
       Curve c;
-      for (size_t i : ord) c.x.push_back(s.c.x[i]), c.y.push_back(s.c.y[i]), c.lo.push_back(s.c.lo[i]), c.hi.push_back(s.c.hi[i]);
+      for (size_t i : ord)
+        c.x.push_back(s.c.x[i]), c.y.push_back(s.c.y[i]), c.lo.push_back(s.c.lo[i]), c.hi.push_back(s.c.hi[i]);
       s.c = c;
       s.markers = true;
       series.push_back(std::move(s));
@@ -535,8 +550,10 @@ std::string report_html(const Report& r) {
   o += "<h1>" + html_escape(r.title) + "</h1>\n";
   o += "<p class=\"meta\">" + html_escape(meta_line(r)) + "</p>\n";
   o += "<h2>What varies</h2>\n";
-  if (r.varying.empty()) o += "<p class=\"empty\">Every selected run has the same config.</p>\n";
-  else o += html_table(varying_table(r));
+  if (r.varying.empty())
+    o += "<p class=\"empty\">Every selected run has the same config.</p>\n";
+  else
+    o += html_table(varying_table(r));
   o += "<h2>Summary by group</h2>\n";
   o += "<p class=\"note\">" + html_escape(std::string(kStatsNote) + " " + target_note(r)) + "</p>\n";
   o += html_table(summary_table(r));
@@ -547,8 +564,10 @@ std::string report_html(const Report& r) {
     o += r.best_over.empty() ? "<p class=\"empty\">No finished runs.</p>\n" : html_table(best_over_table(r));
   }
   o += "<h2>Failed, diverged and interrupted runs</h2>\n";
-  if (r.problems.empty()) o += "<p class=\"empty\">None.</p>\n";
-  else o += html_table(problems_table(r));
+  if (r.problems.empty())
+    o += "<p class=\"empty\">None.</p>\n";
+  else
+    o += html_table(problems_table(r));
   o += "<h2>Loss curves</h2>\n<p class=\"note\">" + html_escape(charts_caption(r)) + "</p>\n";
   for (const auto& [name, svg] : report_charts_impl(r, false)) o += "<figure>\n" + svg + "</figure>\n";
   o += "</main>\n</body>\n</html>\n";

@@ -43,7 +43,7 @@ std::string render_rows(const std::vector<std::string>& headers, const std::vect
       for (size_t i = 0; i < headers.size() && i < r.size(); ++i) {
         if (looks_numeric(r[i]) && r[i] != "nan" && r[i] != "inf") {
           o[headers[i]] = nlohmann::json::parse(r[i], nullptr, false).is_discarded() ? nlohmann::json(r[i])
-                                                                                      : nlohmann::json::parse(r[i]);
+                                                                                     : nlohmann::json::parse(r[i]);
         } else if (r[i].empty()) {
           o[headers[i]] = nullptr;
         } else {

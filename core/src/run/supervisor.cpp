@@ -85,9 +85,11 @@ class Supervisor {
   }
 
   void spawn(int64_t run_id) {
-    std::vector<std::string> args{opt_.argv0, "worker", "--db", store_.path().string(), "--run-id",
-                                  std::to_string(run_id), "--peak-flops", fmt::format("{}", opt_.peak_flops),
-                                  "--threads", std::to_string(opt_.threads)};
+    std::vector<std::string> args{opt_.argv0,     "worker",
+                                  "--db",         store_.path().string(),
+                                  "--run-id",     std::to_string(run_id),
+                                  "--peak-flops", fmt::format("{}", opt_.peak_flops),
+                                  "--threads",    std::to_string(opt_.threads)};
     if (opt_.progress_bar) args.push_back("--progress-bar");
     std::vector<char*> argv = c_strings(args);
     int fds[2];

@@ -13,8 +13,8 @@
 namespace lmgrid {
 
 namespace {
-const std::vector<std::string> kColumns{"id", "experiment", "status", "step", "n_params", "variant", "config_hash",
-                                        "host", "device", "error"};
+const std::vector<std::string> kColumns{"id",      "experiment",  "status", "step",   "n_params",
+                                        "variant", "config_hash", "host",   "device", "error"};
 }
 
 WhereExpr parse_where(const std::string& expr) {
@@ -89,7 +89,8 @@ struct WhereClause {
 void check_statuses(const std::vector<std::string>& statuses) {
   for (const auto& s : statuses)
     if (std::find(run_statuses().begin(), run_statuses().end(), s) == run_statuses().end())
-      throw UserError(fmt::format("--status '{}' is not one of pending, running, done, failed, diverged, interrupted", s));
+      throw UserError(
+          fmt::format("--status '{}' is not one of pending, running, done, failed, diverged, interrupted", s));
 }
 
 // Appends one condition per --where expression (run column, summary or config key; UserError
@@ -111,10 +112,12 @@ void add_where_exprs(sql::Db& db, const std::vector<std::string>& exprs, WhereCl
       throw UserError(fmt::format("--where '{}': unknown key '{}'{}", expr, w.key,
                                   hint.empty() ? "" : "; did you mean '" + hint + "'?"));
     } else if (summary_keys.count(w.key)) {
-      where.sql += fmt::format(" AND EXISTS (SELECT 1 FROM summaries s WHERE s.run_id = runs.id AND s.key = ? AND s.value {} ?)", sql_op);
+      where.sql += fmt::format(
+          " AND EXISTS (SELECT 1 FROM summaries s WHERE s.run_id = runs.id AND s.key = ? AND s.value {} ?)", sql_op);
       where.args.push_back(w.key);
     } else {
-      where.sql += fmt::format(" AND EXISTS (SELECT 1 FROM params p WHERE p.run_id = runs.id AND p.key = ? AND p.value {} ?)", sql_op);
+      where.sql += fmt::format(
+          " AND EXISTS (SELECT 1 FROM params p WHERE p.run_id = runs.id AND p.key = ? AND p.value {} ?)", sql_op);
       where.args.push_back(w.key);
     }
     Value v = w.value;
@@ -137,9 +140,11 @@ WhereClause where_clause(sql::Db& db, const RunQuery& q) {
 // The run columns of every run matching `where`, ordered by id (no params or summaries yet).
 std::vector<RunRecord> load_run_rows(sql::Db& db, const WhereClause& where) {
   std::vector<RunRecord> out;
-  auto st = db.prepare("SELECT id, experiment, status, config_hash, COALESCE(variant,''), COALESCE(error,''), "
-                       "COALESCE(host,''), COALESCE(device,''), step, COALESCE(n_params,0), COALESCE(seed,0), "
-                       "started_at, finished_at FROM runs WHERE " + where.sql + " ORDER BY id");
+  auto st = db.prepare(
+      "SELECT id, experiment, status, config_hash, COALESCE(variant,''), COALESCE(error,''), "
+      "COALESCE(host,''), COALESCE(device,''), step, COALESCE(n_params,0), COALESCE(seed,0), "
+      "started_at, finished_at FROM runs WHERE " +
+      where.sql + " ORDER BY id");
   for (size_t i = 0; i < where.args.size(); ++i) st.bind(static_cast<int>(i + 1), where.args[i]);
   while (st.step()) {
     RunRecord r;

@@ -174,17 +174,17 @@ void Store::check_lmgrid(bool read_only) {
     throw UserError(fmt::format("{} is not an lmgrid database ({})", path_.string(), sqlite3_errmsg(db_.raw())));
   }
   if (version > kSchemaVersion)
-    throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), version,
-                                kSchemaVersion));
+    throw UserError(
+        fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), version, kSchemaVersion));
   if (version == 0 && tables > 0)
     throw UserError(fmt::format("{} is not an lmgrid database (an SQLite database with {} other table{})",
                                 path_.string(), tables, tables == 1 ? "" : "s"));
   if (version == 0 && read_only)
-    throw UserError(fmt::format("{} is not an lmgrid database (it is empty: no lmgrid run has written to it)",
-                                path_.string()));
+    throw UserError(
+        fmt::format("{} is not an lmgrid database (it is empty: no lmgrid run has written to it)", path_.string()));
   if (version > 0 && !has_runs)
-    throw UserError(fmt::format("{} is not an lmgrid database (schema version {} but no runs table)", path_.string(),
-                                version));
+    throw UserError(
+        fmt::format("{} is not an lmgrid database (schema version {} but no runs table)", path_.string(), version));
   schema_ = version == 0 ? kSchemaVersion : version;
 }
 
@@ -209,7 +209,8 @@ void Store::migrate() {
   int v = static_cast<int>(st.i64(0));
   st.reset();
   if (v > kSchemaVersion)
-    throw UserError(fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), v, kSchemaVersion));
+    throw UserError(
+        fmt::format("{} has schema version {}, newer than this lmgrid ({})", path_.string(), v, kSchemaVersion));
   if (v < 1) {
     db_.exec(kSchemaV1);
   } else if (v < 2) {
@@ -268,8 +269,13 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
          "INSERT INTO experiments(name, description, source_file, source_toml, created_at, updated_at) "
          "VALUES(?,?,?,?,?,?) ON CONFLICT(name) DO UPDATE SET description=excluded.description, "
          "source_file=excluded.source_file, source_toml=excluded.source_toml, updated_at=excluded.updated_at")
-      .bind(1, exp.name).bind(2, exp.description).bind(3, exp.file.string()).bind(4, exp.source_text)
-      .bind(5, now).bind(6, now).run();
+      .bind(1, exp.name)
+      .bind(2, exp.description)
+      .bind(3, exp.file.string())
+      .bind(4, exp.source_text)
+      .bind(5, now)
+      .bind(6, now)
+      .run();
   auto find = db_.prepare("SELECT id, status, worker_pid, host FROM runs WHERE config_hash = ?");
   auto insert = db_.prepare(
       "INSERT INTO runs(experiment, config_hash, config, variant, seed, status, created_at, run_dir) "
@@ -292,8 +298,10 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
         // A retry starts from scratch: forget metrics, checkpoints and summaries.
         for (const char* t : {"metrics", "checkpoints", "summaries", "plugins"})
           db_.prepare(fmt::format("DELETE FROM {} WHERE run_id = ?", t)).bind(1, id).run();
-        db_.prepare("UPDATE runs SET status='pending', error=NULL, step=0, started_at=NULL, finished_at=NULL WHERE id=?")
-            .bind(1, id).run();
+        db_.prepare(
+               "UPDATE runs SET status='pending', error=NULL, step=0, started_at=NULL, finished_at=NULL WHERE id=?")
+            .bind(1, id)
+            .run();
         std::error_code ec;
         fs::remove_all(run_dir(hash), ec);
       } else if (status == RunStatus::running && run_host == host && !(pid && process_alive(*pid))) {
@@ -303,15 +311,23 @@ std::vector<int64_t> Store::register_runs(const Experiment& exp, bool retry_fail
       continue;
     }
     find.reset();
-    insert.bind(1, rc.experiment).bind(2, hash).bind(3, rc.canonical_json()).bind(4, rc.variant)
-        .bind(5, rc.seed).bind(6, now).bind(7, stored_run_dir(hash)).run();
+    insert.bind(1, rc.experiment)
+        .bind(2, hash)
+        .bind(3, rc.canonical_json())
+        .bind(4, rc.variant)
+        .bind(5, rc.seed)
+        .bind(6, now)
+        .bind(7, stored_run_dir(hash))
+        .run();
     int64_t id = db_.last_insert_id();
     insert_param.bind(1, id).bind(2, "seed").bind(3, rc.seed).run();
     if (!rc.variant.empty()) insert_param.bind(1, id).bind(2, "variant").bind(3, rc.variant).run();
     for (const auto& [k, v] : rc.values) {
       insert_param.bind(1, id).bind(2, k);
-      if (std::holds_alternative<bool>(v)) insert_param.bind(3, std::get<bool>(v) ? "true" : "false");
-      else insert_param.bind(3, v);
+      if (std::holds_alternative<bool>(v))
+        insert_param.bind(3, std::get<bool>(v) ? "true" : "false");
+      else
+        insert_param.bind(3, v);
       insert_param.run();
     }
     ids.push_back(id);
@@ -332,7 +348,10 @@ std::optional<RunRow> Store::claim_next(const std::vector<int64_t>& ids, int64_t
   RunRow r = read_run(st);
   st.reset();
   db_.prepare("UPDATE runs SET status='running', worker_pid=?, host=? WHERE id=?")
-      .bind(1, pid).bind(2, hostname()).bind(3, r.id).run();
+      .bind(1, pid)
+      .bind(2, hostname())
+      .bind(3, r.id)
+      .run();
   tx.commit();
   r.status = RunStatus::running;
   return r;
@@ -346,8 +365,8 @@ std::optional<RunRow> Store::run(int64_t id) {
 }
 
 std::vector<RunRow> Store::runs(const std::string& where_sql, const std::vector<Value>& args) {
-  auto st = db_.prepare(fmt::format("SELECT {} FROM runs {} ORDER BY id", kRunCols,
-                                    where_sql.empty() ? "" : "WHERE " + where_sql));
+  auto st = db_.prepare(
+      fmt::format("SELECT {} FROM runs {} ORDER BY id", kRunCols, where_sql.empty() ? "" : "WHERE " + where_sql));
   for (size_t i = 0; i < args.size(); ++i) st.bind(static_cast<int>(i + 1), args[i]);
   std::vector<RunRow> out;
   while (st.step()) out.push_back(read_run(st));
@@ -355,18 +374,30 @@ std::vector<RunRow> Store::runs(const std::string& where_sql, const std::vector<
 }
 
 void Store::mark_started(int64_t run_id, int64_t n_params, const std::string& device) {
-  db_.prepare("UPDATE runs SET started_at = COALESCE(started_at, ?), n_params = ?, device = ?, worker_pid = ?, "
-              "host = ? WHERE id = ?")
-      .bind(1, now_unix()).bind(2, n_params).bind(3, device).bind(4, static_cast<int64_t>(getpid()))
-      .bind(5, hostname()).bind(6, run_id).run();
+  db_.prepare(
+         "UPDATE runs SET started_at = COALESCE(started_at, ?), n_params = ?, device = ?, worker_pid = ?, "
+         "host = ? WHERE id = ?")
+      .bind(1, now_unix())
+      .bind(2, n_params)
+      .bind(3, device)
+      .bind(4, static_cast<int64_t>(getpid()))
+      .bind(5, hostname())
+      .bind(6, run_id)
+      .run();
 }
 
 void Store::set_status(int64_t run_id, RunStatus status, const std::string& error) {
   bool final = is_final(status);
   auto st = db_.prepare("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?");
   st.bind(1, status_name(status));
-  if (error.empty()) st.bind_null(2); else st.bind(2, error);
-  if (final) st.bind(3, now_unix()); else st.bind_null(3);
+  if (error.empty())
+    st.bind_null(2);
+  else
+    st.bind(2, error);
+  if (final)
+    st.bind(3, now_unix());
+  else
+    st.bind_null(3);
   st.bind(4, run_id).run();
 }
 
@@ -377,7 +408,8 @@ void Store::set_step(int64_t run_id, int64_t step) {
 void Store::set_plugins(int64_t run_id, const std::vector<PluginRow>& plugins) {
   sql::Transaction tx(db_);
   auto st = db_.prepare("INSERT OR REPLACE INTO plugins(run_id, kind, name, version, file_sha256) VALUES(?,?,?,?,?)");
-  for (const auto& p : plugins) st.bind(1, run_id).bind(2, p.kind).bind(3, p.name).bind(4, p.version).bind(5, p.file_sha256).run();
+  for (const auto& p : plugins)
+    st.bind(1, run_id).bind(2, p.kind).bind(3, p.name).bind(4, p.version).bind(5, p.file_sha256).run();
   tx.commit();
 }
 
@@ -385,8 +417,12 @@ void Store::add_checkpoint(int64_t run_id, int64_t step, const fs::path& file, c
   fs::path rel = file.lexically_relative(path_.parent_path());
   bool inside = !rel.empty() && *rel.begin() != "..";
   db_.prepare("INSERT OR REPLACE INTO checkpoints(run_id, step, path, sha256, created_at) VALUES(?,?,?,?,?)")
-      .bind(1, run_id).bind(2, step).bind(3, (inside ? rel : file).generic_string()).bind(4, sha256)
-      .bind(5, now_unix()).run();
+      .bind(1, run_id)
+      .bind(2, step)
+      .bind(3, (inside ? rel : file).generic_string())
+      .bind(4, sha256)
+      .bind(5, now_unix())
+      .run();
 }
 
 std::vector<CheckpointRow> Store::checkpoints(int64_t run_id) {
@@ -398,8 +434,10 @@ std::vector<CheckpointRow> Store::checkpoints(int64_t run_id) {
   while (st.step()) {
     fs::path stored = st.text(1);
     fs::path file;
-    if (schema_ < 2) file = run_dir(st.text(3)) / stored.filename();  // a v1 file read without migrating
-    else file = stored.is_absolute() ? stored : path_.parent_path() / stored;
+    if (schema_ < 2)
+      file = run_dir(st.text(3)) / stored.filename();  // a v1 file read without migrating
+    else
+      file = stored.is_absolute() ? stored : path_.parent_path() / stored;
     out.push_back({st.i64(0), file.lexically_normal(), st.text(2)});
   }
   return out;
@@ -432,8 +470,7 @@ std::vector<MetricRow> Store::metric_rows(int64_t run_id, const std::vector<std:
   st.bind(1, run_id);
   for (size_t i = 0; i < names.size(); ++i) st.bind(static_cast<int>(i + 2), names[i]);
   std::vector<MetricRow> out;
-  while (st.step())
-    out.push_back({run_id, st.i64(0), st.i64(1), st.f64(2), st.text(3), st.i64(5) ? st.f64(4) : NAN});
+  while (st.step()) out.push_back({run_id, st.i64(0), st.i64(1), st.f64(2), st.text(3), st.i64(5) ? st.f64(4) : NAN});
   return out;
 }
 
@@ -480,11 +517,15 @@ void Store::delete_metrics_after(int64_t run_id, int64_t step) {
 void Store::write_metrics(const std::vector<MetricRow>& rows) {
   if (rows.empty()) return;
   sql::Transaction tx(db_);
-  auto st = db_.prepare("INSERT INTO metrics(run_id, step, tokens, elapsed_s, name, value, finite) VALUES(?,?,?,?,?,?,?)");
+  auto st =
+      db_.prepare("INSERT INTO metrics(run_id, step, tokens, elapsed_s, name, value, finite) VALUES(?,?,?,?,?,?,?)");
   for (const auto& r : rows) {
     bool finite = std::isfinite(r.value);
     st.bind(1, r.run_id).bind(2, r.step).bind(3, r.tokens).bind(4, r.elapsed_s).bind(5, r.name);
-    if (finite) st.bind(6, r.value); else st.bind_null(6);
+    if (finite)
+      st.bind(6, r.value);
+    else
+      st.bind_null(6);
     st.bind(7, static_cast<int64_t>(finite)).run();
   }
   tx.commit();
@@ -493,7 +534,10 @@ void Store::write_metrics(const std::vector<MetricRow>& rows) {
 void Store::set_summary(int64_t run_id, const std::string& key, double value) {
   auto st = db_.prepare("INSERT OR REPLACE INTO summaries(run_id, key, value) VALUES(?,?,?)");
   st.bind(1, run_id).bind(2, key);
-  if (std::isfinite(value)) st.bind(3, value); else st.bind_null(3);
+  if (std::isfinite(value))
+    st.bind(3, value);
+  else
+    st.bind_null(3);
   st.run();
 }
 
@@ -515,7 +559,8 @@ void MetricWriter::flush() {
   try {
     store_.write_metrics(rows_);
   } catch (const std::exception& e) {
-    throw std::runtime_error(fmt::format("writing {} metric rows of run {} failed: {}", rows_.size(), run_id_, e.what()));
+    throw std::runtime_error(
+        fmt::format("writing {} metric rows of run {} failed: {}", rows_.size(), run_id_, e.what()));
   }
   rows_.clear();
 }

@@ -91,11 +91,11 @@ void ensure_fast_blas(int argc, char** argv) {
   std::string best = best_openblas_core();
   if (best.empty() || core == lower(best)) return;
   // Only override cores that are weaker than what the CPU supports (a mis-detection).
-  static const std::vector<std::string> generic{"prescott", "core2", "katmai", "coppermine", "northwood",
-                                                "penryn",   "dunnington", "nehalem", "atom", "unknown",
-                                                "sandybridge", "banias"};
-  bool weak = std::find(generic.begin(), generic.end(), core) != generic.end() ||
-              (best == "SkylakeX" && core == "haswell");
+  static const std::vector<std::string> generic{"prescott",  "core2",   "katmai",      "coppermine",
+                                                "northwood", "penryn",  "dunnington",  "nehalem",
+                                                "atom",      "unknown", "sandybridge", "banias"};
+  bool weak =
+      std::find(generic.begin(), generic.end(), core) != generic.end() || (best == "SkylakeX" && core == "haswell");
   if (!weak) return;
   setenv("OPENBLAS_CORETYPE", best.c_str(), 1);
   setenv("LMGRID_BLAS_CORRECTED", "1", 1);

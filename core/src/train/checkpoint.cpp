@@ -20,7 +20,8 @@ namespace fs = std::filesystem;
 
 static const char kMagic[8] = {'L', 'M', 'G', 'R', 'I', 'D', 'C', 'K'};
 
-std::string save_checkpoint(const fs::path& file, const CheckpointMeta& meta, Model& model, const Optimizer* optimizer) {
+std::string save_checkpoint(const fs::path& file, const CheckpointMeta& meta, Model& model,
+                            const Optimizer* optimizer) {
   torch::serialize::OutputArchive root;
   torch::serialize::OutputArchive model_ar;
   model.save(model_ar);
@@ -146,7 +147,8 @@ CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* op
     root.read("model", model_ar);
     model.load(model_ar);
     if (optimizer) {
-      if (!p.header.value("has_optim", false)) throw CheckpointError("checkpoint has no optimizer state: " + file.string());
+      if (!p.header.value("has_optim", false))
+        throw CheckpointError("checkpoint has no optimizer state: " + file.string());
       torch::serialize::InputArchive opt_ar;
       root.read("optim", opt_ar);
       optimizer->load(opt_ar);

@@ -37,7 +37,8 @@ double scheduled_lr(const std::string& schedule, int64_t step, double lr, double
   if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup + 1);
   if (schedule == "constant") return lr;
   if (step > decay_steps) return lr_min;
-  double ratio = decay_steps > warmup ? static_cast<double>(step - warmup) / static_cast<double>(decay_steps - warmup) : 1.0;
+  double ratio =
+      decay_steps > warmup ? static_cast<double>(step - warmup) / static_cast<double>(decay_steps - warmup) : 1.0;
   ratio = std::clamp(ratio, 0.0, 1.0);
   double coeff = schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * ratio)) : 1.0 - ratio;
   return lr_min + coeff * (lr - lr_min);
@@ -48,8 +49,8 @@ torch::Tensor lm_loss(const torch::Tensor& logits, const torch::Tensor& targets,
   auto flat = logits.reshape({-1, V}).to(torch::kFloat32);
   if (logits.scalar_type() == torch::kFloat64) flat = logits.reshape({-1, V});
   if (!mask.defined()) return torch::nn::functional::cross_entropy(flat, targets.reshape({-1}));
-  auto l = torch::nn::functional::cross_entropy(flat, targets.reshape({-1}),
-                                                torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+  auto l = torch::nn::functional::cross_entropy(
+      flat, targets.reshape({-1}), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   auto m = mask.reshape({-1}).to(l.scalar_type());
   return (l * m).sum() / m.sum().clamp_min(1.0);
 }
@@ -76,7 +77,8 @@ static torch::Device pick_device(const std::string& d) {
   return torch::Device(torch::kCPU);
 }
 
-RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_data, const std::string& tokenizer_state) {
+RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_data,
+                     const std::string& tokenizer_state) {
   RunObjects o;
   torch::manual_seed(static_cast<uint64_t>(cfg.seed));
   auto record = [&](const LoadedPlugin& lp) {
@@ -99,7 +101,8 @@ RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_d
   Params data_params = cfg.section_params("data");
   if (with_data) {
     DataContext dctx{o.tokenizer, static_cast<uint64_t>(cfg.seed)};
-    o.dataset = call_plugin(data_lp.id(), [&] { return keep_alive(data_plugin.create(data_params, dctx), data_lp.plugin); });
+    o.dataset =
+        call_plugin(data_lp.id(), [&] { return keep_alive(data_plugin.create(data_params, dctx), data_lp.plugin); });
   }
   ModelContext mctx;
   mctx.vocab_size = call_plugin(tok_lp.id(), [&] { return o.tokenizer->vocab_size(); });
@@ -107,9 +110,8 @@ RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_d
   if (mctx.vocab_size <= 0)
     throw UserError("tokenizer " + tok_lp.id() + " has an empty vocabulary (was it fitted on the data?)");
   const auto& arch_plugin = static_cast<const ArchPlugin&>(*arch_lp.plugin);
-  o.model = call_plugin(arch_lp.id(), [&] {
-    return keep_alive(arch_plugin.create(cfg.section_params("model"), mctx), arch_lp.plugin);
-  });
+  o.model = call_plugin(
+      arch_lp.id(), [&] { return keep_alive(arch_plugin.create(cfg.section_params("model"), mctx), arch_lp.plugin); });
   TrainSettings ts = TrainSettings::from(cfg.section_params("train"));
   torch::Device device = pick_device(ts.device);
   const std::string& dtype = ts.dtype;
@@ -175,7 +177,8 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
                     int64_t batch_size, torch::Device device) {
   torch::NoGradGuard ng;
   o.model->eval();
-  int64_t n = std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
+  int64_t n =
+      std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
   double total = 0, weight = 0, correct = 0, scored = 0;
   bool masked = false;
   for (int64_t i = 0; i < n; ++i) {
@@ -288,9 +291,15 @@ struct Interval {
 class RunTrainer {
  public:
   RunTrainer(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks)
-      : store_(store), run_id_(run_id), registry_(registry), hooks_(hooks), row_(load_row(store, run_id)),
-        cfg_(RunConfig::from_json(row_.config)), ts_(TrainSettings::from(cfg_.section_params("train"))),
-        ckpts_(store, run_id, store.run_dir(row_.config_hash), ts_.keep_checkpoints), metrics_(store, run_id),
+      : store_(store),
+        run_id_(run_id),
+        registry_(registry),
+        hooks_(hooks),
+        row_(load_row(store, run_id)),
+        cfg_(RunConfig::from_json(row_.config)),
+        ts_(TrainSettings::from(cfg_.section_params("train"))),
+        ckpts_(store, run_id, store.run_dir(row_.config_hash), ts_.keep_checkpoints),
+        metrics_(store, run_id),
         progress_{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, ts_.steps} {}
 
   RunOutcome run() {

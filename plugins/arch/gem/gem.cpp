@@ -43,7 +43,8 @@ class MemoryBlockImpl : public nn::BlockOf<GEMLayer> {
     K0 = register_parameter("K0", torch::randn({c.memory_size, C}));  // slot keys, never written
     V0 = register_parameter("V0", torch::randn({c.memory_size, C}));  // initial slot values
     // A fixed eta is a buffer, so the parameter count stays GEM's 874,240.
-    eta = c.learn_eta ? register_parameter("eta", torch::full({}, c.eta)) : register_buffer("eta", torch::full({}, c.eta));
+    eta = c.learn_eta ? register_parameter("eta", torch::full({}, c.eta))
+                      : register_buffer("eta", torch::full({}, c.eta));
     ln_2 = register_module("ln_2", nn::LayerNorm(C, false));
     mlp = register_module("mlp", nn::MLP(C, 4 * C, true, 0.0));
   }
@@ -59,11 +60,11 @@ class MemoryBlockImpl : public nn::BlockOf<GEMLayer> {
     const double scale = 1.0 / std::sqrt(static_cast<double>(C));
     auto w = torch::cat({torch::matmul(K0, q->weight) * scale, torch::matmul(K0, k->weight) * scale, v->weight});
     auto bias = torch::cat({torch::mv(K0, q->bias) * scale, torch::mv(K0, k->bias) * scale, v->bias});
-    auto y = torch::linear(xn, w, bias);                                          // (B,T,2M+C)
-    auto addr = torch::softmax(y.narrow(2, 0, 2 * M).view({B, T, 2, M}), -1);     // (B,T,2,M): A_q, A_k
+    auto y = torch::linear(xn, w, bias);                                       // (B,T,2M+C)
+    auto addr = torch::softmax(y.narrow(2, 0, 2 * M).view({B, T, 2, M}), -1);  // (B,T,2,M): A_q, A_k
     auto aq = addr.select(2, 0), ak = addr.select(2, 1);
-    auto r = K::gem_memory(aq, ak, y.narrow(2, 2 * M, C), st.mem, c_.minibatch_size, eta, c_.self_write, V0,
-                           step.decoding);
+    auto r =
+        K::gem_memory(aq, ak, y.narrow(2, 2 * M, C), st.mem, c_.minibatch_size, eta, c_.self_write, V0, step.decoding);
     auto h = x + proj(r);
     return h + mlp(ln_2(h));
   }
@@ -127,17 +128,20 @@ class GEMPlugin : public ArchPlugin {
         int_param("block_size", 0, "learned positions / maximum context (0 = the dataset's seq_len)", 0),
         real_param("eta", 1.0, "inner learning rate of the memory write (GEM: 1)", 0.0),
         bool_param("learn_eta", false, "make eta a trainable parameter per layer (GEM: fixed)"),
-        bool_param("self_write", false, "a token reads the memory including its own write (GEM: false, strictly causal)"),
+        bool_param("self_write", false,
+                   "a token reads the memory including its own write (GEM: false, strictly causal)"),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
     // minibatch 6 does not divide the sweep's 16 tokens: partial chunks are exercised too.
-    return {{"n_layer", int64_t{2}}, {"d_model", int64_t{16}}, {"memory_size", int64_t{8}},
-            {"minibatch_size", int64_t{6}}};
+    return {
+        {"n_layer", int64_t{2}}, {"d_model", int64_t{16}}, {"memory_size", int64_t{8}}, {"minibatch_size", int64_t{6}}};
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GEMConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len), p.i("n_layer"),
-                p.i("d_model"), p.i("memory_size"), p.i("minibatch_size"), p.f("eta"), p.b("learn_eta"),
+    GEMConfig c{ctx.vocab_size,     nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
+                p.i("n_layer"),     p.i("d_model"),
+                p.i("memory_size"), p.i("minibatch_size"),
+                p.f("eta"),         p.b("learn_eta"),
                 p.b("self_write")};
     return std::make_shared<GEM>(c);
   }

@@ -74,7 +74,9 @@ class GPTPlugin : public ArchPlugin {
  public:
   std::string name() const override { return "gpt"; }
   std::string version() const override { return "1.0"; }
-  std::string summary() const override { return "nanoGPT: learned positions, pre-LN, causal attention, GELU MLP, tied embeddings"; }
+  std::string summary() const override {
+    return "nanoGPT: learned positions, pre-LN, causal attention, GELU MLP, tied embeddings";
+  }
   std::vector<ParamSpec> params() const override {
     return {
         int_param("n_layer", 4, "transformer blocks", 1, 256),
@@ -94,8 +96,10 @@ class GPTPlugin : public ArchPlugin {
                       std::to_string(p.i("n_head")) + ")");
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GPTConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len), p.i("n_layer"), p.i("n_head"),
-                p.i("d_model"), p.f("dropout"), p.b("bias")};
+    GPTConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
+                p.i("n_layer"), p.i("n_head"),
+                p.i("d_model"), p.f("dropout"),
+                p.b("bias")};
     if (c.d_model % c.n_head != 0)
       throw std::invalid_argument("d_model (" + std::to_string(c.d_model) + ") must be divisible by n_head (" +
                                   std::to_string(c.n_head) + ")");

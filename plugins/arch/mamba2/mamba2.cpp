@@ -38,9 +38,9 @@ class Mamba2MixerImpl : public torch::nn::Module {
  public:
   explicit Mamba2MixerImpl(const Mamba2Config& c) : c_(c) {
     const int64_t di = c.d_inner(), H = c.nheads();
-    in_proj = register_module("in_proj",
-                              torch::nn::Linear(torch::nn::LinearOptions(c.d_model, 2 * di + 2 * c.ngroups * c.d_state + H)
-                                                    .bias(false)));
+    in_proj = register_module(
+        "in_proj",
+        torch::nn::Linear(torch::nn::LinearOptions(c.d_model, 2 * di + 2 * c.ngroups * c.d_state + H).bias(false)));
     // Depthwise conv weights (conv_dim, d_conv): PyTorch Conv1d's default init, U(-1/sqrt(k), 1/sqrt(k))
     // with fan_in = d_conv for a depthwise kernel; same bound for the bias.
     const double bound = 1.0 / std::sqrt(static_cast<double>(c.d_conv));
@@ -148,8 +148,7 @@ class Mamba2LM : public nn::CausalLM {
   std::vector<std::string> no_weight_decay() const override {
     std::vector<std::string> names;
     for (int64_t i = 0; i < c_.n_layer; ++i)
-      for (const char* p : {"A_log", "dt_bias", "D"})
-        names.push_back("layers." + std::to_string(i) + ".mixer." + p);
+      for (const char* p : {"A_log", "dt_bias", "D"}) names.push_back("layers." + std::to_string(i) + ".mixer." + p);
     return names;
   }
 
@@ -205,9 +204,10 @@ class Mamba2Plugin : public ArchPlugin {
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
     check(p);
-    Mamba2Config c{ctx.vocab_size, p.i("d_model"), p.i("n_layer"), p.i("d_state"), p.i("d_conv"), p.i("expand"),
-                   p.i("headdim"), p.i("ngroups"), p.i("chunk_size"), p.f("dt_min"), p.f("dt_max"),
-                   p.f("dt_init_floor"), p.f("A_init_min"), p.f("A_init_max"), p.f("norm_eps"), p.b("conv_bias")};
+    Mamba2Config c{ctx.vocab_size,    p.i("d_model"),    p.i("n_layer"),  p.i("d_state"),
+                   p.i("d_conv"),     p.i("expand"),     p.i("headdim"),  p.i("ngroups"),
+                   p.i("chunk_size"), p.f("dt_min"),     p.f("dt_max"),   p.f("dt_init_floor"),
+                   p.f("A_init_min"), p.f("A_init_max"), p.f("norm_eps"), p.b("conv_bias")};
     return std::make_shared<Mamba2LM>(c);
   }
 };

@@ -36,7 +36,9 @@ class TTTLayerImpl : public torch::nn::Module {
  public:
   explicit TTTLayerImpl(const TTTConfig& c) : c_(c) {
     const int64_t C = c.d_model, H = c.n_head, F = C / H, b = c.mini_batch;
-    auto lin = [&](const char* n) { return register_module(n, torch::nn::Linear(torch::nn::LinearOptions(C, C).bias(false))); };
+    auto lin = [&](const char* n) {
+      return register_module(n, torch::nn::Linear(torch::nn::LinearOptions(C, C).bias(false)));
+    };
     q_proj = lin("q_proj");
     if (!c.share_qk) k_proj = lin("k_proj");
     v_proj = lin("v_proj");
@@ -75,7 +77,8 @@ class TTTLayerImpl : public torch::nn::Module {
     }
     auto xv = v_proj(x);
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, F}).transpose(1, 2); };  // (B,H,T,F)
-    auto pos = torch::arange(pos0, pos0 + T, torch::TensorOptions().dtype(torch::kLong).device(x.device())).remainder(c_.mini_batch);
+    auto pos = torch::arange(pos0, pos0 + T, torch::TensorOptions().dtype(torch::kLong).device(x.device()))
+                   .remainder(c_.mini_batch);
     auto q = nn::apply_rope(heads(xq), pos, c_.rope_theta), k = nn::apply_rope(heads(xk), pos, c_.rope_theta);
     // eta's per-token factor: base_lr * sigmoid(theta_h . x + b_h) / head_dim, (B,H,T).
     auto lr = torch::sigmoid(torch::matmul(x, lr_weight.t()) + lr_bias).transpose(1, 2) * (c_.base_lr / F);
@@ -94,7 +97,7 @@ class TTTLayerImpl : public torch::nn::Module {
     K::TTTNorm norm{per_seq(ttt_norm_weight.unsqueeze(1)), per_seq(ttt_norm_bias.unsqueeze(1)), 1e-6};
     auto flat = [&](const torch::Tensor& t) { return t.reshape({N, T, F}); };
     auto out = K::ttt_inner(flat(q), flat(k), flat(heads(xv)), lr.reshape({N, T}), token_idx, norm, st.inner,
-                            c_.mini_batch);                       // (N,T,F)
+                            c_.mini_batch);  // (N,T,F)
     out = post_norm(out.view({B, H, T, F}).transpose(1, 2).reshape({B, T, C}));
     if (c_.use_gate) out = torch::gelu(g_proj(x), "tanh") * out;
     return o_proj(out);
@@ -197,8 +200,14 @@ class TTTPlugin : public ArchPlugin {
   }
   std::map<std::string, Value> tiny_config() const override {
     // mini-batch 6 does not divide the sweep's 16 tokens; Mamba backbone and mlp cover the most code.
-    return {{"n_layer", int64_t{2}}, {"d_model", int64_t{16}}, {"n_head", int64_t{2}}, {"mini_batch_size", int64_t{6}},
-            {"inner", std::string("mlp")}, {"pre_conv", true}, {"share_qk", true}, {"use_gate", true}};
+    return {{"n_layer", int64_t{2}},
+            {"d_model", int64_t{16}},
+            {"n_head", int64_t{2}},
+            {"mini_batch_size", int64_t{6}},
+            {"inner", std::string("mlp")},
+            {"pre_conv", true},
+            {"share_qk", true},
+            {"use_gate", true}};
   }
   void check(const Params& p) const override {
     if (p.i("d_model") % p.i("n_head") != 0)
@@ -212,9 +221,21 @@ class TTTPlugin : public ArchPlugin {
     check(p);
     const int64_t C = p.i("d_model");
     int64_t inter = p.i("intermediate") > 0 ? p.i("intermediate") : nn::swiglu_hidden(C);
-    TTTConfig c{ctx.vocab_size, p.i("n_layer"), C, p.i("n_head"), inter, p.i("mini_batch_size"), p.i("conv_kernel"),
-                p.s("inner"), p.f("base_lr"), p.f("rope_theta"), p.f("rms_norm_eps"), p.f("init_std"),
-                p.b("pre_conv"), p.b("share_qk"), p.b("use_gate")};
+    TTTConfig c{ctx.vocab_size,
+                p.i("n_layer"),
+                C,
+                p.i("n_head"),
+                inter,
+                p.i("mini_batch_size"),
+                p.i("conv_kernel"),
+                p.s("inner"),
+                p.f("base_lr"),
+                p.f("rope_theta"),
+                p.f("rms_norm_eps"),
+                p.f("init_std"),
+                p.b("pre_conv"),
+                p.b("share_qk"),
+                p.b("use_gate")};
     return std::make_shared<TTTModel>(c);
   }
 };

@@ -119,12 +119,15 @@ class YSPlugin : public ArchPlugin {
     };
   }
   std::map<std::string, Value> tiny_config() const override {
-    return {{"embedding_dim", int64_t{8}}, {"state_dim", int64_t{6}}, {"output_dim", int64_t{7}},
-            {"block_size", int64_t{4}},    {"dropout", 0.0}};
+    return {{"embedding_dim", int64_t{8}},
+            {"state_dim", int64_t{6}},
+            {"output_dim", int64_t{7}},
+            {"block_size", int64_t{4}},
+            {"dropout", 0.0}};
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    YSConfig c{ctx.vocab_size, p.i("embedding_dim"), p.i("state_dim"), p.i("output_dim"), p.i("block_size"),
-               p.f("dropout")};
+    YSConfig c{ctx.vocab_size,    p.i("embedding_dim"), p.i("state_dim"),
+               p.i("output_dim"), p.i("block_size"),    p.f("dropout")};
     return std::make_shared<YS>(c);
   }
 };

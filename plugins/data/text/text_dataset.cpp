@@ -26,7 +26,8 @@ uint64_t splitmix64(uint64_t x) {
 
 class TextDataset : public Dataset {
  public:
-  TextDataset(const Params& p, const DataContext& ctx) : seq_len_(p.i("seq_len")), seed_(ctx.seed), epoch_mode_(p.s("sampling") == "epoch") {
+  TextDataset(const Params& p, const DataContext& ctx)
+      : seq_len_(p.i("seq_len")), seed_(ctx.seed), epoch_mode_(p.s("sampling") == "epoch") {
     std::string text = read_file(resolve_source(p.s("source")));
     // train | val | test, in text order: train is the first 1 - val_fraction - test_fraction
     // (nanoGPT: int(0.9 n)), test the last round(test_fraction n) characters (HF's tiny_shakespeare
@@ -37,7 +38,8 @@ class TextDataset : public Dataset {
       return cut;
     };
     size_t cut = utf8_boundary(static_cast<size_t>(n * (1.0 - p.f("val_fraction") - p.f("test_fraction"))));
-    size_t test_cut = utf8_boundary(std::max(cut, text.size() - static_cast<size_t>(std::llround(n * p.f("test_fraction")))));
+    size_t test_cut =
+        utf8_boundary(std::max(cut, text.size() - static_cast<size_t>(std::llround(n * p.f("test_fraction")))));
     std::string train_text = text.substr(0, cut), val_text = text.substr(cut, test_cut - cut);
     ctx.tokenizer->fit(train_text);
     train_ = to_tensor(ctx.tokenizer->encode(train_text));
@@ -83,7 +85,9 @@ class TextDataset : public Dataset {
   int64_t train_tokens() const override { return train_.numel(); }
 
  private:
-  const torch::Tensor& split_tensor(Split s) const { return s == Split::train ? train_ : s == Split::val ? val_ : test_; }
+  const torch::Tensor& split_tensor(Split s) const {
+    return s == Split::train ? train_ : s == Split::val ? val_ : test_;
+  }
   static torch::Tensor to_tensor(const std::vector<int64_t>& ids) {
     return torch::tensor(torch::ArrayRef<int64_t>(ids), torch::kLong);
   }
@@ -116,7 +120,9 @@ class TextPlugin : public DataPlugin {
  public:
   std::string name() const override { return "text"; }
   std::string version() const override { return "1.0"; }
-  std::string summary() const override { return "a text file or named source, split by fraction; random or epoch windows"; }
+  std::string summary() const override {
+    return "a text file or named source, split by fraction; random or epoch windows";
+  }
   std::vector<ParamSpec> params() const override {
     return {
         string_param("source", "tiny_shakespeare", "named source (see `lmgrid data`) or a file path"),
@@ -124,7 +130,8 @@ class TextPlugin : public DataPlugin {
         real_param("val_fraction", 0.1, "fraction of the text held out for validation (after train)", 0.0, 0.9),
         real_param("test_fraction", 0.0, "fraction at the very end held out as a test split, never scored in training",
                    0.0, 0.9),
-        string_param("sampling", "random", "random offsets (nanoGPT) or shuffled non-overlapping windows per epoch (GEM)",
+        string_param("sampling", "random",
+                     "random offsets (nanoGPT) or shuffled non-overlapping windows per epoch (GEM)",
                      {"random", "epoch"}),
     };
   }
@@ -134,8 +141,8 @@ class TextPlugin : public DataPlugin {
     if (p.f("val_fraction") <= 0.0)
       throw UserError("val_fraction must be above 0: the trainer evaluates every run on the val split");
     if (p.f("val_fraction") + p.f("test_fraction") >= 1.0)
-      throw UserError("val_fraction + test_fraction must be below 1 (got " + std::to_string(p.f("val_fraction")) + " + " +
-                      std::to_string(p.f("test_fraction")) + ")");
+      throw UserError("val_fraction + test_fraction must be below 1 (got " + std::to_string(p.f("val_fraction")) +
+                      " + " + std::to_string(p.f("test_fraction")) + ")");
     resolve_source(p.s("source"));
   }
   int64_t seq_len(const Params& p) const override { return p.i("seq_len"); }

@@ -33,9 +33,9 @@ class MiniLlamaPlugin : public ArchPlugin {
   std::string version() const override { return "1.0"; }
   std::string summary() const override { return "docs example: RoPE, grouped KV heads, SwiGLU on the CausalLM base"; }
   std::vector<ParamSpec> params() const override {
-    return {int_param("n_layer", 2, "blocks", 1), int_param("d_model", 64, "width", 2),
-            int_param("n_head", 4, "query heads", 1), int_param("n_kv_head", 2, "key/value heads", 1),
-            real_param("rope_base", 10000.0, "RoPE base", 1.0), int_param("vocab_size", 0, "padded vocabulary (0: none)", 0)};
+    return {int_param("n_layer", 2, "blocks", 1),         int_param("d_model", 64, "width", 2),
+            int_param("n_head", 4, "query heads", 1),     int_param("n_kv_head", 2, "key/value heads", 1),
+            real_param("rope_base", 1e4, "RoPE base", 1), int_param("vocab_size", 0, "padded vocabulary", 0)};
   }
   std::map<std::string, Value> tiny_config() const override { return {{"d_model", int64_t{16}}}; }
   void check(const Params& p) const override {

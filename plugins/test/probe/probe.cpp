@@ -27,7 +27,8 @@ class Probe : public Model {
   ModelOutput forward(const torch::Tensor& idx, DecodeState*) override {
     if (is_training()) ++calls_;
     if (calls_ >= fail_at_) {
-      if (fail_ == "throw_forward") throw std::runtime_error("probe failure requested at forward " + std::to_string(calls_));
+      if (fail_ == "throw_forward")
+        throw std::runtime_error("probe failure requested at forward " + std::to_string(calls_));
       if (fail_ == "segv_forward") {
         volatile int* p = nullptr;
         *p = 42;  // deliberate crash

@@ -89,7 +89,8 @@ class CharTokenizer : public Tokenizer {
     std::string out;
     for (int64_t id : ids) {
       if (id < 0 || id >= static_cast<int64_t>(vocab_.size()))
-        throw std::out_of_range("token id " + std::to_string(id) + " outside vocabulary of " + std::to_string(vocab_.size()));
+        throw std::out_of_range("token id " + std::to_string(id) + " outside vocabulary of " +
+                                std::to_string(vocab_.size()));
       append_utf8(out, vocab_[static_cast<size_t>(id)]);
     }
     return out;

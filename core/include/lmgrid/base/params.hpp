@@ -30,10 +30,10 @@ struct ParamSpec {
   std::string name;
   ParamType type = ParamType::real;
   Value default_value = 0.0;
-  std::optional<double> min;              // inclusive bounds for integer and real params
+  std::optional<double> min;  // inclusive bounds for integer and real params
   std::optional<double> max;
-  std::vector<std::string> choices;       // allowed values of a string param (empty = any)
-  std::string doc;                        // one line, shown by `lmgrid plugins show`
+  std::vector<std::string> choices;  // allowed values of a string param (empty = any)
+  std::string doc;                   // one line, shown by `lmgrid plugins show`
 };
 
 // Convenience constructors, so plugin spec lists read as tables.
@@ -42,8 +42,7 @@ ParamSpec int_param(std::string name, int64_t def, std::string doc, std::optiona
 ParamSpec real_param(std::string name, double def, std::string doc, std::optional<double> min = {},
                      std::optional<double> max = {});
 ParamSpec bool_param(std::string name, bool def, std::string doc);
-ParamSpec string_param(std::string name, std::string def, std::string doc,
-                       std::vector<std::string> choices = {});
+ParamSpec string_param(std::string name, std::string def, std::string doc, std::vector<std::string> choices = {});
 
 // A validated parameter table: every declared key present with its declared type.
 // Accessors throw std::out_of_range naming the key if a plugin asks for an undeclared key.

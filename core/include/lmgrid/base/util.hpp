@@ -20,7 +20,7 @@ std::vector<std::string> split(const std::string& s, char sep);  // keeps no emp
 void write_file_atomic(const std::filesystem::path& file, const std::string& data);
 std::string read_file(const std::filesystem::path& file);  // throws UserError naming the file
 
-std::string human_count(int64_t n);      // 874240 -> "874.2K"
-std::string human_duration(double s);    // 125 -> "2m05s"
+std::string human_count(int64_t n);    // 874240 -> "874.2K"
+std::string human_duration(double s);  // 125 -> "2m05s"
 
 }  // namespace lmgrid

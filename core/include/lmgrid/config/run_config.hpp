@@ -54,7 +54,7 @@ struct Experiment {
   std::string name;
   std::string description;
   std::filesystem::path file;
-  std::string source_text;     // the TOML as read, stored in the database
+  std::string source_text;  // the TOML as read, stored in the database
   std::vector<RunConfig> runs;
   std::vector<std::string> varying_keys;  // keys whose value differs between runs
   ReportSpec report;                      // [report], defaults when the table is absent

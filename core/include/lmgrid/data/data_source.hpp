@@ -22,9 +22,9 @@ namespace lmgrid {
 struct DataSource {
   std::string name;
   std::string relative_path;
-  std::string url;      // "" when there is no canonical download address
-  int64_t size = 0;     // bytes, 0 = unknown
-  std::string sha256;   // "" = not verified
+  std::string url;     // "" when there is no canonical download address
+  int64_t size = 0;    // bytes, 0 = unknown
+  std::string sha256;  // "" = not verified
   std::string doc;
 };
 

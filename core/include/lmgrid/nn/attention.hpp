@@ -29,20 +29,20 @@ struct KVCache : LayerState {
 // sees keys 0..P+i, P = S - T. Dropout on the attention weights when training. Uses
 // scaled_dot_product_attention where the LibTorch version has it (2.0 and later), the plain
 // math otherwise (LibTorch 1.13); both compute the same function.
-torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
-                               double dropout, bool training, bool causal = true);
+torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double dropout,
+                               bool training, bool causal = true);
 
 struct AttentionOptions {
   AttentionOptions(int64_t d_model, int64_t n_head) : d_model_(d_model), n_head_(n_head) {}
   TORCH_ARG(int64_t, d_model);
   TORCH_ARG(int64_t, n_head);
-  TORCH_ARG(int64_t, n_kv_head) = 0;    // key/value heads; 0 = n_head (MHA), 1 = MQA, else GQA
-  TORCH_ARG(bool, bias) = false;        // biases in the projections
-  TORCH_ARG(bool, fused_qkv) = true;    // one c_attn projection, or q_proj/k_proj/v_proj
-  TORCH_ARG(bool, rope) = false;        // rotary embedding on q and k
+  TORCH_ARG(int64_t, n_kv_head) = 0;  // key/value heads; 0 = n_head (MHA), 1 = MQA, else GQA
+  TORCH_ARG(bool, bias) = false;      // biases in the projections
+  TORCH_ARG(bool, fused_qkv) = true;  // one c_attn projection, or q_proj/k_proj/v_proj
+  TORCH_ARG(bool, rope) = false;      // rotary embedding on q and k
   TORCH_ARG(double, rope_base) = 10000.0;
-  TORCH_ARG(bool, causal) = true;       // false: every token sees every token of the call
-  TORCH_ARG(double, dropout) = 0.0;     // on attention weights and on the output
+  TORCH_ARG(bool, causal) = true;    // false: every token sees every token of the call
+  TORCH_ARG(double, dropout) = 0.0;  // on attention weights and on the output
 };
 
 // Checkpoint keys: fused_qkv -> c_attn (C -> (H + 2 Hkv) D, rows q|k|v), c_proj (C -> C)
@@ -57,7 +57,7 @@ class CausalSelfAttentionImpl : public torch::nn::Module {
   // The output projection: c_proj (fused) or o_proj (separate).
   torch::nn::Linear& out_proj() { return options_.fused_qkv() ? c_proj : o_proj; }
 
-  torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};                              // fused_qkv
+  torch::nn::Linear c_attn{nullptr}, c_proj{nullptr};                                    // fused_qkv
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};  // separate
   const AttentionOptions& options() const { return options_; }
 

@@ -33,15 +33,15 @@
 namespace lmgrid::nn {
 
 struct CausalLMOptions {
-  int64_t vocab_size = 0;        // the tokenizer's (ModelContext::vocab_size)
-  int64_t padded_vocab = 0;      // rows of embedding and head; 0 = vocab_size; < vocab_size: UserError
-  int64_t d_model = 0;           // embedding width C
-  int64_t block_size = 0;        // maximum context (0 = unlimited); see resolve_block_size()
+  int64_t vocab_size = 0;          // the tokenizer's (ModelContext::vocab_size)
+  int64_t padded_vocab = 0;        // rows of embedding and head; 0 = vocab_size; < vocab_size: UserError
+  int64_t d_model = 0;             // embedding width C
+  int64_t block_size = 0;          // maximum context (0 = unlimited); see resolve_block_size()
   bool learned_positions = false;  // pos_emb: Embedding(block_size, C) added to the tokens
-  double dropout = 0.0;          // on the embeddings ("drop"), registered only when > 0
-  bool tied_head = true;         // logits = x tok_emb^T; false: Linear(head_in, Vp)
-  int64_t head_in = 0;           // width entering an untied head (0 = d_model)
-  bool head_bias = false;        // bias of an untied head
+  double dropout = 0.0;            // on the embeddings ("drop"), registered only when > 0
+  bool tied_head = true;           // logits = x tok_emb^T; false: Linear(head_in, Vp)
+  int64_t head_in = 0;             // width entering an untied head (0 = d_model)
+  bool head_bias = false;          // bias of an untied head
   // Checkpoint names, chosen once per architecture.
   std::string tok_emb_name = "wte", pos_emb_name = "wpe", blocks_name = "h", final_norm_name = "ln_f",
               head_name = "lm_head";
@@ -88,10 +88,10 @@ class CausalLM : public Model {
   const CausalLMOptions& options() const { return options_; }
 
   torch::nn::Embedding tok_emb{nullptr}, pos_emb{nullptr};  // pos_emb empty without learned positions
-  torch::nn::Dropout drop{nullptr};                          // empty when dropout == 0
-  torch::nn::ModuleList stack{nullptr};                      // the blocks under blocks_name
+  torch::nn::Dropout drop{nullptr};                         // empty when dropout == 0
+  torch::nn::ModuleList stack{nullptr};                     // the blocks under blocks_name
   torch::nn::AnyModule final_norm;
-  torch::nn::Linear lm_head{nullptr};                        // empty when tied
+  torch::nn::Linear lm_head{nullptr};  // empty when tied
 
  protected:
   // The input of the first block for tokens at positions pos, pos+1, ...: (B,T,C).

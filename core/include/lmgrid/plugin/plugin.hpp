@@ -45,11 +45,11 @@ inline constexpr uint32_t kPluginAbiVersion = 1;
 // Build stamp: plain data, layout frozen, compared before anything else is called.
 // ---------------------------------------------------------------------------------------------
 struct BuildStamp {
-  uint32_t struct_size;       // sizeof(BuildStamp) in the plugin's build
-  uint32_t abi_version;       // kPluginAbiVersion in the plugin's build
-  char torch_version[32];     // TORCH_VERSION, e.g. "1.13.0"
-  int32_t cxx11_abi;          // _GLIBCXX_USE_CXX11_ABI (0 or 1), -1 if unknown
-  char compiler[64];          // __VERSION__, informational only
+  uint32_t struct_size;    // sizeof(BuildStamp) in the plugin's build
+  uint32_t abi_version;    // kPluginAbiVersion in the plugin's build
+  char torch_version[32];  // TORCH_VERSION, e.g. "1.13.0"
+  int32_t cxx11_abi;       // _GLIBCXX_USE_CXX11_ABI (0 or 1), -1 if unknown
+  char compiler[64];       // __VERSION__, informational only
 };
 
 // The stamp of the translation unit that includes this header (host or plugin).
@@ -248,12 +248,12 @@ struct PluginEntry {
 
 // Exports the plugin class CLASS (default-constructible) as this library's one factory symbol.
 #include <boost/dll/alias.hpp>
-#define LMGRID_PLUGIN(CLASS)                                                            \
-  namespace lmgrid_plugin_export {                                                      \
-  inline ::lmgrid::Plugin* create_plugin() { return new CLASS(); }                      \
-  const ::lmgrid::PluginEntry* plugin_entry() {                                         \
+#define LMGRID_PLUGIN(CLASS)                                                                   \
+  namespace lmgrid_plugin_export {                                                             \
+  inline ::lmgrid::Plugin* create_plugin() { return new CLASS(); }                             \
+  const ::lmgrid::PluginEntry* plugin_entry() {                                                \
     static const ::lmgrid::PluginEntry entry{::lmgrid::current_build_stamp(), &create_plugin}; \
-    return &entry;                                                                      \
-  }                                                                                     \
-  }                                                                                     \
+    return &entry;                                                                             \
+  }                                                                                            \
+  }                                                                                            \
   BOOST_DLL_ALIAS(lmgrid_plugin_export::plugin_entry, lmgrid_plugin_entry)

@@ -19,8 +19,8 @@ namespace lmgrid {
 struct LoadedPlugin {
   std::shared_ptr<Plugin> plugin;  // holds a reference to its library
   std::filesystem::path file;
-  std::string file_sha256;         // filled lazily by file_hash()
-  std::string id() const;          // "arch/gpt"
+  std::string file_sha256;  // filled lazily by file_hash()
+  std::string id() const;   // "arch/gpt"
 };
 
 // Compares a plugin's stamp with the host's. Returns "" if compatible, else a message naming

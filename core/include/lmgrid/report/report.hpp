@@ -63,23 +63,23 @@ struct Curve {
 };
 
 struct ReportGroup {
-  std::string label;                          // "model.plugin=gpt optim.lr=0.001" (keys present)
-  std::map<std::string, std::string> keys;    // group-by key -> value as text ("" when absent)
-  std::vector<int64_t> run_ids;               // every selected run in the group
-  std::vector<int64_t> seeds;                 // of the finished runs
-  int n_done = 0;                             // runs with status done
-  std::vector<double> best_val_losses;        // of the finished runs, by run id (the t-test input)
+  std::string label;                        // "model.plugin=gpt optim.lr=0.001" (keys present)
+  std::map<std::string, std::string> keys;  // group-by key -> value as text ("" when absent)
+  std::vector<int64_t> run_ids;             // every selected run in the group
+  std::vector<int64_t> seeds;               // of the finished runs
+  int n_done = 0;                           // runs with status done
+  std::vector<double> best_val_losses;      // of the finished runs, by run id (the t-test input)
   Stat best_val_loss, final_val_loss, best_val_accuracy, n_params, tokens_per_s, mfu, wall_time_s;
-  Stat tokens_to_target, time_to_target;      // over the finished runs that reached the target
-  std::optional<double> p_value;              // Welch, vs the best group (nullopt: not computed)
+  Stat tokens_to_target, time_to_target;  // over the finished runs that reached the target
+  std::optional<double> p_value;          // Welch, vs the best group (nullopt: not computed)
   Curve train, val;
 };
 
 // Best value of a swept key per group-without-that-key.
 struct BestOverRow {
-  std::string label;                          // the other group keys ("" when there are none)
-  std::string winner;                         // value of the swept key in the best group
-  Stat best_val_loss;                         // of the winning group
+  std::string label;                                  // the other group keys ("" when there are none)
+  std::string winner;                                 // value of the swept key in the best group
+  Stat best_val_loss;                                 // of the winning group
   std::vector<std::pair<std::string, double>> means;  // every value tried -> its mean best loss
 };
 
@@ -92,18 +92,18 @@ struct ProblemRun {
 struct Report {
   ReportOptions opt;
   std::string title;
-  std::vector<std::string> experiments;               // present among the selected runs
+  std::vector<std::string> experiments;  // present among the selected runs
   int n_runs = 0, n_done = 0;
   std::map<std::string, std::vector<std::string>> varying;  // key -> distinct values (text)
-  std::vector<std::string> group_by;                  // keys actually grouped by
-  std::vector<ReportGroup> groups;                    // sorted: best mean best_val_loss first
-  int best_group = -1;                                // index into groups, -1 if none finished
-  double target_loss = 0;                             // the target used (0: no val/loss at all)
+  std::vector<std::string> group_by;                        // keys actually grouped by
+  std::vector<ReportGroup> groups;                          // sorted: best mean best_val_loss first
+  int best_group = -1;                                      // index into groups, -1 if none finished
+  double target_loss = 0;                                   // the target used (0: no val/loss at all)
   bool target_automatic = false;
   bool has_accuracy = false, has_mfu = false;
   std::vector<BestOverRow> best_over;
-  std::vector<ProblemRun> problems;                   // failed, diverged, interrupted
-  std::string generated_at;                           // UTC, ISO 8601
+  std::vector<ProblemRun> problems;  // failed, diverged, interrupted
+  std::string generated_at;          // UTC, ISO 8601
 };
 
 Report build_report(sql::Db& db, const ReportOptions& opt);

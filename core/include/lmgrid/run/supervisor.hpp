@@ -19,13 +19,13 @@
 namespace lmgrid {
 
 struct SupervisorOptions {
-  std::string argv0;             // argv[0] the workers get (the path the user ran)
+  std::string argv0;                             // argv[0] the workers get (the path the user ran)
   std::filesystem::path exe = "/proc/self/exe";  // the program started as a worker
-  int workers = 1;               // runs trained at once
-  int threads = 1;               // threads per worker (LibTorch and OpenBLAS)
-  double peak_flops = 0;         // MFU denominator handed to each worker (0 = none)
-  bool progress_bar = false;     // workers redraw one progress line (one worker on a terminal)
-  const std::atomic<bool>* stop = nullptr;  // when set: claim nothing more, wait for the running
+  int workers = 1;                               // runs trained at once
+  int threads = 1;                               // threads per worker (LibTorch and OpenBLAS)
+  double peak_flops = 0;                         // MFU denominator handed to each worker (0 = none)
+  bool progress_bar = false;                     // workers redraw one progress line (one worker on a terminal)
+  const std::atomic<bool>* stop = nullptr;       // when set: claim nothing more, wait for the running
 };
 
 // Trains every claimable (pending or interrupted) run of `ids`. A worker that dies without

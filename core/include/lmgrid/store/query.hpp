@@ -36,8 +36,8 @@ struct RunRecord {
   std::string experiment, status, config_hash, variant, error, host, device;
   int64_t step = 0, n_params = 0, seed = 0;
   std::optional<double> started_at, finished_at;
-  std::map<std::string, Value> params;     // flattened config
-  std::map<std::string, double> summaries; // best_val_loss, tokens_per_s, ...
+  std::map<std::string, Value> params;      // flattened config
+  std::map<std::string, double> summaries;  // best_val_loss, tokens_per_s, ...
   // Value of any key: run column, config key or summary; nullopt if absent.
   std::optional<Value> get(const std::string& key) const;
 };

@@ -27,10 +27,12 @@ class Stmt {
   Stmt& bind_null(int i);
   Stmt& bind(int i, const Value& v);
   template <class T>
-  Stmt& bind(int i, const std::optional<T>& v) { return v ? bind(i, *v) : bind_null(i); }
+  Stmt& bind(int i, const std::optional<T>& v) {
+    return v ? bind(i, *v) : bind_null(i);
+  }
 
-  bool step();        // true while a row is available
-  void run();         // step to completion, reset
+  bool step();  // true while a row is available
+  void run();   // step to completion, reset
   void reset();
   int columns() const;
   std::string column_name(int i) const;

@@ -44,7 +44,7 @@ struct RunRow {
   std::optional<double> started_at, finished_at;
   std::string error;
   int64_t n_params = 0;
-  int64_t step = 0;     // last step reached
+  int64_t step = 0;  // last step reached
   std::optional<int64_t> worker_pid;
   std::string host;
   std::string run_dir;  // as stored: relative to the database's folder (Store::run_dir resolves it)

@@ -12,10 +12,10 @@
 namespace lmgrid {
 
 struct BlasInfo {
-  std::string library;     // "openblas", "reference" or "unknown"
-  std::string core;        // OpenBLAS core name in use, e.g. "SkylakeX" ("" if not OpenBLAS)
+  std::string library;       // "openblas", "reference" or "unknown"
+  std::string core;          // OpenBLAS core name in use, e.g. "SkylakeX" ("" if not OpenBLAS)
   std::string coretype_env;  // value of OPENBLAS_CORETYPE, "" if unset
-  bool corrected = false;  // lmgrid set OPENBLAS_CORETYPE itself
+  bool corrected = false;    // lmgrid set OPENBLAS_CORETYPE itself
 };
 
 BlasInfo blas_info();

@@ -21,20 +21,20 @@ namespace lmgrid {
 inline constexpr uint32_t kCheckpointVersion = 1;
 
 struct CheckpointMeta {
-  int64_t step = 0;          // optimizer steps completed
-  int64_t tokens = 0;        // training tokens seen
-  double elapsed_s = 0;      // training wall time so far
-  int64_t data_cursor = 0;   // index of the next training batch
-  double best_val = 0;       // best val loss so far (NaN if none)
+  int64_t step = 0;         // optimizer steps completed
+  int64_t tokens = 0;       // training tokens seen
+  double elapsed_s = 0;     // training wall time so far
+  int64_t data_cursor = 0;  // index of the next training batch
+  double best_val = 0;      // best val loss so far (NaN if none)
   int64_t evals_since_best = 0;
   // What the run's summaries need when it resumes from its final checkpoint (NaN / 0 in
   // checkpoints written before these fields existed).
-  double train_time_s = 0;   // training time so far (evaluation and checkpoints excluded)
+  double train_time_s = 0;  // training time so far (evaluation and checkpoints excluded)
   double last_train_loss = NAN;
-  double last_val = NAN;     // val loss of the newest evaluation
-  std::string config_json;   // canonical run config
+  double last_val = NAN;    // val loss of the newest evaluation
+  std::string config_json;  // canonical run config
   std::string tokenizer_state;
-  nlohmann::json extra;      // free-form (plugin names, versions)
+  nlohmann::json extra;  // free-form (plugin names, versions)
 };
 
 // Writes model + optimizer (may be null) + torch RNG state + meta to `file` atomically.
@@ -44,7 +44,6 @@ std::string save_checkpoint(const std::filesystem::path& file, const CheckpointM
 // Reads and verifies only the header (no payload load). Throws CheckpointError.
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& file);
 // Verifies, then loads state into model (and optimizer, RNG when given). Throws CheckpointError.
-CheckpointMeta load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer* optimizer,
-                               bool restore_rng);
+CheckpointMeta load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer* optimizer, bool restore_rng);
 
 }  // namespace lmgrid

@@ -17,7 +17,6 @@
 
 namespace lmgrid {
 
-
 // Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear", nanoGPT's
 // get_lr for all three: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
 // stays at lr, cosine and linear decay to `lr_min` at `decay_steps` and stay there after.
@@ -27,11 +26,11 @@ double scheduled_lr(const std::string& schedule, int64_t step, double lr, double
 // Everything one run needs, built from its config. The objects hold their plugin libraries.
 struct RunObjects {
   std::shared_ptr<Tokenizer> tokenizer;
-  std::shared_ptr<Dataset> dataset;        // null when built without data (sampling)
+  std::shared_ptr<Dataset> dataset;  // null when built without data (sampling)
   std::shared_ptr<Model> model;
-  std::shared_ptr<Optimizer> optimizer;    // null when built without data
-  std::vector<PluginRow> plugins;          // kind, name, version, file sha256
-  std::vector<std::string> plugin_ids;     // "arch/gpt", ...
+  std::shared_ptr<Optimizer> optimizer;  // null when built without data
+  std::vector<PluginRow> plugins;        // kind, name, version, file sha256
+  std::vector<std::string> plugin_ids;   // "arch/gpt", ...
 };
 
 // Builds tokenizer, dataset (fits the tokenizer), model and optimizer. Seeds torch first.
@@ -51,10 +50,10 @@ int64_t count_parameters(const RunConfig& cfg, const Registry& registry);
 enum class RunOutcome { done, diverged, interrupted };
 
 struct TrainHooks {
-  std::atomic<bool>* stop = nullptr;   // set on SIGINT/SIGTERM: checkpoint and return interrupted
-  bool progress_bar = false;           // redraw one line on a terminal; plain lines otherwise
-  std::string label;                   // prefix of progress lines, e.g. "run 3"
-  double peak_flops = 0;               // machine peak FLOP/s for MFU (0 = not recorded)
+  std::atomic<bool>* stop = nullptr;  // set on SIGINT/SIGTERM: checkpoint and return interrupted
+  bool progress_bar = false;          // redraw one line on a terminal; plain lines otherwise
+  std::string label;                  // prefix of progress lines, e.g. "run 3"
+  double peak_flops = 0;              // machine peak FLOP/s for MFU (0 = not recorded)
 };
 
 // Trains run `run_id` to the end (or resumes it from its last valid checkpoint).

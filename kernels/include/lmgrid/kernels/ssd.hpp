@@ -30,21 +30,21 @@ struct SsdResult {
 };
 
 // Chunked SSD. chunk_size >= 1; any L >= 0 (L need not be a multiple of chunk_size).
-SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
-                      const torch::Tensor& Bm, const torch::Tensor& Cm, int64_t chunk_size,
-                      const torch::Tensor& initial_state = {});
+SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
+                      const torch::Tensor& Cm, int64_t chunk_size, const torch::Tensor& initial_state = {});
 
 // Sequential reference: the recurrence above, one token at a time.
-SsdResult ssd_naive(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
-                    const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& initial_state = {});
+SsdResult ssd_naive(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
+                    const torch::Tensor& Cm, const torch::Tensor& initial_state = {});
 
 // One token: x (B,H,P), dt (B,H), A (H), Bm and Cm (B,G,N), state (B,H,P,N) or undefined.
 // Returns y (B,H,P) and the new state (B,H,P,N). Out of place (autograd-safe).
-SsdResult ssd_step(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
-                   const torch::Tensor& Bm, const torch::Tensor& Cm, const torch::Tensor& state);
+SsdResult ssd_step(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
+                   const torch::Tensor& Cm, const torch::Tensor& state);
 
 // Analytic FLOPs of the matrix products of ssd_chunked's forward (2 per multiply-add) for one
-// sequence of length L: C·Bᵀ scores, scores·x, chunk states, state to output (the passing between chunks is elementwise).
+// sequence of length L: C·Bᵀ scores, scores·x, chunk states, state to output (the passing between chunks is
+// elementwise).
 double ssd_chunked_matmul_flops(int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk_size);
 
 }  // namespace lmgrid::kernels
