@@ -49,4 +49,7 @@ cp out q.toml
 q1=$("$BIN" grid "$LMGRID_SOURCE/experiments/quickstart.toml" --no-params --format csv | cut -d, -f2 | tail -n +2)
 q2=$("$BIN" grid q.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
 check "quickstart's 12 runs keep their hashes through --dump" -- test "$(echo "$q1" | wc -l)" = 12 -a "$q1" = "$q2"
+# --set reaches [experiment]: a renamed copy of the grid is a new experiment with new hashes.
+expect_exit 0 "--set experiment.name" -- "$BIN" grid c.toml --no-params --set experiment.name=renamed
+expect_out "2 runs in experiment 'renamed'" "the experiment is renamed"
 finish

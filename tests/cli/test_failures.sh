@@ -37,4 +37,15 @@ check "gpt run after the failures is done" -- test "$(st gpt)" = "done|"
 expect_exit 1 "re-running a grid that still has failed runs exits 1" -- "$BIN" run f.toml --db f.db
 expect_out "failed or diverged" "the rerun says runs failed"
 check "re-running skips done and failed runs" -- test "$("$BIN" sql "SELECT group_concat(variant || ':' || status, ' ') FROM (SELECT variant, status FROM runs ORDER BY id)" --db f.db --format csv | tail -1)" = "ok:done throws:failed segfault:failed nan:diverged gpt:done"
+
+# A grid whose only run diverges did not succeed: exit 1 (README), and the summary says so.
+write_exp d.toml diverges 'steps = 20'
+cat >>d.toml <<'TOML'
+[model.probe]
+fail = "nan_loss"
+fail_at = 5
+TOML
+expect_exit 1 "a grid whose only run diverges exits 1" -- "$BIN" run d.toml --db d.db --set model.plugin=probe --no-report
+expect_out "1 of 1 runs failed or diverged" "the summary says why"
+check "the run is diverged" -- test "$("$BIN" sql "SELECT status FROM runs" --db d.db --format csv | tail -n +2)" = diverged
 finish
