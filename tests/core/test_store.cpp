@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/grid/experiment.hpp>
@@ -237,4 +239,20 @@ TEST_CASE("metric names and stats come from the store API", "[unit]") {
   auto rows = s.metric_rows(ids[0], {"val/accuracy"});
   REQUIRE(rows.size() == 4);
   CHECK(std::isnan(rows[2].value));
+}
+
+TEST_CASE("a metric flush that fails names the run and SQLite's message", "[unit]") {
+  auto path = fresh_db("flushfail");
+  Store s(path);
+  auto ids = s.register_runs(tiny_experiment(1), false);
+  MetricWriter w(s, ids[0]);
+  w.add(1, 10, 0.1, "train/loss", 2.0);
+  s.db().exec("PRAGMA query_only = ON");  // every write now fails inside SQLite
+  CHECK_THROWS_WITH(w.flush(), Catch::Contains(fmt::format("writing 1 metric rows of run {} failed", ids[0])) &&
+                                   Catch::Contains("readonly"));
+  CHECK(w.pending() == 1);  // nothing is dropped: a later flush may still write them
+  s.db().exec("PRAGMA query_only = OFF");
+  w.flush();
+  CHECK(w.pending() == 0);
+  CHECK(s.metric_rows(ids[0]).size() == 1);
 }

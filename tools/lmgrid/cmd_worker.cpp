@@ -13,6 +13,7 @@
 
 #include <lmgrid/plugin/boundary.hpp>
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/store/store.hpp>
 #include <lmgrid/train/trainer.hpp>
@@ -55,8 +56,8 @@ int work(const WorkerOptions& opt) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   // The supervisor started this worker with OPENBLAS_NUM_THREADS (OpenBLAS reads it when it
-  // loads) and --threads; LibTorch's pool is sized here.
-  if (opt.threads > 0) torch::set_num_threads(opt.threads);
+  // loads) and --threads; configure_threads sizes LibTorch's pool (and leaves OpenBLAS's).
+  if (opt.threads > 0) configure_threads(opt.threads);
 
   Store store(opt.db);
   TrainHooks hooks;
