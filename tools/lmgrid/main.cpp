@@ -3,6 +3,9 @@
 // on demand, so `lmgrid runs` starts in milliseconds instead of ~0.5 s.
 // Exit status: 0 success, 2 bad input, 1 runtime failure.
 #include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include <cstdio>
 #include <set>
@@ -16,9 +19,25 @@ namespace {
 
 using RegisterFn = void (*)(CLI::App*, int, char**);
 
-// Found through the executable's RUNPATH (build/lib in the tree, <prefix>/lib installed).
+// The library beside the executable: build/bin -> build/lib, <prefix>/bin -> <prefix>/<libdir>.
+// By absolute path, not through RUNPATH: under AddressSanitizer dlopen is intercepted and the
+// RUNPATH searched would be the sanitizer runtime's. The bare name is the fallback.
+std::string cli_library() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n > 0) {
+    std::filesystem::path prefix =
+        std::filesystem::path(std::string(buf, static_cast<size_t>(n))).parent_path().parent_path();
+    for (const char* libdir : {"lib", LMGRID_INSTALL_LIBDIR}) {
+      auto file = prefix / libdir / "liblmgrid_cli.so";
+      if (std::filesystem::exists(file)) return file.string();
+    }
+  }
+  return "liblmgrid_cli.so";
+}
+
 RegisterFn load_torch_commands() {
-  void* lib = dlopen("liblmgrid_cli.so", RTLD_NOW | RTLD_LOCAL);
+  void* lib = dlopen(cli_library().c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     std::fprintf(stderr, "lmgrid: runtime error: cannot load the training commands (liblmgrid_cli.so): %s\n",
                  dlerror());
