@@ -61,6 +61,13 @@ std::string hostname() {
   gethostname(buf, sizeof(buf) - 1);
   return buf;
 }
+std::filesystem::path executable_prefix() {
+  char buf[4096];
+  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return {};
+  return std::filesystem::path(std::string(buf, static_cast<size_t>(n))).parent_path().parent_path();
+}
+
 std::vector<std::string> split(const std::string& s, char sep) {
   std::vector<std::string> out;
   std::string cur;

@@ -82,12 +82,9 @@ LoadedPlugin Registry::load_file(const fs::path& file) {
 std::vector<fs::path> Registry::default_search_path() {
   std::vector<fs::path> out;
   for (const auto& p : split(env_or("LMGRID_PLUGIN_PATH", ""), ':')) out.emplace_back(p);
-  char buf[4096];
-  ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n > 0) {
+  if (fs::path prefix = executable_prefix(); !prefix.empty()) {
     // Beside the executable: build/bin/lmgrid -> build/plugins; an installed <prefix>/bin/lmgrid
     // -> <prefix>/lib/lmgrid/plugins, wherever the prefix was installed or moved to.
-    fs::path prefix = fs::path(std::string(buf, static_cast<size_t>(n))).parent_path().parent_path();
     out.push_back(prefix / "plugins");
     out.push_back(prefix / LMGRID_INSTALL_LIBDIR / "lmgrid" / "plugins");
   }

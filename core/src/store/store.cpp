@@ -104,20 +104,20 @@ const char* status_name(RunStatus s) {
   return "?";
 }
 
+static constexpr RunStatus kAllStatuses[] = {RunStatus::pending, RunStatus::running,  RunStatus::done,
+                                             RunStatus::failed,  RunStatus::diverged, RunStatus::interrupted};
+
 const std::vector<std::string>& run_statuses() {
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
-    for (auto s : {RunStatus::pending, RunStatus::running, RunStatus::done, RunStatus::failed, RunStatus::diverged,
-                   RunStatus::interrupted})
-      v.push_back(status_name(s));
+    for (auto s : kAllStatuses) v.push_back(status_name(s));
     return v;
   }();
   return names;
 }
 
 std::optional<RunStatus> parse_run_status(const std::string& name) {
-  for (auto s : {RunStatus::pending, RunStatus::running, RunStatus::done, RunStatus::failed, RunStatus::diverged,
-                 RunStatus::interrupted})
+  for (auto s : kAllStatuses)
     if (name == status_name(s)) return s;
   return std::nullopt;
 }

@@ -15,6 +15,9 @@ double now_unix();           // seconds since the epoch (wall clock)
 double monotonic_seconds();  // steady clock
 std::string hostname();
 std::vector<std::string> split(const std::string& s, char sep);  // keeps no empty parts
+// The folder above the running executable's bin/ (build/ in the tree, the prefix when installed),
+// from /proc/self/exe; empty when it cannot be read.
+std::filesystem::path executable_prefix();
 
 // Writes `data` to `file` atomically: temp file in the same folder, fsync, rename.
 void write_file_atomic(const std::filesystem::path& file, const std::string& data);
