@@ -3,16 +3,30 @@
 #   tools/setup.sh main   install what is missing, build, run experiments/quickstart.toml
 #   tools/setup.sh test   install what is missing (plus test tools), build, run the tests (ctest)
 #   tools/setup.sh build  install and build only
-# Installs Debian packages with apt-get (as root, or through sudo), builds into build/ (host at
+# Installs Debian packages with apt-get (as root, or through sudo) and builds into build/ (host at
 # build/bin/lmgrid, plugins in build/plugins/). Data sets resolve through LMGRID_DATA_PATH,
 # which defaults here to ../shared/data when that folder exists.
+#
+# Which LibTorch (README, "LibTorch"):
+#   LMGRID_TORCH=pip     (default) LibTorch 2.x from the pinned `torch` wheel, installed into a
+#                        virtual environment (LMGRID_VENV, default ~/.cache/lmgrid/torch-<version>);
+#                        a CUDA build: needs the CUDA toolkit's nvcc and headers (/usr/local/cuda)
+#   LMGRID_TORCH=debian  Debian's libtorch-dev (1.13, CPU only) with OpenBLAS
+# LMGRID_BUILD_DIR (default build) is the build folder; a folder configured for the other LibTorch
+# is configured anew.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-main}
+case "$mode" in main | test | build) ;; *) echo "usage: tools/setup.sh main|test|build" >&2; exit 2 ;; esac
 
-packages=(build-essential cmake ninja-build pkg-config libtorch-dev libboost-dev libtomlplusplus-dev libfmt-dev
-          libsqlite3-dev catch2 libopenblas0-pthread libcurl4-openssl-dev libgloo-dev libcli11-dev
-          nlohmann-json3-dev libssl-dev sqlite3)
+torch=${LMGRID_TORCH:-pip}
+torch_pin=2.11.0  # the wheel's LibTorch; CUDA 13.0, as the toolkit at /usr/local/cuda
+build=${LMGRID_BUILD_DIR:-build}
+case "$torch" in pip | debian) ;; *) echo "lmgrid setup: LMGRID_TORCH must be pip or debian, not '$torch'" >&2; exit 2 ;; esac
+
+packages=(build-essential cmake ninja-build pkg-config libboost-dev libtomlplusplus-dev libfmt-dev
+          libsqlite3-dev catch2 libcurl4-openssl-dev libgloo-dev libcli11-dev nlohmann-json3-dev libssl-dev sqlite3)
+if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); else packages+=(python3-venv); fi
 # Test mode also renders reports in a real browser (tests/cli/test_report.sh) and checks the
 # C++ formatting (tests/cli/test_format.sh).
 [ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format)
@@ -28,19 +42,39 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+torch_args=(-DLMGRID_TORCH="$torch")
+if [ "$torch" = pip ]; then
+  if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+    echo "lmgrid setup: LMGRID_TORCH=pip needs the CUDA toolkit (the torch wheel's LibTorch is a CUDA build and" \
+         "its CMake files look for nvcc); none at /usr/local/cuda or on PATH. Use LMGRID_TORCH=debian." >&2
+    exit 2
+  fi
+  venv=${LMGRID_VENV:-$HOME/.cache/lmgrid/torch-$torch_pin}
+  py="$venv/bin/python"
+  if ! "$py" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$torch_pin')" 2>/dev/null; then
+    echo "lmgrid setup: installing torch==$torch_pin into $venv (about 4.6 GB with its CUDA libraries)"
+    /usr/bin/python3 -m venv "$venv"
+    "$py" -m pip install --quiet --disable-pip-version-check "torch==$torch_pin"
+  fi
+  torch_args+=(-DLMGRID_TORCH_PYTHON="$py")
+fi
+
 if [ -z "${LMGRID_DATA_PATH:-}" ] && [ -d ../shared/data ]; then
   export LMGRID_DATA_PATH=$(cd ../shared/data && pwd)
 fi
-jobs=$(nproc)
-if [ ! -f build/build.ninja ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMGRID_BUILD_TESTS=ON \
+# A build folder made for the other LibTorch starts again (its cached paths name that one).
+if [ -f "$build/CMakeCache.txt" ] && ! grep -q "^LMGRID_TORCH:STRING=$torch\$" "$build/CMakeCache.txt"; then
+  echo "lmgrid setup: $build/ was configured for another LibTorch; configuring it for LMGRID_TORCH=$torch"
+  rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
+fi
+if [ ! -f "$build/build.ninja" ] || [ ! -f "$build/CMakeCache.txt" ]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMGRID_BUILD_TESTS=ON "${torch_args[@]}" \
         ${LMGRID_DATA_PATH:+-DLMGRID_TEST_DATA_PATH=$LMGRID_DATA_PATH}
 fi
-cmake --build build -j "$jobs"
+cmake --build "$build" -j "$(nproc)"
 
 case "$mode" in
-  main)  exec build/bin/lmgrid run experiments/quickstart.toml ;;
-  test)  cd build && exec ctest --output-on-failure -j 1 ;;
+  main) exec "$build/bin/lmgrid" run experiments/quickstart.toml ;;
+  test) cd "$build" && exec ctest --output-on-failure -j 1 ;;
   build) ;;
-  *) echo "usage: tools/setup.sh main|test|build" >&2; exit 2 ;;
 esac

@@ -7,6 +7,17 @@ flags=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 has() { [[ "$flags" == *" $1 "* ]]; }
 expect_exit 0 "env" -- "$BIN" env --format csv --matmul-size 64
 best=$(awk -F, '$1=="blas_core_best"{print $2}' "$WORK/out")
+blas=$(awk -F, '$1=="blas"{print $2}' "$WORK/out")
+if [ "$blas" != openblas ]; then
+  # The torch wheel's LibTorch links MKL: no OpenBLAS core to correct, and a simulated
+  # mis-detection changes nothing.
+  echo "LibTorch's BLAS is '$blas', not OpenBLAS: nothing to correct"
+  expect_exit 0 "env with a simulated Prescott detection" -- env -u OPENBLAS_CORETYPE LMGRID_TEST_BLAS_CORE=Prescott "$BIN" env --format csv --matmul-size 64
+  expect_out "^blas_corrected_by_lmgrid,no" "no correction without OpenBLAS"
+  expect_out "^blas_threads,n/a" "no OpenBLAS pool"
+  finish
+  exit
+fi
 if ! has avx2 && ! has avx512f; then
   echo "CPU has neither AVX-512 nor AVX2 (flags in /proc/cpuinfo): nothing to correct"
   check "lmgrid agrees: no better core (got '$best')" -- test -z "$best"

@@ -14,7 +14,8 @@ declare -A allowed=(
   [data]="base data"
   [train]="base config plugin store train"
   [run]="base store run"
-  [sys]="base sys"
+  [check]="base plugin train check"
+  [sys]="base plugin sys"
 )
 for layer in $(ls "$SRC/core/include/lmgrid" "$SRC/core/src" | grep -v ':' | grep -v '\.' | sort -u); do
   [ -n "${allowed[$layer]+x}" ] || { fail "folder core/*/$layer is not a known layer (add it to this test and docs/architecture.md)"; continue; }

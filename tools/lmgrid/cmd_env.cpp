@@ -1,9 +1,11 @@
 // lmgrid env: what this machine gives lmgrid: LibTorch, threads, BLAS core (and whether lmgrid
 // corrected it), the measured fp32 matmul rate, CUDA devices, search paths.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sqlite3.h>
 
 #include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/sys/gpu.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/plugin/plugin.hpp>
 #include <lmgrid/plugin/registry.hpp>
@@ -33,10 +35,17 @@ void add_env(CLI::App& app) {
     double gflops = measure_matmul_gflops(opt->n, 7);
     const int threads = torch::get_num_threads(), bthreads = blas_threads();
     PeakGflops peak = machine_peak_gflops(threads);
+    const TorchBuild tb = torch_build();
+    const std::vector<std::string> bf16 = cpu_bf16_features();
+    const std::vector<GpuInfo> devices = gpus();
     std::vector<std::vector<std::string>> rows{
         {"lmgrid", "0.1.0"},
         {"plugin_abi", std::to_string(kPluginAbiVersion)},
-        {"libtorch", TORCH_VERSION},
+        {"libtorch", tb.version},
+        {"libtorch_build", tb.cuda ? fmt::format("CUDA {} (cuDNN {})", tb.cuda_version, tb.cudnn_version) : "CPU only"},
+        {"libtorch_blas", tb.blas},
+        {"cpu_capability", tb.cpu_capability},
+        {"cpu_bf16", bf16.empty() ? "none (bfloat16 autocast is emulated)" : fmt::format("{}", fmt::join(bf16, " "))},
         {"threads", std::to_string(threads)},
         {"blas_threads", bthreads > 0 ? std::to_string(bthreads) : "n/a"},
         {"cores", std::to_string(available_cores())},
@@ -48,13 +57,21 @@ void add_env(CLI::App& app) {
         {"OPENBLAS_CORETYPE", b.coretype_env},
         {fmt::format("matmul_fp32_{}_gflops", opt->n), fmt::format("{:.1f}", gflops)},
         {"mfu_peak_gflops", fmt::format("{:.1f} ({}, 512^3 at {} threads)", peak.gflops, peak.source, threads)},
-        {"cuda_devices", std::to_string(torch::cuda::is_available() ? torch::cuda::device_count() : 0)},
+        {"cuda_devices", std::to_string(devices.size())},
         {"sqlite", sqlite3_libversion()},
         {"db", default_db_path().string()},
         {"plugin_path", paths},
         {"data_path", env_or("LMGRID_DATA_PATH", "")},
         {"cache", cache_dir().string()},
     };
+    // Each GPU: memory and the measured matmul peaks MFU divides by (cached like the CPU's).
+    for (const auto& g : devices) {
+      const std::string k = fmt::format("cuda:{}", g.index);
+      rows.push_back(
+          {k, fmt::format("{} ({:.1f} GiB, compute {}.{})", g.name, g.memory_bytes / 1073741824.0, g.major, g.minor)});
+      rows.push_back({k + "_peak_tflops_fp32", fmt::format("{:.1f}", gpu_peak_flops(g.index, c10::kFloat) / 1e12)});
+      rows.push_back({k + "_peak_tflops_bf16", fmt::format("{:.1f}", gpu_peak_flops(g.index, c10::kBFloat16) / 1e12)});
+    }
     std::fputs(render_rows({"key", "value"}, rows, format).c_str(), stdout);
   });
 }

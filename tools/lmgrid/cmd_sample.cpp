@@ -102,7 +102,9 @@ void sample(const SampleOptions& opt) {
   std::filesystem::path path = cks.front().path;
   CheckpointMeta meta = read_checkpoint_meta(path);
   RunConfig cfg = RunConfig::from_json(meta.config_json);
+  // Sampling runs on the CPU in the parameters' dtype (a GPU run's float16 autocast has no CPU form).
   cfg.values["train.device"] = std::string("cpu");
+  if (cfg.values["train.dtype"] != Value(std::string("float64"))) cfg.values["train.dtype"] = std::string("float32");
   RunObjects o = build_run(cfg, Registry::instance(), false, meta.tokenizer_state);
   load_checkpoint(path, *o.model, nullptr, false);
   std::fprintf(stderr, "lmgrid: run %lld (%s), checkpoint at step %lld\n", static_cast<long long>(opt.run_id),

@@ -14,6 +14,7 @@
 #include <lmgrid/plugin/boundary.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/sys/gpu.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/store/store.hpp>
 #include <lmgrid/train/trainer.hpp>
@@ -64,6 +65,7 @@ int work(const WorkerOptions& opt) {
   hooks.stop = &g_stop;
   hooks.progress_bar = opt.progress_bar;
   hooks.peak_flops = opt.peak_flops;
+  hooks.gpu_peak_flops = [](const torch::Device& d, c10::ScalarType dtype) { return gpu_peak_flops(d.index(), dtype); };
   hooks.label = fmt::format("run {}", opt.run_id);
   try {
     RunOutcome out = train_run(store, opt.run_id, Registry::instance(), hooks);

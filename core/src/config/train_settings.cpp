@@ -1,6 +1,10 @@
 // The [train] table's parameters and their typed form (see train_settings.hpp).
 #include "lmgrid/config/train_settings.hpp"
 
+#include <algorithm>
+
+#include "lmgrid/base/errors.hpp"
+
 namespace lmgrid {
 
 const std::vector<ParamSpec>& trainer_params() {
@@ -21,8 +25,12 @@ const std::vector<ParamSpec>& trainer_params() {
       int_param("early_stop_patience", 0, "stop after N evaluations without improvement (0 = off)", 0, 1e12),
       real_param("early_stop_min_delta", 0.0, "improvement smaller than this does not count", 0.0),
       int_param("log_every", 10, "record train metrics every N steps", 1, 1e12),
-      string_param("device", "auto", "where to train", {"auto", "cpu", "cuda"}),
-      string_param("dtype", "float32", "parameter dtype", {"float32", "float64", "bfloat16"}),
+      string_param("device", "auto",
+                   "where to train: auto (the first GPU when one is visible, else cpu), cpu, cuda, cuda:N"),
+      string_param("dtype", "float32",
+                   "precision: float32; float64 (parameters in double); bfloat16 or float16 (autocast: float32 "
+                   "parameters, matmuls in half precision; float16 with dynamic loss scaling, CUDA only)",
+                   {"float32", "float64", "bfloat16", "float16"}),
   };
   return specs;
 }
@@ -37,6 +45,14 @@ TrainSettings TrainSettings::from(const Params& p) {
   s.clip = p.f("clip"), s.lr_min = p.f("lr_min"), s.early_stop_min_delta = p.f("early_stop_min_delta");
   s.schedule = p.s("schedule"), s.device = p.s("device"), s.dtype = p.s("dtype");
   return s;
+}
+
+void check_train_device(const std::string& device) {
+  if (device == "auto" || device == "cpu" || device == "cuda") return;
+  const std::string prefix = "cuda:";
+  bool digits = device.size() > prefix.size() && device.size() <= prefix.size() + 3 && device.rfind(prefix, 0) == 0 &&
+                std::all_of(device.begin() + prefix.size(), device.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits) throw UserError("device '" + device + "' is not one of auto, cpu, cuda, cuda:N");
 }
 
 }  // namespace lmgrid

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <cstdlib>
 
+#if LMGRID_WITH_CURL
 #include <curl/curl.h>
+#endif
 #include <fmt/format.h>
 
 #include "lmgrid/base/errors.hpp"
@@ -27,6 +29,13 @@ const std::vector<DataSource>& known_sources() {
       {"tinystories_val_sample", "tinystories/TinyStories-validation.head4300.txt", "", 794375,
        "5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6",
        "first 4,300 TinyStories validation stories (0.8 MB)"},
+      {"gpt2_encoder", "gpt2/encoder.json",
+       "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json", 1042301,
+       "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+       "GPT-2's BPE vocabulary, token -> id (tokenizer/bpe, pretrained = \"gpt2\")"},
+      {"gpt2_vocab", "gpt2/vocab.bpe", "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+       456318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+       "GPT-2's BPE merges in rank order (tokenizer/bpe, pretrained = \"gpt2\")"},
   };
   return s;
 }
@@ -37,9 +46,11 @@ std::optional<DataSource> find_source(const std::string& name) {
   return std::nullopt;
 }
 
+#if LMGRID_WITH_CURL
 static size_t write_cb(char* ptr, size_t size, size_t n, void* user) {
   return std::fwrite(ptr, size, n, static_cast<FILE*>(user)) * size;
 }
+#endif
 
 // Downloads url to dest (atomically); returns "" on success or the error text.
 static std::string download(const std::string& url, const fs::path& dest, const std::string& sha256) {
@@ -48,6 +59,12 @@ static std::string download(const std::string& url, const fs::path& dest, const 
   tmp += ".download";
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) return "cannot write " + tmp.string();
+#if !LMGRID_WITH_CURL
+  (void)url, (void)sha256, (void)f;
+  std::fclose(f);
+  fs::remove(tmp);
+  return "this lmgrid was built without downloads (-DLMGRID_WITH_CURL=OFF); put the file in LMGRID_DATA_PATH";
+#else
   CURL* curl = curl_easy_init();
   char err[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
@@ -65,6 +82,7 @@ static std::string download(const std::string& url, const fs::path& dest, const 
     fs::remove(tmp);
     return err[0] ? err : curl_easy_strerror(rc);
   }
+#endif
   if (!sha256.empty()) {
     std::string got = sha256_file(tmp);
     if (got != sha256) {

@@ -481,6 +481,11 @@ void resolve_train(const Assign& assign, int64_t seq_len, RunConfig& rc) {
   for (const auto& [k, rv] : assign)
     if (k.rfind("train.", 0) == 0) tgiven[k.substr(6)] = rv.value, tloc[k.substr(6)] = rv.where;
   Params tp = validate_params(train_specs, tgiven, "[train]", &tloc);
+  try {
+    check_train_device(tp.s("device"));
+  } catch (const UserError& e) {
+    throw UserError(fmt::format("{}[train] {}", tloc.count("device") ? tloc["device"] + ": " : "", e.what()));
+  }
   // A micro-batch beyond 2^28 tokens is a typo on any machine; caught here, before anything
   // is written, instead of as an allocation failure in the worker.
   if (seq_len > 0 && static_cast<double>(tp.i("batch_size")) * static_cast<double>(seq_len) > kMaxBatchTokens)

@@ -5,16 +5,8 @@
 #include <cmath>
 #include <limits>
 
-#include <torch/version.h>
-
 #include "lmgrid/nn/rope.hpp"
-
-// The one place that decides: scaled_dot_product_attention exists from LibTorch 2.0 on.
-#if TORCH_VERSION_MAJOR >= 2
-#define LMGRID_HAVE_SDPA 1
-#else
-#define LMGRID_HAVE_SDPA 0
-#endif
+#include "lmgrid/plugin/torch_compat.hpp"  // LMGRID_HAVE_SDPA, LMGRID_HAVE_SDPA_GQA
 
 namespace lmgrid::nn {
 
@@ -29,20 +21,34 @@ torch::Tensor causal_mask(int64_t T, int64_t S, const torch::Device& device) {
 
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double dropout,
                                bool training, bool causal) {
-  const int64_t T = q.size(2), S = k.size(2);
+  const int64_t T = q.size(2), S = k.size(2), H = q.size(1), Hkv = k.size(1);
+  TORCH_CHECK(H % Hkv == 0, "causal_attention: ", Hkv, " key/value heads do not divide ", H, " query heads");
   const double p = training ? dropout : 0.0;
 #if LMGRID_HAVE_SDPA
+  // Flash or memory-efficient kernels on GPU, the flash kernel on CPU (2.1 on), math otherwise.
   // is_causal aligns the mask top-left; with cached keys (S > T) the mask is passed explicitly.
-  if (!causal || T == 1) return torch::scaled_dot_product_attention(q, k, v, {}, p, false);
-  if (S == T) return torch::scaled_dot_product_attention(q, k, v, {}, p, true);
-  return torch::scaled_dot_product_attention(q, k, v, causal_mask(T, S, q.device()), p, false);
+  torch::Tensor mask;
+  bool is_causal = false;
+  if (causal && T > 1) {
+    if (S == T)
+      is_causal = true;
+    else
+      mask = causal_mask(T, S, q.device());
+  }
+#if LMGRID_HAVE_SDPA_GQA
+  return torch::scaled_dot_product_attention(q, k, v, mask, p, is_causal, std::nullopt, Hkv != H);
 #else
-  auto att = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));  // (B,H,T,S)
+  auto kr = Hkv == H ? k : k.repeat_interleave(H / Hkv, 1), vr = Hkv == H ? v : v.repeat_interleave(H / Hkv, 1);
+  return torch::scaled_dot_product_attention(q, kr, vr, mask, p, is_causal);
+#endif
+#else
+  auto kr = Hkv == H ? k : k.repeat_interleave(H / Hkv, 1), vr = Hkv == H ? v : v.repeat_interleave(H / Hkv, 1);
+  auto att = torch::matmul(q, kr.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));  // (B,H,T,S)
   if (causal && T > 1)
     att = att.masked_fill(causal_mask(T, S, q.device()).logical_not(), -std::numeric_limits<float>::infinity());
   att = torch::softmax(att, -1);
   if (p > 0) att = torch::dropout(att, p, true);
-  return torch::matmul(att, v);  // (B,H,T,D)
+  return torch::matmul(att, vr);  // (B,H,T,D)
 #endif
 }
 
@@ -97,10 +103,7 @@ torch::Tensor CausalSelfAttentionImpl::forward(const torch::Tensor& x, KVCache* 
     cache->k = k;
     cache->v = v;
   }
-  if (Hkv != H) {                         // query head h reads KV head h / (H / Hkv)
-    k = k.repeat_interleave(H / Hkv, 1);  // (B,H,S,D)
-    v = v.repeat_interleave(H / Hkv, 1);
-  }
+  // Query head h reads KV head h / (H / Hkv) (causal_attention repeats them where it must).
   auto y = causal_attention(q, k, v, options_.dropout(), is_training(), options_.causal());
   y = y.transpose(1, 2).contiguous().view({B, T, C});
   return resid_drop_(out_proj()(y));

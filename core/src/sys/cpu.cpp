@@ -21,6 +21,7 @@
 #include "lmgrid/base/env.hpp"
 #include "lmgrid/base/errors.hpp"
 #include "lmgrid/base/util.hpp"
+#include "lmgrid/sys/gpu.hpp"
 
 namespace lmgrid {
 
@@ -57,6 +58,20 @@ std::string lower(std::string s) {
 }
 }  // namespace
 
+std::vector<std::string> cpu_bf16_features() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) {
+      std::vector<std::string> found;
+      std::stringstream ss(line.substr(line.find(':') + 1));
+      for (std::string f; ss >> f;)
+        if (f == "avx512_bf16" || f == "amx_bf16") found.push_back(f);
+      return found;
+    }
+  return {};
+}
+
 std::string best_openblas_core() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
@@ -76,7 +91,11 @@ BlasInfo blas_info() {
     const char* c = f();
     info.core = c ? c : "";
   } else {
-    info.library = dlsym(RTLD_DEFAULT, "sgemm_") ? "reference or other" : "unknown";
+    // Not OpenBLAS: what LibTorch was built with (the wheel links MKL in), as its config says.
+    std::string built = torch_build().blas;
+    info.library = !built.empty() && built != "generic" ? built
+                   : dlsym(RTLD_DEFAULT, "sgemm_")      ? "reference or other"
+                                                        : "unknown";
   }
   return info;
 }

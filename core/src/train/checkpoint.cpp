@@ -2,6 +2,8 @@
 #include "lmgrid/train/checkpoint.hpp"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
+#include <torch/cuda.h>
 
 #include <cmath>
 #include <cstring>
@@ -36,6 +38,13 @@ std::string save_checkpoint(const fs::path& file, const CheckpointMeta& meta, Mo
     std::lock_guard<std::mutex> lock(gen.mutex());
     root.write("rng", gen.get_state());
   }
+  // Each visible GPU's generator (dropout masks drawn on the device), as "rng_cuda_<i>".
+  if (torch::cuda::is_available())
+    for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+      auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      root.write("rng_cuda_" + std::to_string(i), gen.get_state());
+    }
   std::ostringstream payload_stream;
   root.save_to(payload_stream);
   std::string payload = payload_stream.str();
@@ -136,13 +145,14 @@ CheckpointMeta meta_of(const json& h) {
 
 CheckpointMeta read_checkpoint_meta(const fs::path& file) { return meta_of(parse(file, false).header); }
 
-CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* optimizer, bool restore_rng) {
+CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* optimizer, bool restore_rng,
+                               const torch::Device& device) {
   Parsed p = parse(file, true);
   CheckpointMeta meta = meta_of(p.header);
   std::istringstream is(p.payload);
   torch::serialize::InputArchive root;
   try {
-    root.load_from(is);
+    root.load_from(is, device);  // tensors land where the model trains (optimizer state too)
     torch::serialize::InputArchive model_ar;
     root.read("model", model_ar);
     model.load(model_ar);
@@ -156,9 +166,21 @@ CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* op
     if (restore_rng) {
       torch::Tensor state;
       root.read("rng", state);
-      auto gen = at::detail::getDefaultCPUGenerator();
-      std::lock_guard<std::mutex> lock(gen.mutex());
-      gen.set_state(state);
+      {
+        auto gen = at::detail::getDefaultCPUGenerator();
+        std::lock_guard<std::mutex> lock(gen.mutex());
+        gen.set_state(state.cpu());
+      }
+      // GPU generators saved by a GPU run, restored where that GPU is visible (a run moved to
+      // the CPU draws its dropout masks from the CPU generator alone).
+      if (torch::cuda::is_available())
+        for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+          torch::Tensor cuda_state;
+          if (!root.try_read("rng_cuda_" + std::to_string(i), cuda_state)) continue;
+          auto gen = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+          std::lock_guard<std::mutex> lock(gen.mutex());
+          gen.set_state(cuda_state.cpu());
+        }
     }
   } catch (const CheckpointError&) {
     throw;

@@ -13,7 +13,9 @@
 #include <fmt/format.h>
 
 #include "lmgrid/plugin/boundary.hpp"
+#include "lmgrid/plugin/torch_compat.hpp"
 #include "lmgrid/train/checkpoint.hpp"
+#include "lmgrid/train/tokenizer_cache.hpp"
 #include "lmgrid/base/errors.hpp"
 #include "lmgrid/base/util.hpp"
 
@@ -69,13 +71,15 @@ std::vector<NamedParameter> named_parameters_for_optim(Model& model) {
   return out;
 }
 
-static torch::Device pick_device(const std::string& d) {
-  if (d == "cuda" || (d == "auto" && torch::cuda::is_available())) {
-    if (!torch::cuda::is_available()) throw UserError("[train] device = \"cuda\" but no CUDA device is available");
-    return torch::Device(torch::kCUDA);
-  }
-  return torch::Device(torch::kCPU);
+namespace {
+
+// A batch tensor on the training device: through pinned memory (an asynchronous copy) on a GPU.
+torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
+  if (!t.defined() || t.device() == device) return t;
+  return device.is_cuda() ? t.pin_memory().to(device, /*non_blocking=*/true) : t.to(device);
 }
+
+}  // namespace
 
 RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_data,
                      const std::string& tokenizer_state) {
@@ -95,7 +99,9 @@ RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_d
   o.tokenizer = call_plugin(tok_lp.id(), [&] {
     auto t = keep_alive(tok_plugin.create(cfg.section_params("tokenizer")), tok_lp.plugin);
     if (!tokenizer_state.empty()) t->load(tokenizer_state);
-    return t;
+    // fit() through the tokenizer cache; a tokenizer restored from a run's state never re-fits
+    return cached_tokenizer(t, tok_lp.id(), tok_plugin.version(), cfg.section_params("tokenizer"),
+                            !tokenizer_state.empty());
   });
   const auto& data_plugin = static_cast<const DataPlugin&>(*data_lp.plugin);
   Params data_params = cfg.section_params("data");
@@ -113,9 +119,9 @@ RunObjects build_run(const RunConfig& cfg, const Registry& registry, bool with_d
   o.model = call_plugin(
       arch_lp.id(), [&] { return keep_alive(arch_plugin.create(cfg.section_params("model"), mctx), arch_lp.plugin); });
   TrainSettings ts = TrainSettings::from(cfg.section_params("train"));
-  torch::Device device = pick_device(ts.device);
-  const std::string& dtype = ts.dtype;
-  o.model->to(device, dtype == "float64" ? torch::kFloat64 : dtype == "bfloat16" ? torch::kBFloat16 : torch::kFloat32);
+  o.device = resolve_device(ts.device);
+  o.precision = resolve_precision(ts.dtype, o.device);
+  o.model->to(o.device, o.precision.param_dtype);
   if (with_data) {
     const auto& optim_plugin = static_cast<const OptimPlugin&>(*optim_lp.plugin);
     auto params = named_parameters_for_optim(*o.model);
@@ -174,7 +180,8 @@ struct EvalResult {
 };
 
 EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string& data_id, int64_t batches,
-                    int64_t batch_size, torch::Device device) {
+                    int64_t batch_size) {
+  const torch::Device device = o.device;
   torch::NoGradGuard ng;
   o.model->eval();
   int64_t n =
@@ -183,9 +190,12 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
   bool masked = false;
   for (int64_t i = 0; i < n; ++i) {
     Batch b = call_plugin(data_id, [&] { return o.dataset->eval_batch(Split::val, i, batch_size); });
-    auto logits = call_plugin(arch_id, [&] { return o.model->forward(b.inputs.to(device), nullptr).logits; });
-    auto targets = b.targets.to(device);
-    torch::Tensor mask = b.loss_mask.defined() ? b.loss_mask.to(device) : torch::Tensor();
+    auto inputs = to_device(b.inputs, device), targets = to_device(b.targets, device);
+    torch::Tensor mask = to_device(b.loss_mask, device);
+    auto logits = call_plugin(arch_id, [&] {
+      compat::AutocastGuard amp(device.type(), o.precision.autocast_dtype);
+      return o.model->forward(inputs, nullptr).logits;
+    });
     double w = mask.defined() ? mask.sum().item<double>() : static_cast<double>(targets.numel());
     total += lm_loss(logits, targets, mask).item<double>() * w;
     weight += w;
@@ -340,19 +350,28 @@ class RunTrainer {
     fs::create_directories(run_dir);
     auto resume = ckpts_.newest_valid();
     o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
+    scaler_ = LossScaler(o_.precision.loss_scaling);
     if (resume) {
       try {  // load_checkpoint verifies the payload checksum before anything is loaded
-        st_.restore(load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true));
+        CheckpointMeta meta = load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true, o_.device);
+        st_.restore(meta);
+        scaler_.restore(meta.extra.value("loss_scale", nlohmann::json::object()));
         std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
                      static_cast<long long>(st_.step), resume->first.c_str());
       } catch (const CheckpointError& e) {
         ckpts_.discard_all(resume->first, e.what());
         st_ = TrainState{};
         o_ = build_run(cfg_, registry_, true);
+        scaler_ = LossScaler(o_.precision.loss_scaling);
       }
     }
     arch_id_ = o_.plugin_ids[2], data_id_ = o_.plugin_ids[1], optim_id_ = o_.plugin_ids[3];
-    device_ = o_.model->parameters().empty() ? torch::Device(torch::kCPU) : o_.model->parameters()[0].device();
+    device_ = o_.device;
+    if (device_.is_cuda() && hooks_.gpu_peak_flops)
+      peak_flops_ = hooks_.gpu_peak_flops(
+          device_, o_.precision.autocast() ? o_.precision.autocast_dtype : o_.precision.param_dtype);
+    else if (!device_.is_cuda())
+      peak_flops_ = hooks_.peak_flops;
     store_.delete_metrics_after(run_id_, st_.step);
     store_.delete_checkpoint_rows_after(run_id_, st_.step);
     store_.mark_started(run_id_, o_.model->parameter_count(), device_.str());
@@ -381,12 +400,17 @@ class RunTrainer {
     for (int64_t m = 0; m < ts_.grad_accum; ++m) {
       Batch b = call_plugin(data_id_, [&] { return o_.dataset->train_batch(st_.cursor, ts_.batch_size); });
       ++st_.cursor;
-      auto inputs = b.inputs.to(device_), targets = b.targets.to(device_);
+      auto inputs = to_device(b.inputs, device_), targets = to_device(b.targets, device_);
+      auto mask = to_device(b.loss_mask, device_);
       auto loss = call_plugin(arch_id_, [&] {
-        ModelOutput out = o_.model->forward(inputs, nullptr);
-        auto l = lm_loss(out.logits, targets, b.loss_mask.defined() ? b.loss_mask.to(device_) : torch::Tensor());
-        if (out.aux_loss.defined()) l = l + out.aux_loss;
-        (l / static_cast<double>(ts_.grad_accum)).backward();
+        torch::Tensor l;
+        {
+          compat::AutocastGuard amp(device_.type(), o_.precision.autocast_dtype);  // forward and loss only
+          ModelOutput out = o_.model->forward(inputs, nullptr);
+          l = lm_loss(out.logits, targets, mask);
+          if (out.aux_loss.defined()) l = l + out.aux_loss;
+        }
+        scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)).backward();
         return l;
       });
       step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
@@ -396,9 +420,11 @@ class RunTrainer {
       bad_loss_ = step_loss, bad_tokens_ = step_tokens;
       return false;
     }
+    // float16: gradients back to their true size; a step with inf/NaN gradients is skipped.
+    const bool finite_grads = scaler_.unscale_and_update(params_);
     double max_norm = ts_.clip > 0 ? ts_.clip : std::numeric_limits<double>::infinity();
-    grad_norm_ = torch::nn::utils::clip_grad_norm_(params_, max_norm);
-    call_plugin(optim_id_, [&] { o_.optimizer->step(); });
+    grad_norm_ = finite_grads ? torch::nn::utils::clip_grad_norm_(params_, max_norm) : NAN;
+    if (finite_grads) call_plugin(optim_id_, [&] { o_.optimizer->step(); });
     ++st_.step;
     st_.tokens += step_tokens;
     double dt = monotonic_seconds() - t0;
@@ -416,15 +442,19 @@ class RunTrainer {
     metrics_.add(st_.step, st_.tokens, elapsed(), "train/lr", lr_);
     metrics_.add(st_.step, st_.tokens, elapsed(), "train/grad_norm", grad_norm_);
     metrics_.add(st_.step, st_.tokens, elapsed(), "perf/tokens_per_s", tok_s);
-    if (hooks_.peak_flops > 0)
-      metrics_.add(st_.step, st_.tokens, elapsed(), "perf/mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
+    if (scaler_.enabled()) {
+      metrics_.add(st_.step, st_.tokens, elapsed(), "train/loss_scale", scaler_.scale());
+      metrics_.add(st_.step, st_.tokens, elapsed(), "train/skipped_steps", static_cast<double>(scaler_.skipped()));
+    }
+    if (peak_flops_ > 0)
+      metrics_.add(st_.step, st_.tokens, elapsed(), "perf/mfu", flops_per_token_ * tok_s / peak_flops_);
     progress_.update(st_.step, loss, tok_s, st_.last_val, false);
     interval_ = Interval{};
   }
 
   // Scores the val split, records it, tracks the best. True when early stopping says stop.
   bool evaluate_now() {
-    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, device_);
+    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size);
     st_.last_val = ev.loss;
     metrics_.add(st_.step, st_.tokens, elapsed(), "val/loss", ev.loss);
     if (std::isfinite(ev.accuracy)) metrics_.add(st_.step, st_.tokens, elapsed(), "val/accuracy", ev.accuracy);
@@ -451,6 +481,7 @@ class RunTrainer {
     meta.config_json = row_.config;
     meta.tokenizer_state = o_.tokenizer->save();
     for (const auto& p : o_.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
+    if (scaler_.enabled()) meta.extra["loss_scale"] = scaler_.state();
     ckpts_.save(st_.step, meta, *o_.model, o_.optimizer.get());
   }
 
@@ -487,9 +518,9 @@ class RunTrainer {
     store_.set_summary(run_id_, "tokens", static_cast<double>(st_.tokens));
     store_.set_summary(run_id_, "wall_time_s", elapsed());
     store_.set_summary(run_id_, "tokens_per_s", tok_s);
-    if (hooks_.peak_flops > 0) {
-      store_.set_summary(run_id_, "mfu", flops_per_token_ * tok_s / hooks_.peak_flops);
-      store_.set_summary(run_id_, "peak_gflops", hooks_.peak_flops / 1e9);  // MFU's denominator
+    if (peak_flops_ > 0) {
+      store_.set_summary(run_id_, "mfu", flops_per_token_ * tok_s / peak_flops_);
+      store_.set_summary(run_id_, "peak_gflops", peak_flops_ / 1e9);  // MFU's denominator
     }
     store_.set_summary(run_id_, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
     // Accuracy exists only for datasets that score a subset (loss mask); read back from the
@@ -518,7 +549,8 @@ class RunTrainer {
   TrainState st_;
   Interval interval_;
   double t_start_ = 0, session_train_time_ = 0, flops_per_token_ = 0;
-  double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0;
+  double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0, peak_flops_ = 0;
+  LossScaler scaler_{false};
   double bad_loss_ = 0;
   int64_t bad_tokens_ = 0;
 };

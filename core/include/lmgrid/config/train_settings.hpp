@@ -28,4 +28,8 @@ struct TrainSettings {
   int64_t decay_end() const { return decay_steps > 0 ? decay_steps : steps; }
 };
 
+// Throws UserError unless `device` is auto, cpu, cuda or cuda:N (whether that GPU exists is
+// known only where the run trains).
+void check_train_device(const std::string& device);
+
 }  // namespace lmgrid

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace lmgrid {
 
@@ -38,6 +39,10 @@ int blas_threads();
 void set_blas_threads(int n);
 // Measured fp32 matmul rate of an n x n x n product, median of `reps`, in GFLOP/s.
 double measure_matmul_gflops(int n = 1024, int reps = 5);
+
+// The CPU's bfloat16 instructions ("avx512_bf16", "amx_bf16"), empty when it has none: where
+// `dtype = "bfloat16"` autocast runs native bf16 matmuls (elsewhere LibTorch emulates them).
+std::vector<std::string> cpu_bf16_features();
 
 // The denominator of MFU: this machine's fp32 matmul peak at `threads` threads, in GFLOP/s.
 // A rate measured on a busy machine is low and would inflate MFU, so the best rate ever

@@ -37,13 +37,16 @@ struct CheckpointMeta {
   nlohmann::json extra;  // free-form (plugin names, versions)
 };
 
-// Writes model + optimizer (may be null) + torch RNG state + meta to `file` atomically.
+// Writes model + optimizer (may be null) + torch RNG states (CPU, every visible GPU) + meta to
+// `file` atomically.
 // Returns the file's sha256.
 std::string save_checkpoint(const std::filesystem::path& file, const CheckpointMeta& meta, Model& model,
                             const Optimizer* optimizer);
 // Reads and verifies only the header (no payload load). Throws CheckpointError.
 CheckpointMeta read_checkpoint_meta(const std::filesystem::path& file);
-// Verifies, then loads state into model (and optimizer, RNG when given). Throws CheckpointError.
-CheckpointMeta load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer* optimizer, bool restore_rng);
+// Verifies, then loads state into model (and optimizer, RNG when given), its tensors placed on
+// `device` (the model's). Throws CheckpointError.
+CheckpointMeta load_checkpoint(const std::filesystem::path& file, Model& model, Optimizer* optimizer, bool restore_rng,
+                               const torch::Device& device = torch::kCPU);
 
 }  // namespace lmgrid

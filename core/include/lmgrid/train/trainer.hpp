@@ -14,6 +14,7 @@
 #include "lmgrid/plugin/registry.hpp"
 #include "lmgrid/store/store.hpp"
 #include "lmgrid/config/train_settings.hpp"
+#include "lmgrid/train/precision.hpp"
 
 namespace lmgrid {
 
@@ -25,6 +26,8 @@ double scheduled_lr(const std::string& schedule, int64_t step, double lr, double
 
 // Everything one run needs, built from its config. The objects hold their plugin libraries.
 struct RunObjects {
+  torch::Device device{torch::kCPU};  // [train] device, resolved
+  Precision precision;                // [train] dtype, resolved
   std::shared_ptr<Tokenizer> tokenizer;
   std::shared_ptr<Dataset> dataset;  // null when built without data (sampling)
   std::shared_ptr<Model> model;
@@ -54,6 +57,8 @@ struct TrainHooks {
   bool progress_bar = false;          // redraw one line on a terminal; plain lines otherwise
   std::string label;                  // prefix of progress lines, e.g. "run 3"
   double peak_flops = 0;              // machine peak FLOP/s for MFU (0 = not recorded)
+  // The peak of a GPU run instead (device, autocast dtype or float32) -> FLOP/s; unset: no MFU.
+  std::function<double(const torch::Device&, c10::ScalarType)> gpu_peak_flops;
 };
 
 // Trains run `run_id` to the end (or resumes it from its last valid checkpoint).
