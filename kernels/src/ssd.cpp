@@ -19,6 +19,8 @@
 // fast path, chunk states, state->output), which turns H/G small products into one larger one.
 #include "lmgrid/kernels/ssd.hpp"
 
+#include "lmgrid/kernels/fused.hpp"
+
 #include <cmath>
 #include <limits>
 #include <stdexcept>
@@ -179,22 +181,11 @@ SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, con
   }
 
   // 3. State passing between chunks: h_in[0] = initial state, h_in[k+1] = exp(S^k_last) h_in[k] + st_k;
-  //    the state after the last chunk is the final state. O(c) elementwise steps (unbind, not
-  //    select, so the backward does not build a full-size zero gradient per chunk).
-  auto chunk_decay = exp_nonpos(acum.select(-1, Q - 1)).view({b, c, G, 1, Hg, 1});
-  torch::Tensor h = initial_state.defined()
-                        ? initial_state.view({b, G, Hg, P, N}).permute({0, 1, 4, 2, 3}).contiguous()  // (B,G,N,Hg,P)
-                        : torch::zeros({b, G, N, Hg, P}, x.options());
-  auto st_list = states.view({b, c, G, N, Hg, P}).unbind(1);
-  auto dec_list = chunk_decay.unbind(1);
-  std::vector<torch::Tensor> hs;
-  hs.reserve(c);
-  for (int64_t k = 0; k < c; ++k) {
-    hs.push_back(h);
-    h = dec_list[k] * h + st_list[k];
-  }
-  auto final_state = h.permute({0, 1, 3, 4, 2}).reshape({b, H, P, N});
-  auto h_in = torch::stack(hs, 1).view({b, c, G, N, Hg * P});
+  //    the state after the last chunk is the final state (fused.hpp: the CUDA kernel on a GPU).
+  auto h0 = initial_state.defined() ? initial_state.view({b, G, Hg, P, N}).permute({0, 1, 4, 2, 3}) : torch::Tensor();
+  auto passed = ssd_state_passing(states.view({b, c, G, N, Hg, P}), acum.select(-1, Q - 1), h0);
+  auto final_state = passed.final_state.permute({0, 1, 3, 4, 2}).reshape({b, H, P, N});
+  auto h_in = passed.h_in.view({b, c, G, N, Hg * P});
 
   // 4. State to output: Y_off[l] = exp(S_l) C_l · h_in, as (B,c,G,Q,Hg,P).
   auto y_off = torch::matmul(Cc, h_in).view({b, c, G, Q, Hg, P});
@@ -205,6 +196,23 @@ SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, con
   y = y.permute({0, 1, 3, 2, 4, 5}).reshape({b, Lp, H, P});
   if (pad) y = y.narrow(1, 0, L);
   return {y, final_state};
+}
+
+// The recurrence over chunks as elementwise LibTorch ops, O(c) steps (unbind, not select, so the
+// backward does not build a full-size zero gradient per chunk). Shapes in fused.hpp.
+SsdPassing ssd_state_passing_composite(const torch::Tensor& u, const torch::Tensor& a, const torch::Tensor& h0) {
+  const int64_t b = u.size(0), c = u.size(1), G = u.size(2), N = u.size(3), Hg = u.size(4), P = u.size(5);
+  auto chunk_decay = exp_nonpos(a).view({b, c, G, 1, Hg, 1});
+  torch::Tensor h = h0.defined() ? h0 : torch::zeros({b, G, N, Hg, P}, u.options());
+  auto st_list = u.unbind(1);
+  auto dec_list = chunk_decay.unbind(1);
+  std::vector<torch::Tensor> hs;
+  hs.reserve(c);
+  for (int64_t k = 0; k < c; ++k) {
+    hs.push_back(h);
+    h = dec_list[k] * h + st_list[k];
+  }
+  return {torch::stack(hs, 1), h};
 }
 
 double ssd_chunked_matmul_flops(int64_t L, int64_t H, int64_t P, int64_t G, int64_t N, int64_t chunk_size) {

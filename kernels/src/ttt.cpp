@@ -2,6 +2,8 @@
 // Equations in include/lmgrid/kernels/ttt.hpp and plugins/arch/{gem,ttt}/README.md.
 #include "lmgrid/kernels/ttt.hpp"
 
+#include "lmgrid/kernels/fused.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -33,8 +35,14 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
   const bool fresh = !st.V.defined();
   // Fast path (training): a fresh sequence whose chunks are all full. The in-chunk scores of every
   // chunk come from one batched matmul, and the first chunk reads the shared V0 with one plain mm.
+  // Full chunks that start at a chunk boundary go through gem_chunk (fused.hpp) where its CUDA
+  // kernel applies (routed on the whole input: dtype, device and shapes are the chunks' too).
+  auto V_start = [&]() -> Tensor {
+    return st.V.defined() ? st.V : V0.dim() == 2 ? V0.expand({N, M, V0.size(-1)}) : V0;
+  };
+  const bool fused = T >= chunk && gem_chunk_route(aq, ak, v, V_start(), eta).kernel;
   Tensor s_all;
-  if (fresh && T % chunk == 0 && T > chunk) {
+  if (fresh && T % chunk == 0 && T > chunk && !fused) {
     auto q4 = aq.reshape({N * (T / chunk), chunk, M}), k4 = ak.reshape({N * (T / chunk), chunk, M});
     s_all = torch::bmm(q4, k4.transpose(1, 2)).tril(self_write ? 0 : -1).view({N, T / chunk, chunk, chunk});
   }
@@ -48,6 +56,14 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
   for (int64_t t0 = 0; t0 < T;) {
     const int64_t p = st.pending(), n = std::min(chunk - p, T - t0);
     auto aq_c = aq.narrow(1, t0, n), ak_c = ak.narrow(1, t0, n), v_c = v.narrow(1, t0, n);
+    const bool last = t0 + n == T;
+    if (fused && p == 0 && n == chunk) {
+      auto g = gem_chunk(aq_c, ak_c, v_c, V_start(), eta, self_write);
+      if (!last || keep_state) st.V = g.V;
+      outs.push_back(g.r);
+      t0 += n;
+      continue;
+    }
     Tensor av;
     if (!st.V.defined())
       av = torch::matmul(torch::cat({aq_c, ak_c}, 1), V0);  // (N, 2n, D), shared V0: one GEMM
@@ -60,7 +76,6 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
     auto s = s_all.defined() ? s_all.select(1, t0 / chunk)
                              : torch::bmm(aq_c, keys.transpose(1, 2)).tril(self_write ? p : p - 1);  // (N, n, p+n)
     r = minus_eta_times(r, s, ds);
-    const bool last = t0 + n == T;
     if (p + n == chunk) {
       if (!last || keep_state) {  // V <- V - eta A_k^T D, summed over the chunk
         auto base = st.V.defined() ? st.V : V0.dim() == 2 ? V0.expand({N, M, V0.size(-1)}) : V0;
@@ -76,6 +91,14 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
   }
   if (!st.V.defined() && keep_state) st.V = V0.expand({N, M, V0.size(-1)});
   return outs.size() == 1 ? outs[0] : torch::cat(outs, 1);
+}
+
+GemChunk gem_chunk_composite(const Tensor& aq, const Tensor& ak, const Tensor& v, const Tensor& V, const Tensor& eta,
+                             bool self_write) {
+  auto d = torch::bmm(ak, V) - v;                                          // (S, n, D)
+  auto Sc = torch::bmm(aq, ak.transpose(1, 2)).tril(self_write ? 0 : -1);  // (S, n, n)
+  auto e = eta.reshape({});
+  return {torch::bmm(aq, V) - e * torch::bmm(Sc, d), V - e * torch::bmm(ak.transpose(1, 2), d)};
 }
 
 Tensor gem_memory_naive(const Tensor& aq, const Tensor& ak, const Tensor& v, const Tensor& V0, int64_t chunk,
