@@ -1,6 +1,7 @@
 // The all-plugins sweep: every plugin found in build/plugins, driven by its own tiny config.
 //   arch:      forward shape, finite gradients, an optimizer step lowers the loss, save/reload
-//              gives identical logits, incremental decoding equals the full forward.
+//              gives identical logits, incremental decoding equals the full forward; and the
+//              conformance check of `lmgrid plugins check` (lmgrid/check/conformance.hpp) passes.
 //   tokenizer: encode/decode round trip, save/load.
 //   data:      shapes, determinism in (seed, index), fixed eval batches.
 //   optim:     minimises a quadratic; save/load continues identically.
@@ -8,6 +9,7 @@
 
 #include <filesystem>
 
+#include <lmgrid/check/conformance.hpp>
 #include <lmgrid/train/checkpoint.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/train/trainer.hpp>
@@ -80,6 +82,19 @@ TEST_CASE("sweep: every arch plugin", "[sweep]") {
         std::vector<torch::Tensor> steps{model->forward(idx.narrow(1, 0, 5), state.get()).logits};
         for (int64_t t = 5; t < T; ++t) steps.push_back(model->forward(idx.narrow(1, t, 1), state.get()).logits);
         CHECK(torch::allclose(torch::cat(steps, 1), full, 1e-9, 1e-9));
+      }
+    }
+  }
+}
+
+TEST_CASE("sweep: every arch plugin passes the conformance check", "[sweep]") {
+  for (const auto* lp : reg().list(PluginKind::arch)) {
+    const auto& plugin = static_cast<const ArchPlugin&>(*lp->plugin);
+    DYNAMIC_SECTION("arch/" << plugin.name()) {
+      for (const auto& r : check_arch(plugin, tiny(plugin))) {
+        INFO(r.name << ": " << check_status_name(r.status) << ", error " << r.error << " (tolerance " << r.tolerance
+                    << ") " << r.detail);
+        CHECK(r.status != CheckStatus::fail);
       }
     }
   }

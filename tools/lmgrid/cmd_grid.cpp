@@ -1,5 +1,6 @@
 // lmgrid grid FILE: expand and validate a grid without running it; print each run's hash,
-// the keys that vary and the parameter count of its model. --dump prints every resolved run
+// the keys that vary and the parameter count of its model (and the non-embedding part: without
+// the Embedding tables, a tied head counted with them). --dump prints every resolved run
 // config as experiment TOML instead (as Marian's --dump-config), which `lmgrid run` accepts back.
 #include <map>
 
@@ -41,8 +42,8 @@ void add_grid(CLI::App& app) {
     for (const auto& r : exp.runs) variants |= !r.variant.empty();
     if (variants) headers.push_back("variant");
     for (const auto& k : exp.varying_keys) headers.push_back(k);
-    if (!opt->no_params) headers.push_back("params");
-    std::map<std::string, int64_t> cache;  // same data+tokenizer+model -> same count
+    if (!opt->no_params) headers.insert(headers.end(), {"params", "non_embedding"});
+    std::map<std::string, std::pair<int64_t, int64_t>> cache;  // same data+tokenizer+model -> same counts
     std::vector<std::vector<std::string>> rows;
     for (size_t i = 0; i < exp.runs.size(); ++i) {
       const auto& r = exp.runs[i];
@@ -55,8 +56,12 @@ void add_grid(CLI::App& app) {
         std::string key;
         for (const auto& [k, v] : r.values)
           if (k.rfind("train.", 0) != 0 && k.rfind("optim.", 0) != 0) key += k + "=" + to_string(v) + ";";
-        if (!cache.count(key)) cache[key] = count_parameters(r, registry);
-        row.push_back(std::to_string(cache[key]));
+        if (!cache.count(key)) {
+          auto model = build_run(r, registry, true).model;
+          cache[key] = {model->parameter_count(), model->parameter_count() - model->embedding_parameter_count()};
+        }
+        row.push_back(std::to_string(cache[key].first));
+        row.push_back(std::to_string(cache[key].second));
       }
       rows.push_back(row);
     }

@@ -36,4 +36,13 @@ int64_t Model::parameter_count() const {
   return n;
 }
 
+int64_t Model::embedding_parameter_count() const {
+  std::set<const void*> seen;
+  int64_t n = 0;
+  for (const auto& m : modules(/*include_self=*/false))
+    if (const auto* emb = m->as<torch::nn::Embedding>())
+      if (seen.insert(emb->weight.unsafeGetTensorImpl()).second) n += emb->weight.numel();
+  return n;
+}
+
 }  // namespace lmgrid

@@ -1,4 +1,4 @@
-// lmgrid plugin ABI, version 1.
+// lmgrid plugin ABI, version 2.
 //
 // This header is the contract between the host (`lmgrid`) and every plugin library. A plugin
 // is a shared library that exports exactly one symbol through Boost.DLL's alias mechanism:
@@ -39,7 +39,7 @@
 
 namespace lmgrid {
 
-inline constexpr uint32_t kPluginAbiVersion = 1;
+inline constexpr uint32_t kPluginAbiVersion = 2;
 
 // ---------------------------------------------------------------------------------------------
 // Build stamp: plain data, layout frozen, compared before anything else is called.
@@ -157,8 +157,14 @@ class Model : public torch::nn::Module {
   virtual int64_t max_context() const { return 0; }
   // Parameter names that must not get weight decay beyond the default rule (dim < 2). Optional.
   virtual std::vector<std::string> no_weight_decay() const { return {}; }
+  // Optional: the parameter count the architecture's equations give for its config (0 = not
+  // declared). `lmgrid plugins check` compares it with parameter_count().
+  virtual int64_t declared_parameter_count() const { return 0; }
 
   int64_t parameter_count() const;
+  // Parameters held by torch::nn::Embedding modules (token and position tables; a tied head
+  // counts once, here). parameter_count() minus this is the "non-embedding" count.
+  int64_t embedding_parameter_count() const;
 };
 
 // ---------------------------------------------------------------------------------------------
