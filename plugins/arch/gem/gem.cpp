@@ -21,7 +21,7 @@ namespace K = lmgrid::kernels;
 
 // Letters: B batch, T tokens, C width (d), M memory slots.
 struct GEMConfig {
-  int64_t vocab_size, block_size, n_layer, d_model, memory_size, minibatch_size;
+  int64_t vocab_size, padded_vocab, block_size, n_layer, d_model, memory_size, minibatch_size;
   double eta;
   bool learn_eta, self_write;
 };
@@ -81,7 +81,8 @@ TORCH_MODULE(MemoryBlock);
 
 nn::CausalLMOptions lm_options(const GEMConfig& c) {
   nn::CausalLMOptions o;  // names wte, wpe, h, ln_f; tied head
-  o.vocab_size = c.vocab_size, o.d_model = c.d_model, o.block_size = c.block_size, o.learned_positions = true;
+  o.vocab_size = c.vocab_size, o.padded_vocab = c.padded_vocab, o.d_model = c.d_model, o.block_size = c.block_size,
+  o.learned_positions = true;
   return o;
 }
 
@@ -130,6 +131,7 @@ class GEMPlugin : public ArchPlugin {
         bool_param("learn_eta", false, "make eta a trainable parameter per layer (GEM: fixed)"),
         bool_param("self_write", false,
                    "a token reads the memory including its own write (GEM: false, strictly causal)"),
+        int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
@@ -138,10 +140,9 @@ class GEMPlugin : public ArchPlugin {
         {"n_layer", int64_t{2}}, {"d_model", int64_t{16}}, {"memory_size", int64_t{8}}, {"minibatch_size", int64_t{6}}};
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GEMConfig c{ctx.vocab_size,     nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
-                p.i("n_layer"),     p.i("d_model"),
-                p.i("memory_size"), p.i("minibatch_size"),
-                p.f("eta"),         p.b("learn_eta"),
+    GEMConfig c{ctx.vocab_size,        p.i("vocab_size"), nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
+                p.i("n_layer"),        p.i("d_model"),    p.i("memory_size"),
+                p.i("minibatch_size"), p.f("eta"),        p.b("learn_eta"),
                 p.b("self_write")};
     return std::make_shared<GEM>(c);
   }

@@ -13,7 +13,7 @@ namespace {
 using namespace lmgrid;
 
 struct GPTConfig {
-  int64_t vocab_size, block_size, n_layer, n_head, d_model;
+  int64_t vocab_size, padded_vocab, block_size, n_layer, n_head, d_model;
   double dropout;
   bool bias;
 };
@@ -38,7 +38,7 @@ TORCH_MODULE(Block);
 
 nn::CausalLMOptions lm_options(const GPTConfig& c) {
   nn::CausalLMOptions o;  // nanoGPT's names: wte, wpe, drop, h, ln_f; tied head
-  o.vocab_size = c.vocab_size, o.d_model = c.d_model, o.block_size = c.block_size;
+  o.vocab_size = c.vocab_size, o.padded_vocab = c.padded_vocab, o.d_model = c.d_model, o.block_size = c.block_size;
   o.learned_positions = true, o.dropout = c.dropout;
   return o;
 }
@@ -85,6 +85,7 @@ class GPTPlugin : public ArchPlugin {
         real_param("dropout", 0.0, "dropout on embeddings, attention and residuals", 0.0, 1.0),
         bool_param("bias", false, "biases in Linear and LayerNorm (GPT-2: true)"),
         int_param("block_size", 0, "maximum context (0 = the dataset's seq_len)", 0),
+        int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
@@ -96,10 +97,9 @@ class GPTPlugin : public ArchPlugin {
                       std::to_string(p.i("n_head")) + ")");
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    GPTConfig c{ctx.vocab_size, nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
-                p.i("n_layer"), p.i("n_head"),
-                p.i("d_model"), p.f("dropout"),
-                p.b("bias")};
+    GPTConfig c{ctx.vocab_size, p.i("vocab_size"), nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
+                p.i("n_layer"), p.i("n_head"),     p.i("d_model"),
+                p.f("dropout"), p.b("bias")};
     if (c.d_model % c.n_head != 0)
       throw std::invalid_argument("d_model (" + std::to_string(c.d_model) + ") must be divisible by n_head (" +
                                   std::to_string(c.n_head) + ")");

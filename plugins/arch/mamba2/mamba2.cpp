@@ -21,7 +21,7 @@ using namespace lmgrid;
 namespace F = torch::nn::functional;
 
 struct Mamba2Config {
-  int64_t vocab_size, d_model, n_layer, d_state, d_conv, expand, headdim, ngroups, chunk_size;
+  int64_t vocab_size, padded_vocab, d_model, n_layer, d_state, d_conv, expand, headdim, ngroups, chunk_size;
   double dt_min, dt_max, dt_init_floor, A_init_min, A_init_max, norm_eps;
   bool conv_bias;
   int64_t d_inner() const { return expand * d_model; }
@@ -115,7 +115,7 @@ TORCH_MODULE(Block);
 
 nn::CausalLMOptions lm_options(const Mamba2Config& c) {
   nn::CausalLMOptions o;  // MambaLMHeadModel's names; no positions; tied head
-  o.vocab_size = c.vocab_size, o.d_model = c.d_model;
+  o.vocab_size = c.vocab_size, o.padded_vocab = c.padded_vocab, o.d_model = c.d_model;
   o.tok_emb_name = "embedding", o.blocks_name = "layers", o.final_norm_name = "norm_f";
   return o;
 }
@@ -180,6 +180,7 @@ class Mamba2Plugin : public ArchPlugin {
         real_param("A_init_max", 16.0, "A_log = log U(A_init_min, A_init_max)", 1e-8, 1e6),
         bool_param("conv_bias", true, "bias in the depthwise conv"),
         real_param("norm_eps", 1e-5, "epsilon of the RMSNorms", 0.0, 1.0),
+        int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
@@ -204,10 +205,10 @@ class Mamba2Plugin : public ArchPlugin {
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
     check(p);
-    Mamba2Config c{ctx.vocab_size,    p.i("d_model"),    p.i("n_layer"),  p.i("d_state"),
-                   p.i("d_conv"),     p.i("expand"),     p.i("headdim"),  p.i("ngroups"),
-                   p.i("chunk_size"), p.f("dt_min"),     p.f("dt_max"),   p.f("dt_init_floor"),
-                   p.f("A_init_min"), p.f("A_init_max"), p.f("norm_eps"), p.b("conv_bias")};
+    Mamba2Config c{ctx.vocab_size,  p.i("vocab_size"), p.i("d_model"),       p.i("n_layer"),    p.i("d_state"),
+                   p.i("d_conv"),   p.i("expand"),     p.i("headdim"),       p.i("ngroups"),    p.i("chunk_size"),
+                   p.f("dt_min"),   p.f("dt_max"),     p.f("dt_init_floor"), p.f("A_init_min"), p.f("A_init_max"),
+                   p.f("norm_eps"), p.b("conv_bias")};
     return std::make_shared<Mamba2LM>(c);
   }
 };

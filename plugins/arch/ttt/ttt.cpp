@@ -20,7 +20,7 @@ namespace K = lmgrid::kernels;
 
 // Letters: B batch, T tokens, C width, H heads, F head dim.
 struct TTTConfig {
-  int64_t vocab_size, n_layer, d_model, n_head, intermediate, mini_batch, conv_kernel;
+  int64_t vocab_size, padded_vocab, n_layer, d_model, n_head, intermediate, mini_batch, conv_kernel;
   std::string inner;
   double base_lr, rope_theta, rms_eps, init_std;
   bool pre_conv, share_qk, use_gate;
@@ -143,7 +143,7 @@ TORCH_MODULE(Block);
 
 nn::CausalLMOptions lm_options(const TTTConfig& c) {
   nn::CausalLMOptions o;  // no positions (RoPE inside the layer), tied head
-  o.vocab_size = c.vocab_size, o.d_model = c.d_model;
+  o.vocab_size = c.vocab_size, o.padded_vocab = c.padded_vocab, o.d_model = c.d_model;
   o.tok_emb_name = "embed", o.final_norm_name = "norm";
   return o;
 }
@@ -196,6 +196,7 @@ class TTTPlugin : public ArchPlugin {
         real_param("rope_theta", 10000.0, "RoPE base (positions restart every mini-batch)", 1.0),
         real_param("rms_norm_eps", 1e-6, "RMSNorm epsilon", 0.0),
         real_param("init_std", 0.02, "std of Linear/Embedding/inner weights init", 0.0),
+        int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
@@ -221,21 +222,14 @@ class TTTPlugin : public ArchPlugin {
     check(p);
     const int64_t C = p.i("d_model");
     int64_t inter = p.i("intermediate") > 0 ? p.i("intermediate") : nn::swiglu_hidden(C);
-    TTTConfig c{ctx.vocab_size,
-                p.i("n_layer"),
-                C,
-                p.i("n_head"),
-                inter,
-                p.i("mini_batch_size"),
-                p.i("conv_kernel"),
-                p.s("inner"),
-                p.f("base_lr"),
-                p.f("rope_theta"),
-                p.f("rms_norm_eps"),
-                p.f("init_std"),
-                p.b("pre_conv"),
-                p.b("share_qk"),
-                p.b("use_gate")};
+    TTTConfig c{ctx.vocab_size,         p.i("vocab_size"),
+                p.i("n_layer"),         C,
+                p.i("n_head"),          inter,
+                p.i("mini_batch_size"), p.i("conv_kernel"),
+                p.s("inner"),           p.f("base_lr"),
+                p.f("rope_theta"),      p.f("rms_norm_eps"),
+                p.f("init_std"),        p.b("pre_conv"),
+                p.b("share_qk"),        p.b("use_gate")};
     return std::make_shared<TTTModel>(c);
   }
 };

@@ -15,7 +15,7 @@ namespace {
 using namespace lmgrid;
 
 struct YSConfig {
-  int64_t vocab_size, embedding_dim, state_dim, output_dim, block_size;
+  int64_t vocab_size, padded_vocab, embedding_dim, state_dim, output_dim, block_size;
   double dropout;
 };
 
@@ -77,7 +77,7 @@ TORCH_MODULE(QuadraticSSM);
 
 nn::CausalLMOptions lm_options(const YSConfig& c) {
   nn::CausalLMOptions o;  // upstream's names; no positions; untied head Linear(O, V) with bias
-  o.vocab_size = c.vocab_size, o.d_model = c.embedding_dim;
+  o.vocab_size = c.vocab_size, o.padded_vocab = c.padded_vocab, o.d_model = c.embedding_dim;
   o.tied_head = false, o.head_in = c.output_dim, o.head_bias = true;
   o.tok_emb_name = "embedding", o.final_norm_name = "norm", o.head_name = "head";
   return o;
@@ -116,6 +116,7 @@ class YSPlugin : public ArchPlugin {
         int_param("output_dim", 368, "O: width of y_t = R s_t + S x_t", 1, 65536),
         int_param("block_size", 16, "detach the state every block_size tokens (truncated BPTT)", 1),
         real_param("dropout", 0.1, "dropout on the embeddings and on y", 0.0, 1.0),
+        int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
   std::map<std::string, Value> tiny_config() const override {
@@ -126,8 +127,8 @@ class YSPlugin : public ArchPlugin {
             {"dropout", 0.0}};
   }
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
-    YSConfig c{ctx.vocab_size,    p.i("embedding_dim"), p.i("state_dim"),
-               p.i("output_dim"), p.i("block_size"),    p.f("dropout")};
+    YSConfig c{ctx.vocab_size,    p.i("vocab_size"), p.i("embedding_dim"), p.i("state_dim"),
+               p.i("output_dim"), p.i("block_size"), p.f("dropout")};
     return std::make_shared<YS>(c);
   }
 };
