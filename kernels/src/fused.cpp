@@ -5,6 +5,7 @@
 #include "lmgrid/kernels/fused.hpp"
 
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
@@ -33,22 +34,41 @@ torch::ScalarType acc_dtype(const Tensor& t) {
   return t.scalar_type() == torch::kFloat64 ? torch::kFloat64 : torch::kFloat32;
 }
 
-// Common checks: every tensor defined, one dtype the kernel takes, one device, and the device
-// (CUDA with the kernels built, or CPU float/double under ScopedFusedEmulation).
+// The dtype the kernel computes in: the promoted dtype of floating inputs (under autocast they
+// arrive mixed: matmul outputs in bfloat16, decays and softmaxes in float32, and the composite's
+// elementwise ops would promote too); nullopt if any input is not floating.
+std::optional<torch::ScalarType> common_dtype(const std::vector<Tensor>& ts) {
+  std::optional<torch::ScalarType> common;
+  for (const auto& t : ts) {
+    if (!t.defined()) continue;
+    if (!torch::isFloatingType(t.scalar_type())) return std::nullopt;
+    common = common ? torch::promote_types(*common, t.scalar_type()) : t.scalar_type();
+  }
+  return common;
+}
+
+// Common checks: one dtype the kernel takes (after promotion), one device, and the device (CUDA
+// with the kernels built, or CPU float/double under ScopedFusedEmulation).
 FusedRoute route_common(const std::vector<Tensor>& ts) {
   const auto& t0 = ts.front();
-  if (!kernel_dtype(t0.scalar_type()))
-    return {false,
-            std::string("dtype ") + c10::toString(t0.scalar_type()) + " (the kernel takes float32, float64, bfloat16)"};
-  for (const auto& t : ts) {
-    if (t.scalar_type() != t0.scalar_type()) return {false, "mixed dtypes"};
-    if (t.device() != t0.device()) return {false, "tensors on different devices"};
+  const auto common = common_dtype(ts);
+  if (!common || !kernel_dtype(*common)) {
+    auto shown = t0.scalar_type();  // the promoted dtype, or the first non-floating one
+    for (const auto& t : ts)
+      if (t.defined() && !torch::isFloatingType(t.scalar_type())) {
+        shown = t.scalar_type();
+        break;
+      }
+    if (common) shown = *common;
+    return {false, std::string("dtype ") + c10::toString(shown) + " (the kernel takes float32, float64, bfloat16)"};
   }
+  for (const auto& t : ts)
+    if (t.device() != t0.device()) return {false, "tensors on different devices"};
   if (t0.is_cuda()) {
     if (!cuda_kernels_built()) return {false, "lmgrid was built without its CUDA kernels"};
     return {true, ""};
   }
-  if (t0.is_cpu() && g_emulate_cpu > 0 && t0.scalar_type() != torch::kBFloat16) return {true, ""};
+  if (t0.is_cpu() && g_emulate_cpu > 0 && *common != torch::kBFloat16) return {true, ""};
   return {false, "tensors are on " + t0.device().str() + ", not a CUDA device"};
 }
 
@@ -281,6 +301,15 @@ struct GemChunkFn : torch::autograd::Function<GemChunkFn> {
   }
 };
 
+// The inputs cast to their common dtype (common_dtype); undefined tensors stay undefined.
+std::vector<Tensor> promoted(std::vector<Tensor> ts) {
+  const auto common = common_dtype(ts);
+  if (!common) return ts;
+  for (auto& t : ts)
+    if (t.defined() && t.scalar_type() != *common) t = t.to(*common);
+  return ts;
+}
+
 void require_emulation(const FusedRoute& r, const Tensor& t, const char* what) {
   if (!t.is_cpu() || (t.scalar_type() != torch::kFloat32 && t.scalar_type() != torch::kFloat64))
     throw std::invalid_argument(std::string(what) + ": the emulation takes float32 or float64 CPU tensors");
@@ -312,8 +341,10 @@ FusedRoute ssd_state_passing_route(const Tensor& u, const Tensor& a, const Tenso
   return h0.defined() ? route_common({u, a, h0}) : route_common({u, a});
 }
 
-SsdPassing ssd_state_passing(const Tensor& u, const Tensor& a, const Tensor& h0, FusedImpl impl) {
-  if (impl == FusedImpl::composite) return ssd_state_passing_composite(u, a, h0);
+SsdPassing ssd_state_passing(const Tensor& u_in, const Tensor& a_in, const Tensor& h0_in, FusedImpl impl) {
+  if (impl == FusedImpl::composite) return ssd_state_passing_composite(u_in, a_in, h0_in);
+  const auto ts = promoted({u_in, a_in, h0_in});
+  const auto &u = ts[0], &a = ts[1], &h0 = ts[2];
   auto route = ssd_state_passing_route(u, a, h0);
   if (impl == FusedImpl::emulation)
     require_emulation(route, u, "ssd_state_passing");
@@ -334,9 +365,11 @@ FusedRoute gem_chunk_route(const Tensor& aq, const Tensor& ak, const Tensor& v, 
   return route_common({aq, ak, v, V, eta});
 }
 
-GemChunk gem_chunk(const Tensor& aq, const Tensor& ak, const Tensor& v, const Tensor& V, const Tensor& eta,
-                   bool self_write, FusedImpl impl) {
-  if (impl == FusedImpl::composite) return gem_chunk_composite(aq, ak, v, V, eta, self_write);
+GemChunk gem_chunk(const Tensor& aq_in, const Tensor& ak_in, const Tensor& v_in, const Tensor& V_in,
+                   const Tensor& eta_in, bool self_write, FusedImpl impl) {
+  if (impl == FusedImpl::composite) return gem_chunk_composite(aq_in, ak_in, v_in, V_in, eta_in, self_write);
+  const auto ts = promoted({aq_in, ak_in, v_in, V_in, eta_in});
+  const auto &aq = ts[0], &ak = ts[1], &v = ts[2], &V = ts[3], &eta = ts[4];
   auto route = gem_chunk_route(aq, ak, v, V, eta);
   if (impl == FusedImpl::emulation)
     require_emulation(route, aq, "gem_chunk");

@@ -46,8 +46,9 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
     auto q4 = aq.reshape({N * (T / chunk), chunk, M}), k4 = ak.reshape({N * (T / chunk), chunk, M});
     s_all = torch::bmm(q4, k4.transpose(1, 2)).tril(self_write ? 0 : -1).view({N, T / chunk, chunk, chunk});
   }
-  // A fixed eta folds into baddbmm's alpha (fewer elementwise passes and autograd nodes).
-  const bool eta_fixed = !eta.requires_grad();
+  // A fixed eta folds into baddbmm's alpha (fewer elementwise passes and autograd nodes); not on
+  // the kernel path, where reading eta on the host would wait for the GPU.
+  const bool eta_fixed = !eta.requires_grad() && !fused;
   const double eta_v = eta_fixed ? eta.item<double>() : 0.0;
   auto minus_eta_times = [&](const Tensor& base, const Tensor& a, const Tensor& b) {  // base - eta a b
     return eta_fixed ? torch::baddbmm(base, a, b, 1.0, -eta_v) : base - eta * torch::bmm(a, b);

@@ -29,4 +29,5 @@ extern "C" __attribute__((visibility("default"))) void lmgrid_cli_register(CLI::
   add_sample(*app);
   add_env(*app);
   add_data(*app);
+  add_tokenize(*app);
 }
