@@ -8,12 +8,14 @@
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/plugin/plugin.hpp>
+#include <dlfcn.h>
 #include <nlohmann/json.hpp>
-#include <sentencepiece_processor.h>
-#include <sentencepiece_trainer.h>
 
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
+
+#include "spm_shim.hpp"
 
 namespace {
 
@@ -67,33 +69,31 @@ void check_utf8(const std::string& s) {
   }
 }
 
-void ok_or_throw(const sentencepiece::util::Status& st, const std::string& what) {
-  if (!st.ok()) throw std::runtime_error("sentencepiece: " + what + ": " + st.ToString());
-}
-
-// The training text, one sentence per line (empty lines skipped), as spm_train reads a file.
-class LineIterator : public sentencepiece::SentenceIterator {
- public:
-  explicit LineIterator(const std::string& text) : text_(text) { next(); }
-  bool done() const override { return start_ > text_.size(); }
-  void Next() override { next(); }
-  const std::string& value() const override { return line_; }
-  sentencepiece::util::Status status() const override { return sentencepiece::util::Status(); }
-
- private:
-  void next() {
-    while (start_ <= text_.size()) {
-      size_t end = text_.find('\n', start_);
-      if (end == std::string::npos) end = text_.size();
-      line_ = text_.substr(start_, end - start_);
-      start_ = end + 1;
-      if (!line_.empty()) return;
-    }
-  }
-  const std::string& text_;
-  size_t start_ = 0;
-  std::string line_;
+// sentencepiece_shim.so beside this plugin, opened once with RTLD_DEEPBIND (see spm_shim.hpp).
+struct Shim {
+  spm::LoadFn load = nullptr;
+  spm::TrainFn train = nullptr;
 };
+
+const Shim& shim() {
+  static const Shim s = [] {
+    Dl_info info{};
+    if (!dladdr(reinterpret_cast<void*>(&check_utf8), &info) || !info.dli_fname)
+      throw std::runtime_error("cannot find the sentencepiece plugin's own file");
+    auto path = std::filesystem::path(info.dli_fname).parent_path() / "sentencepiece_shim.so";
+    int flags = RTLD_NOW | RTLD_LOCAL;
+#if !defined(__SANITIZE_ADDRESS__)
+    flags |= RTLD_DEEPBIND;  // AddressSanitizer refuses RTLD_DEEPBIND
+#endif
+    void* h = dlopen(path.c_str(), flags);
+    if (!h) throw std::runtime_error(std::string("cannot load ") + path.string() + ": " + dlerror());
+    Shim r{reinterpret_cast<spm::LoadFn>(dlsym(h, "lmgrid_spm_load")),
+           reinterpret_cast<spm::TrainFn>(dlsym(h, "lmgrid_spm_train"))};
+    if (!r.load || !r.train) throw std::runtime_error(path.string() + " lacks lmgrid_spm_load/lmgrid_spm_train");
+    return r;  // never closed: the library outlives every model it made
+  }();
+  return s;
+}
 
 struct Options {
   std::string model, model_type, normalization;
@@ -110,19 +110,18 @@ class SentencePieceTokenizer : public Tokenizer {
 
   void fit(const std::string& text) override {
     if (!o_.model.empty()) return;  // a given model is not re-trained
-    std::unordered_map<std::string, std::string> args{
+    std::vector<std::pair<std::string, std::string>> args{
         {"model_type", o_.model_type},
         {"vocab_size", std::to_string(o_.vocab_size)},
         {"character_coverage", std::to_string(o_.character_coverage)},
         {"byte_fallback", o_.byte_fallback ? "true" : "false"},
         {"normalization_rule_name", o_.normalization},
-        {"num_threads", "1"},  // one thread: the same model on every machine
-        {"minloglevel", "1"},  // no progress logs on stderr
+        {"hard_vocab_limit", "false"},  // vocab_size is a maximum: a small text gives a smaller model
+        {"num_threads", "1"},           // one thread: the same model on every machine
+        {"minloglevel", "1"},           // no progress logs on stderr
     };
-    LineIterator lines(text);
-    std::string proto;
-    auto st = sentencepiece::SentencePieceTrainer::Train(args, &lines, &proto);
-    if (!st.ok()) throw std::invalid_argument("sentencepiece training failed: " + st.ToString());
+    std::string proto, error;
+    if (!shim().train(args, text, proto, error)) throw UserError("sentencepiece training failed: " + error);
     set_model(proto);
   }
 
@@ -130,7 +129,7 @@ class SentencePieceTokenizer : public Tokenizer {
     if (!sp_) throw std::logic_error("sentencepiece tokenizer used before fit() (no model)");
     check_utf8(text);
     std::vector<int> ids;
-    ok_or_throw(sp_->Encode(text, &ids), "encode");
+    if (auto e = sp_->encode(text, ids); !e.empty()) throw std::runtime_error("sentencepiece: encode: " + e);
     std::vector<int64_t> out;
     out.reserve(ids.size() + 2);
     if (o_.add_bos) out.push_back(sp_->bos_id());
@@ -149,11 +148,11 @@ class SentencePieceTokenizer : public Tokenizer {
       v.push_back(static_cast<int>(id));
     }
     std::string text;
-    ok_or_throw(sp_->Decode(v, &text), "decode");
+    if (auto e = sp_->decode(v, text); !e.empty()) throw std::runtime_error("sentencepiece: decode: " + e);
     return text;
   }
 
-  int64_t vocab_size() const override { return sp_ ? sp_->GetPieceSize() : 0; }
+  int64_t vocab_size() const override { return sp_ ? sp_->size() : 0; }
 
   std::string save() const override {
     return nlohmann::json{{"format", "lmgrid-sentencepiece"}, {"version", 1}, {"model", base64(proto_)}}.dump();
@@ -167,15 +166,16 @@ class SentencePieceTokenizer : public Tokenizer {
 
  private:
   void set_model(const std::string& proto) {
-    auto sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    ok_or_throw(sp->LoadFromSerializedProto(proto), "loading the model");
+    std::string error;
+    std::unique_ptr<spm::Processor> sp(shim().load(proto, error));
+    if (!sp) throw std::runtime_error("sentencepiece: loading the model: " + error);
     if (o_.add_bos && sp->bos_id() < 0) throw std::invalid_argument("add_bos: the model has no BOS piece");
     if (o_.add_eos && sp->eos_id() < 0) throw std::invalid_argument("add_eos: the model has no EOS piece");
     sp_ = std::move(sp);
     proto_ = proto;
   }
   Options o_;
-  std::unique_ptr<sentencepiece::SentencePieceProcessor> sp_;
+  std::unique_ptr<spm::Processor> sp_;
   std::string proto_;  // the serialized ModelProto (what a .model file holds)
 };
 
@@ -197,7 +197,10 @@ class SentencePiecePlugin : public TokenizerPlugin {
             bool_param("add_bos", false, "start every encoded text with <s> (BLM: true)"),
             bool_param("add_eos", false, "end every encoded text with </s> (BLM: true)")};
   }
-  std::map<std::string, Value> tiny_config() const override { return {{"vocab_size", int64_t{100}}}; }
+  // Small, and exact on any UTF-8 text: bytes for what training did not see, no normalization.
+  std::map<std::string, Value> tiny_config() const override {
+    return {{"vocab_size", int64_t{300}}, {"byte_fallback", true}, {"normalization", std::string("identity")}};
+  }
   void check(const Params& p) const override {
     if (!p.s("model").empty()) resolve_source(p.s("model"));
   }
