@@ -16,7 +16,7 @@ expect_out "causal: changing token j moves no logit before j +FAIL +[0-9.e-]+ +1
 expect_out "causal: d\(logits before j\).* +FAIL" "lm2 code: the gradient reaches later embeddings"
 expect_out "decode: token by token = full forward +n/a" "lm2 code: no incremental decoding (n/a)"
 
-export LMGRID_PLUGIN_PATH="$LMGRID_TEST_PLUGINS"
+export LMGRID_PLUGIN_PATH="$LMGRID_BUILD/leaky-plugins"
 expect_exit 1 "a leaky model fails" -- "$BIN" plugins check leaky
 expect_out "causal: changing token j moves no logit before j +FAIL" "leaky: value leak found"
 expect_exit 1 "a gradient-only leak fails" -- "$BIN" plugins check leaky --set leak=gradient
