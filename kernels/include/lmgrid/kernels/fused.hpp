@@ -13,6 +13,8 @@
 // loop over the same bodies (FusedImpl::emulation, float and double) lets the tests check their
 // arithmetic and the autograd glue where there is no GPU. The kernels are compiled when LibTorch
 // is a CUDA build and nvcc is found (cuda_kernels_built()); elsewhere automatic means composite.
+// The kernels' backward is first-order only (not differentiable again: no create_graph through
+// them); the composites have no such limit.
 #pragma once
 
 #include <string>
