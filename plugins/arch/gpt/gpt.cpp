@@ -65,6 +65,13 @@ class GPT : public nn::CausalLM {
     return 6.0 * n + 12.0 * c_.n_layer * c_.n_head * q * c_.block_size;
   }
   int64_t state_size() const override { return 2 * c_.n_layer * c_.block_size * c_.d_model; }
+  // wte (tied head) + wpe + per block 2 LayerNorms, c_attn (3C^2), c_proj (C^2), MLP (8C^2), biases
+  // where bias = true; + ln_f.
+  int64_t declared_parameter_count() const override {
+    const int64_t C = c_.d_model, b = c_.bias ? 1 : 0, V = c_.padded_vocab ? c_.padded_vocab : c_.vocab_size;
+    const int64_t block = 2 * C * (1 + b) + 12 * C * C + b * (3 * C + C + 4 * C + C);
+    return V * C + c_.block_size * C + c_.n_layer * block + C * (1 + b);
+  }
 
  private:
   GPTConfig c_;
