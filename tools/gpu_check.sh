@@ -32,9 +32,10 @@ case "${1:-}" in
   *) echo "usage: tools/gpu_check.sh [--prepare | --dry-run]" >&2; exit 2 ;;
 esac
 
-# The Debian 12 packages the build needs beyond a compiler, CMake, ninja and a CUDA torch.
+# The Debian 12 packages the build needs beyond a compiler, CMake, ninja and a CUDA torch (the
+# sentencepiece tokenizer is left out: its plugin is skipped when libsentencepiece is missing).
 debs=(libboost1.74-dev libtomlplusplus-dev libtomlplusplus3 libfmt-dev libfmt9 libsqlite3-dev libsqlite3-0
-      catch2 libcli11-dev nlohmann-json3-dev libssl-dev libssl3 pkgconf pkgconf-bin libpkgconf3)
+      catch2 libcli11-dev nlohmann-json3-dev libssl-dev libssl3 pkgconf pkgconf-bin libpkgconf3 libicu-dev libicu72)
 gpu=$root/.gpu
 build=${LMGRID_GPU_BUILD:-build-gpu}
 prefix=${LMGRID_GPU_PREFIX:-/tmp/lmgrid-gpu-prefix}

@@ -25,11 +25,13 @@ build=${LMGRID_BUILD_DIR:-build}
 case "$torch" in pip | debian) ;; *) echo "lmgrid setup: LMGRID_TORCH must be pip or debian, not '$torch'" >&2; exit 2 ;; esac
 
 packages=(build-essential cmake ninja-build pkg-config libboost-dev libtomlplusplus-dev libfmt-dev
-          libsqlite3-dev catch2 libcurl4-openssl-dev libgloo-dev libcli11-dev nlohmann-json3-dev libssl-dev sqlite3)
+          libsqlite3-dev catch2 libcurl4-openssl-dev libgloo-dev libcli11-dev nlohmann-json3-dev libssl-dev sqlite3
+          libicu-dev libsentencepiece-dev)  # ICU: the bpe tokenizer's Unicode classes
 if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); else packages+=(python3-venv); fi
-# Test mode also renders reports in a real browser (tests/cli/test_report.sh) and checks the
-# C++ formatting (tests/cli/test_format.sh).
-[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format)
+# Test mode also renders reports in a real browser (tests/cli/test_report.sh), checks the C++
+# formatting (tests/cli/test_format.sh) and encodes with the reference SentencePiece (spm_encode,
+# tests/cli/test_tokenize.sh).
+[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

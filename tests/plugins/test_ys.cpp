@@ -83,15 +83,23 @@ TEST_CASE("ys: the state is detached every block_size tokens", "[unit][ys]") {
                                   {"block_size", block},
                                   {"dropout", 0.0}}),
                              {V, T});
+    // Upstream's init makes every P[i] the same, so sum_i s_i = 0 after the LayerNorm kills the
+    // state-to-state Jacobian exactly; what reached token 0 then was rounding noise (~1e-39, and
+    // exactly 0 in LibTorch 2.x). Perturbed weights give the recurrence a real gradient path.
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : model->parameters()) p.add_(torch::randn_like(p) * 0.3);
+    }
     model->forward(idx, nullptr).logits.select(1, 5).sum().backward();
     double g0 = model->named_parameters()["embedding.weight"].grad()[0].abs().sum().item<double>();
     double g5 = model->named_parameters()["embedding.weight"].grad()[5].abs().sum().item<double>();
     INFO("block_size " << block);
     CHECK(g5 > 0);
+    INFO("gradient at token 0: " << g0 << ", at token 5: " << g5);
     if (block == 4)
       CHECK(g0 == 0.0);
     else
-      CHECK(g0 > 0);
+      CHECK(g0 > 1e-6 * g5);  // a real path, far above rounding
   }
 }
 

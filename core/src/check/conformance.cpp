@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>  // fmt::join (in ranges.h from fmt 11 on: the torch wheel bundles 12)
 
 #include "lmgrid/train/checkpoint.hpp"
 

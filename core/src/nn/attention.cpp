@@ -27,7 +27,7 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
 #if LMGRID_HAVE_SDPA
   // Flash or memory-efficient kernels on GPU, the flash kernel on CPU (2.1 on), math otherwise.
   // is_causal aligns the mask top-left; with cached keys (S > T) the mask is passed explicitly.
-  torch::Tensor mask;
+  torch::Tensor mask;  // undefined: none (an undefined tensor must not reach attn_mask)
   bool is_causal = false;
   if (causal && T > 1) {
     if (S == T)
@@ -36,9 +36,11 @@ torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, c
       mask = causal_mask(T, S, q.device());
   }
 #if LMGRID_HAVE_SDPA_GQA
+  if (!mask.defined()) return torch::scaled_dot_product_attention(q, k, v, {}, p, is_causal, std::nullopt, Hkv != H);
   return torch::scaled_dot_product_attention(q, k, v, mask, p, is_causal, std::nullopt, Hkv != H);
 #else
   auto kr = Hkv == H ? k : k.repeat_interleave(H / Hkv, 1), vr = Hkv == H ? v : v.repeat_interleave(H / Hkv, 1);
+  if (!mask.defined()) return torch::scaled_dot_product_attention(q, kr, vr, {}, p, is_causal);
   return torch::scaled_dot_product_attention(q, kr, vr, mask, p, is_causal);
 #endif
 #else
