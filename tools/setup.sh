@@ -7,11 +7,11 @@
 # build/bin/lmgrid, plugins in build/plugins/). Data sets resolve through LMGRID_DATA_PATH,
 # which defaults here to ../shared/data when that folder exists.
 #
-# Which LibTorch (README, "LibTorch"):
-#   LMGRID_TORCH=pip     (default) LibTorch 2.x from the pinned `torch` wheel, installed into a
-#                        virtual environment (LMGRID_VENV, default ~/.cache/lmgrid/torch-<version>);
-#                        a CUDA build: needs the CUDA toolkit's nvcc and headers (/usr/local/cuda)
-#   LMGRID_TORCH=debian  Debian's libtorch-dev (1.13, CPU only) with OpenBLAS
+# Which LibTorch (README, "LibTorch and GPUs", says why the default is Debian's):
+#   LMGRID_TORCH=debian  (default) Debian's libtorch-dev (1.13, CPU only) with OpenBLAS
+#   LMGRID_TORCH=pip     LibTorch 2.x from the pinned `torch` wheel, installed into a virtual
+#                        environment (LMGRID_VENV, default ~/.cache/lmgrid/torch-<version>); a CUDA
+#                        build: needs the CUDA toolkit's nvcc and headers (/usr/local/cuda)
 # LMGRID_BUILD_DIR (default build) is the build folder; a folder configured for the other LibTorch
 # is configured anew.
 set -euo pipefail
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-main}
 case "$mode" in main | test | build) ;; *) echo "usage: tools/setup.sh main|test|build" >&2; exit 2 ;; esac
 
-torch=${LMGRID_TORCH:-pip}
+torch=${LMGRID_TORCH:-debian}
 torch_pin=2.11.0  # the wheel's LibTorch; CUDA 13.0, as the toolkit at /usr/local/cuda
 build=${LMGRID_BUILD_DIR:-build}
 case "$torch" in pip | debian) ;; *) echo "lmgrid setup: LMGRID_TORCH must be pip or debian, not '$torch'" >&2; exit 2 ;; esac
