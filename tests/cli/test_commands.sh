@@ -34,6 +34,12 @@ expect_exit 0 "plugins show" -- "$BIN" plugins show gpt
 expect_out "^n_layer +int +4 +\[1" "plugins show lists typed params with defaults and ranges"
 expect_exit 0 "env" -- "$BIN" env --format json --matmul-size 256
 expect_out '"blas_core"' "env reports the BLAS core"
+# The LibTorch build, as its own config says: CUDA with its version for the torch wheel, CPU only
+# for Debian's; the version is the one the binary was compiled against.
+expect_exit 0 "env as csv" -- "$BIN" env --format csv --matmul-size 64
+expect_out "^libtorch_build,(CPU only|CUDA [0-9]+\.[0-9]+ \(cuDNN [0-9.]+\))$" "env says CPU or CUDA build"
+expect_out "^libtorch,[12]\.[0-9]+\.[0-9]+$" "env shows the LibTorch version"
+expect_out "^cpu_bf16,(avx512_bf16|amx_bf16|none)" "env says whether the CPU has bf16 instructions"
 
 # grid --dump: every resolved run as TOML that `lmgrid run` accepts back with the same hashes.
 expect_exit 0 "grid --dump" -- "$BIN" grid c.toml --dump
