@@ -5,6 +5,7 @@
 // SentencePieceProcessor(add_bos=True, add_eos=True) does. The saved state is the serialized
 // model itself (base64), so a run decodes without the file or a re-fit.
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/utf8.hpp>
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/plugin/plugin.hpp>
@@ -49,36 +50,19 @@ std::string unbase64(const std::string& in) {
   return out;
 }
 
-// Throws std::invalid_argument naming the first byte offset that is not valid UTF-8.
-void check_utf8(const std::string& s) {
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
-    uint32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (size_t k = 1; ok && k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = cp << 6 | (cc & 0x3F);
-    }
-    if (ok &&
-        ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
-      ok = false;
-    if (!ok) throw std::invalid_argument("invalid UTF-8 at byte offset " + std::to_string(i));
-    i += n;
-  }
-}
-
 // sentencepiece_shim.so beside this plugin, opened once with RTLD_DEEPBIND (see spm_shim.hpp).
 struct Shim {
   spm::LoadFn load = nullptr;
   spm::TrainFn train = nullptr;
 };
 
+// A function of this library itself: dladdr of it names the plugin's own file.
+void plugin_anchor() {}
+
 const Shim& shim() {
   static const Shim s = [] {
     Dl_info info{};
-    if (!dladdr(reinterpret_cast<void*>(&check_utf8), &info) || !info.dli_fname)
+    if (!dladdr(reinterpret_cast<void*>(&plugin_anchor), &info) || !info.dli_fname)
       throw std::runtime_error("cannot find the sentencepiece plugin's own file");
     auto path = std::filesystem::path(info.dli_fname).parent_path() / "sentencepiece_shim.so";
     int flags = RTLD_NOW | RTLD_LOCAL;

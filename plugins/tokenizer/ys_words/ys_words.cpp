@@ -6,6 +6,7 @@
 // fixed here: see README.md; `shout = false` keeps upstream's letter-by-letter behaviour).
 // Unknown words fall back to characters; characters outside the vocabulary are dropped.
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/utf8.hpp>
 #include <lmgrid/plugin/plugin.hpp>
 #include <nlohmann/json.hpp>
 
@@ -18,43 +19,6 @@ using namespace lmgrid;
 
 const std::vector<std::string> kSpecials{"<upper>", "<shout>", "<start>", "<end>", "<space>", "<newline>"};
 enum : int64_t { kUpper, kShout, kStart, kEnd, kSpace, kNewline };
-
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6)), out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12)), out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18)), out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F)), out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// UTF-8 -> code points; invalid UTF-8 is an error naming the byte offset.
-std::vector<char32_t> code_points(const std::string& s) {
-  std::vector<char32_t> out;
-  for (size_t i = 0; i < s.size();) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    bool ok = n > 0 && i + n <= s.size();
-    char32_t cp = n == 1 ? c : c & (0x7F >> n);
-    for (size_t k = 1; ok && k < n; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      ok = (cc & 0xC0) == 0x80;
-      cp = cp << 6 | (cc & 0x3F);
-    }
-    if (ok &&
-        ((n == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
-      ok = false;
-    if (!ok) throw std::invalid_argument("invalid UTF-8 at byte offset " + std::to_string(i));
-    out.push_back(cp);
-    i += n;
-  }
-  return out;
-}
 
 bool is_space(char32_t c) {
   return c == ' ' || (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x1F) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
@@ -74,7 +38,7 @@ struct Piece {
 
 // YS's split: whitespace | <tag> | [A-Z][A-ZÀ-ß]+ (with shout) | [A-Z][a-zà-ÿ]* | [a-zà-ÿ]+ | \d+ | one symbol.
 std::vector<Piece> split(const std::string& s, bool shout) {
-  auto cps = code_points(s);
+  auto cps = utf8_code_points(s);
   std::vector<Piece> out;
   auto text = [&](size_t a, size_t b, bool low) {
     std::string t;
@@ -164,7 +128,7 @@ class YsWordsTokenizer : public Tokenizer {
         out.push_back(it->second);
         continue;
       }
-      for (char32_t c : code_points(p.text)) {  // unknown word: its characters; unknown characters dropped
+      for (char32_t c : utf8_code_points(p.text)) {  // unknown word: its characters; unknown characters dropped
         std::string ch;
         append_utf8(ch, c);
         auto ct = index_.find(ch);
@@ -186,7 +150,7 @@ class YsWordsTokenizer : public Tokenizer {
       } else if (id == kSpace || id == kNewline) {
         out += id == kSpace ? " " : "\n";
       } else if (id != kStart && id != kEnd) {
-        auto cps = code_points(vocab_[static_cast<size_t>(id)]);
+        auto cps = utf8_code_points(vocab_[static_cast<size_t>(id)]);
         for (size_t k = 0; k < cps.size(); ++k) {
           char32_t c = cps[k];
           bool up = pending == kShout || (pending == kUpper && k == 0);
