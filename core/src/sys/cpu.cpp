@@ -219,28 +219,32 @@ PeakGflops machine_peak_gflops(int threads) {
   p.gflops = p.measured;
   p.source = "measured";
 
-  // Cache lines: model <TAB> blas core <TAB> threads <TAB> best GFLOP/s. A missing or unreadable
-  // cache only means no history; failing to write it is not an error either.
+  // Cache key: model <TAB> blas core <TAB> threads.
+  const double best =
+      remember_best_gflops(cpu_model() + "\t" + blas_info().core + "\t" + std::to_string(threads), p.measured);
+  if (best > p.measured) p = {best, p.measured, "cached best"};
+  return p;
+}
+
+double remember_best_gflops(const std::string& key, double gflops) {
+  // Lines: key (three tab-separated fields) <TAB> best GFLOP/s. A missing or unreadable cache
+  // only means no history; failing to write it is not an error either.
   namespace fs = std::filesystem;
-  const std::string model = cpu_model(), core = blas_info().core, key_threads = std::to_string(threads);
   fs::path file = cache_dir() / "peak_gflops.tsv";
   std::vector<std::string> keep;
+  double best = gflops;
   {
     std::ifstream in(file);
     std::string line;
     while (std::getline(in, line)) {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      for (std::string x; std::getline(ss, x, '\t');) f.push_back(x);
-      if (f.size() == 4 && f[0] == model && f[1] == core && f[2] == key_threads) {
-        double best = std::atof(f[3].c_str());
-        if (best > p.gflops) p = {best, p.measured, "cached best"};
-      } else if (!line.empty()) {
+      auto tab = line.rfind('\t');
+      if (tab != std::string::npos && line.compare(0, tab, key) == 0 && tab == key.size())
+        best = std::max(best, std::atof(line.c_str() + tab + 1));
+      else if (!line.empty())
         keep.push_back(line);
-      }
     }
   }
-  keep.push_back(model + "\t" + core + "\t" + key_threads + "\t" + fmt::format("{:.2f}", p.gflops));
+  keep.push_back(key + "\t" + fmt::format("{:.2f}", best));
   std::error_code ec;
   fs::create_directories(file.parent_path(), ec);
   fs::path tmp = file;
@@ -250,12 +254,12 @@ PeakGflops machine_peak_gflops(int threads) {
     for (const auto& l : keep) out << l << "\n";
     if (!out) {
       fs::remove(tmp, ec);
-      return p;
+      return best;
     }
   }
   fs::rename(tmp, file, ec);
   if (ec) fs::remove(tmp, ec);
-  return p;
+  return best;
 }
 
 }  // namespace lmgrid

@@ -3,9 +3,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -14,6 +11,7 @@
 #include "lmgrid/base/env.hpp"
 #include "lmgrid/base/util.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
+#include "lmgrid/sys/cpu.hpp"
 
 #if LMGRID_WITH_CUDA
 #include <ATen/cuda/CUDAContext.h>
@@ -90,36 +88,10 @@ double gpu_peak_flops(int index, c10::ScalarType dtype) {
     rates.push_back(4 * 2.0 * n * n * n / (monotonic_seconds() - t0));
   }
   std::sort(rates.begin(), rates.end());
-  double best = rates[rates.size() / 2];
+  const double median = rates[rates.size() / 2];
 
-  // Cache lines: "gpu:<name>" <TAB> dtype <TAB> "-" <TAB> best GFLOP/s (the CPU's file and format).
-  namespace fs = std::filesystem;
-  const std::string key = "gpu:" + devices[index].name, dt = c10::toString(dtype);
-  fs::path file = cache_dir() / "peak_gflops.tsv";
-  std::vector<std::string> keep;
-  {
-    std::ifstream in(file);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::vector<std::string> f;
-      std::stringstream ss(line);
-      for (std::string x; std::getline(ss, x, '\t');) f.push_back(x);
-      if (f.size() == 4 && f[0] == key && f[1] == dt)
-        best = std::max(best, std::atof(f[3].c_str()) * 1e9);
-      else if (!line.empty())
-        keep.push_back(line);
-    }
-  }
-  keep.push_back(key + "\t" + dt + "\t-\t" + fmt::format("{:.2f}", best / 1e9));
-  std::string text;
-  for (const auto& l : keep) text += l + "\n";
-  std::error_code ec;
-  fs::create_directories(file.parent_path(), ec);
-  try {
-    write_file_atomic(file, text);
-  } catch (const std::exception&) {  // no cache is only no history
-  }
-  return best;
+  // The CPU's cache file and format; key "gpu:<name>" <TAB> dtype <TAB> "-".
+  return remember_best_gflops("gpu:" + devices[index].name + "\t" + c10::toString(dtype) + "\t-", median / 1e9) * 1e9;
 }
 
 }  // namespace lmgrid

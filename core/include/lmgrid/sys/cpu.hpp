@@ -55,5 +55,8 @@ struct PeakGflops {
   std::string source;   // "measured", "cached best" or "LMGRID_PEAK_GFLOPS"
 };
 PeakGflops machine_peak_gflops(int threads);
+// The best of `gflops` and every rate cached under `key` (three tab-separated fields: CPU model,
+// BLAS core, threads; or "gpu:<name>", dtype, "-"), stored back as the one line for that key.
+double remember_best_gflops(const std::string& key, double gflops);
 
 }  // namespace lmgrid
