@@ -23,21 +23,11 @@ int backward(const GemBwd<void>& p, void* stream) {
 }  // namespace
 
 int gem_chunk_forward(DType dt, const GemFwd<void>& p, void* stream) {
-  switch (dt) {
-    case DType::f32: return forward<float>(p, stream);
-    case DType::f64: return forward<double>(p, stream);
-    case DType::bf16: return forward<__nv_bfloat16>(p, stream);
-  }
-  return -1;
+  return with_dtype(dt, [&](auto t) { return forward<decltype(t)>(p, stream); });
 }
 
 int gem_chunk_backward(DType dt, const GemBwd<void>& p, void* stream) {
-  switch (dt) {
-    case DType::f32: return backward<float>(p, stream);
-    case DType::f64: return backward<double>(p, stream);
-    case DType::bf16: return backward<__nv_bfloat16>(p, stream);
-  }
-  return -1;
+  return with_dtype(dt, [&](auto t) { return backward<decltype(t)>(p, stream); });
 }
 
 }  // namespace lmgrid::kernels::cuda_impl
