@@ -78,13 +78,14 @@ build_lmgrid() {
   export PKG_CONFIG_PATH=$lib/pkgconfig:$prefix/usr/share/pkgconfig
   export PKG_CONFIG_LIBDIR=$PKG_CONFIG_PATH
   local t0=$SECONDS
+  mkdir -p "$build"
   LD_LIBRARY_PATH=$lib cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLMGRID_BUILD_TESTS=ON \
     -DLMGRID_TORCH=pip -DLMGRID_TORCH_PYTHON="$py" -DLMGRID_WITH_CURL=OFF \
     -DCMAKE_PREFIX_PATH="$prefix/usr" -DPKG_CONFIG_EXECUTABLE="$prefix/usr/bin/pkgconf" \
-    -DLMGRID_TEST_DATA_PATH="$gpu/data" >"$build.configure.log" 2>&1 || { tail -40 "$build.configure.log"; exit 1; }
-  grep "lmgrid: LibTorch" "$build.configure.log" || true
+    -DLMGRID_TEST_DATA_PATH="$gpu/data" >"$build/configure.log" 2>&1 || { tail -40 "$build/configure.log"; exit 1; }
+  grep "lmgrid: LibTorch" "$build/configure.log" || true
   cmake --build "$build" -j "$(nproc)" 2>&1 | tail -3
-  note "build" "$(grep -o 'LibTorch [^;]*' "$build.configure.log" | head -1); $((SECONDS - t0)) s on $(nproc) cores"
+  note "build" "$(grep -o 'LibTorch [^;]*' "$build/configure.log" | head -1); $((SECONDS - t0)) s on $(nproc) cores"
 }
 
 # The CUDA tests: parity of the CUDA paths with their references ("[cuda]": model, attention,
