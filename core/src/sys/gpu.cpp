@@ -2,7 +2,6 @@
 #include "lmgrid/sys/gpu.hpp"
 
 #include <algorithm>
-#include <cstdlib>
 
 #include <fmt/format.h>
 #include <torch/torch.h>
@@ -69,8 +68,8 @@ std::vector<GpuInfo> gpus() {
 }
 
 double gpu_peak_flops(int index, c10::ScalarType dtype) {
-  std::string fixed = env_or("LMGRID_PEAK_GFLOPS", "");
-  if (!fixed.empty()) return std::atof(fixed.c_str()) * 1e9;
+  // A fixed peak overrides every device; machine_peak_gflops parses and validates it.
+  if (!env_or("LMGRID_PEAK_GFLOPS", "").empty()) return machine_peak_gflops(1).gflops * 1e9;
   auto devices = gpus();
   if (index < 0 || index >= static_cast<int>(devices.size())) return 0;
   const bool half = dtype == c10::kBFloat16 || dtype == c10::kHalf;

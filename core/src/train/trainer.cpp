@@ -366,15 +366,14 @@ class RunTrainer {
       }
     }
     arch_id_ = o_.plugin_ids[2], data_id_ = o_.plugin_ids[1], optim_id_ = o_.plugin_ids[3];
-    device_ = o_.device;
-    if (device_.is_cuda() && hooks_.gpu_peak_flops)
+    if (o_.device.is_cuda() && hooks_.gpu_peak_flops)
       peak_flops_ = hooks_.gpu_peak_flops(
-          device_, o_.precision.autocast() ? o_.precision.autocast_dtype : o_.precision.param_dtype);
-    else if (!device_.is_cuda())
+          o_.device, o_.precision.autocast() ? o_.precision.autocast_dtype : o_.precision.param_dtype);
+    else if (!o_.device.is_cuda())
       peak_flops_ = hooks_.peak_flops;
     store_.delete_metrics_after(run_id_, st_.step);
     store_.delete_checkpoint_rows_after(run_id_, st_.step);
-    store_.mark_started(run_id_, o_.model->parameter_count(), device_.str());
+    store_.mark_started(run_id_, o_.model->parameter_count(), o_.device.str());
     store_.set_plugins(run_id_, o_.plugins);
     write_file_atomic(run_dir / "tokenizer.txt", o_.tokenizer->save());
     if (call_plugin(data_id_, [&] { return o_.dataset->eval_batch_count(Split::val, ts_.batch_size); }) <= 0)
@@ -400,12 +399,12 @@ class RunTrainer {
     for (int64_t m = 0; m < ts_.grad_accum; ++m) {
       Batch b = call_plugin(data_id_, [&] { return o_.dataset->train_batch(st_.cursor, ts_.batch_size); });
       ++st_.cursor;
-      auto inputs = to_device(b.inputs, device_), targets = to_device(b.targets, device_);
-      auto mask = to_device(b.loss_mask, device_);
+      auto inputs = to_device(b.inputs, o_.device), targets = to_device(b.targets, o_.device);
+      auto mask = to_device(b.loss_mask, o_.device);
       auto loss = call_plugin(arch_id_, [&] {
         torch::Tensor l;
         {
-          compat::AutocastGuard amp(device_.type(), o_.precision.autocast_dtype);  // forward and loss only
+          compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);  // forward and loss only
           ModelOutput out = o_.model->forward(inputs, nullptr);
           l = lm_loss(out.logits, targets, mask);
           if (out.aux_loss.defined()) l = l + out.aux_loss;
@@ -544,7 +543,6 @@ class RunTrainer {
   Progress progress_;
   RunObjects o_;
   std::string arch_id_, data_id_, optim_id_;
-  torch::Device device_{torch::kCPU};
   std::vector<torch::Tensor> params_;
   TrainState st_;
   Interval interval_;
