@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 #endif
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "lmgrid/base/errors.hpp"
 #include "lmgrid/base/util.hpp"
@@ -18,26 +19,62 @@ namespace lmgrid {
 namespace fs = std::filesystem;
 
 const std::vector<DataSource>& known_sources() {
-  static const std::vector<DataSource> s{
-      {"tiny_shakespeare", "tinyshakespeare/input.txt",
-       "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", 1115394,
-       "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
-       "Karpathy's Tiny Shakespeare (1.1 MB, 65 characters)"},
-      {"tinystories_train_sample", "tinystories/TinyStories-train.head2316.txt", "", 2096346,
-       "ba02237f5747a07d420cb7329f721fdc51b6f5c35a81788b9c4bb871e15ff30a",
-       "first 2,316 TinyStories train stories (2.1 MB)"},
-      {"tinystories_val_sample", "tinystories/TinyStories-validation.head4300.txt", "", 794375,
-       "5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6",
-       "first 4,300 TinyStories validation stories (0.8 MB)"},
-      {"gpt2_encoder", "gpt2/encoder.json",
-       "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json", 1042301,
-       "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
-       "GPT-2's BPE vocabulary, token -> id (tokenizer/bpe, pretrained = \"gpt2\")"},
-      {"gpt2_vocab", "gpt2/vocab.bpe", "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
-       456318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
-       "GPT-2's BPE merges in rank order (tokenizer/bpe, pretrained = \"gpt2\")"},
-  };
-  return s;
+  static const std::vector<DataSource> sources = [] {
+    std::vector<DataSource> v{
+        {"tiny_shakespeare", "tinyshakespeare/input.txt",
+         "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt", 1115394,
+         "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed",
+         "Karpathy's Tiny Shakespeare (1.1 MB, 65 characters)"},
+        {"tinystories_train_sample", "tinystories/TinyStories-train.head2316.txt", "", 2096346,
+         "ba02237f5747a07d420cb7329f721fdc51b6f5c35a81788b9c4bb871e15ff30a",
+         "first 2,316 TinyStories train stories (2.1 MB)"},
+        {"tinystories_val_sample", "tinystories/TinyStories-validation.head4300.txt", "", 794375,
+         "5fc1fb0113df62b567fb271806cd645ce8d75f59c58ca0b764c03d3b6ff34ca6",
+         "first 4,300 TinyStories validation stories (0.8 MB)"},
+        {"gpt2_encoder", "gpt2/encoder.json",
+         "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json", 1042301,
+         "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+         "GPT-2's BPE vocabulary, token -> id (tokenizer/bpe, pretrained = \"gpt2\")"},
+        {"gpt2_vocab", "gpt2/vocab.bpe", "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+         456318, "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+         "GPT-2's BPE merges in rank order (tokenizer/bpe, pretrained = \"gpt2\")"},
+        {"wikitext2_valid", "wikitext-2/valid.txt",
+         "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/valid.txt",
+         1121681, "f0737ed31fc1329026e95cb8b98e19c2a182c39c240ab909dc31abf2f8af58e8",
+         "WikiText-2 validation, tokenized word-level (1.1 MB; articles are documents)"},
+        {"wikitext2_test", "wikitext-2/test.txt",
+         "https://raw.githubusercontent.com/pytorch/examples/main/word_language_model/data/wikitext-2/test.txt",
+         1256449, "d790b833ef8cf03a90db7bf1271b7520b83c45ce07ba3c1a9699df81e239eca0",
+         "WikiText-2 test, tokenized word-level (1.3 MB; articles are documents)"},
+        {"kjv", "kjv/kjv.txt", "", 4298239, "6f74f5589333c56c263963e6347dba662bae2d96861302e690aaae0b4a855eda",
+         "King James Bible, one verse per line (4.3 MB; chapters are documents)"},
+        {"austen_sense", "austen/sensesensibility.txt", "", 673688,
+         "105e1651fe93bed7130078578efd31e0c557d68667ba672ddc876f735b30fe09", "Austen, Sense and Sensibility"},
+        {"austen_pride", "austen/prideprejudice.txt", "", 684768,
+         "dfc684d4f857fa938268f9ab9c5567b64bd0691251eca959644adeabe6287a4d", "Austen, Pride and Prejudice"},
+        {"austen_mansfield", "austen/mansfieldpark.txt", "", 883280,
+         "98bc90519cdf4ef663ad7de2734bb529435ef24f7abbde6bb1a50898871dafe9", "Austen, Mansfield Park"},
+        {"austen_emma", "austen/emma.txt", "", 883028,
+         "7c67b5985c6d0de1efaeb5d342d52cb82c38083c40e2295129e30e87ee690ebe", "Austen, Emma"},
+        {"austen_northanger", "austen/northangerabbey.txt", "", 433411,
+         "51f91bbe0517db8e65cff009b097ce0a1836124c4e0532ac19e6c0cad982abed", "Austen, Northanger Abbey"},
+        {"austen_persuasion", "austen/persuasion.txt", "", 466854,
+         "8061549557aebd2fd6e353d18d9197cb707029112bd52d4d8b174583a925848a", "Austen, Persuasion"},
+    };
+    // Where each source's documents end (documents.hpp), and the group of Austen's six novels.
+    for (auto& src : v) {
+      if (src.name == "tinystories_train_sample") src.documents = "endoftext";
+      if (src.name == "tinystories_val_sample") src.documents = "blank_lines";
+      if (src.name.rfind("wikitext2_", 0) == 0) src.documents = "wikitext";
+      if (src.name == "kjv") src.documents = "kjv";
+    }
+    DataSource austen{"austen", "", "", 4025029, "", "Jane Austen's six novels (4.0 MB; each novel is a document)"};
+    austen.members = {"austen_sense", "austen_pride",      "austen_mansfield",
+                      "austen_emma",  "austen_northanger", "austen_persuasion"};
+    v.push_back(austen);
+    return v;
+  }();
+  return sources;
 }
 
 std::optional<DataSource> find_source(const std::string& name) {
@@ -96,6 +133,9 @@ static std::string download(const std::string& url, const fs::path& dest, const 
 
 fs::path resolve_source(const std::string& name_or_path) {
   auto src = find_source(name_or_path);
+  if (src && !src->members.empty())
+    throw UserError(fmt::format("data source '{}' is a group of {} files ({}); this setting takes one file", src->name,
+                                src->members.size(), fmt::join(src->members, ", ")));
   if (!src) {
     fs::path p(name_or_path);
     if (fs::is_regular_file(p)) return p;

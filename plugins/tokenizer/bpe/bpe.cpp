@@ -80,6 +80,8 @@ class BpeTokenizer : public Tokenizer {
     return out;
   }
 
+  int64_t bos_id() const override { return marker(true); }
+  int64_t eos_id() const override { return marker(false); }
   int64_t vocab_size() const override {
     return model_ ? model_->size() + static_cast<int64_t>(extra_specials_.size()) : 0;
   }
@@ -116,6 +118,10 @@ class BpeTokenizer : public Tokenizer {
       }
       special_ids_.push_back(id);
     }
+  }
+  int64_t marker(bool bos) const {
+    int64_t k = document_marker_index(specials_, bos);
+    return k < 0 || !model_ ? -1 : special_ids_[static_cast<size_t>(k)];
   }
   // The first special at or after pos (the longest when several start there): {offset, index}.
   std::pair<size_t, int64_t> next_special(const std::string& text, size_t pos) const {

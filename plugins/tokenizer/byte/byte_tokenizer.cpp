@@ -53,6 +53,8 @@ class ByteTokenizer : public Tokenizer {
     return out;
   }
   int64_t vocab_size() const override { return 256 + static_cast<int64_t>(specials_.size()); }
+  int64_t bos_id() const override { return marker(true); }
+  int64_t eos_id() const override { return marker(false); }
   std::string save() const override {
     return nlohmann::json{{"format", "lmgrid-byte"}, {"version", 1}, {"specials", specials_}}.dump();
   }
@@ -71,6 +73,10 @@ class ByteTokenizer : public Tokenizer {
           (best < 0 || specials_[k].size() > specials_[static_cast<size_t>(best)].size()))
         best = static_cast<int64_t>(k);
     return best;
+  }
+  int64_t marker(bool bos) const {
+    int64_t k = document_marker_index(specials_, bos);
+    return k < 0 ? -1 : 256 + k;
   }
   std::vector<std::string> specials_;
 };

@@ -137,6 +137,8 @@ class SentencePieceTokenizer : public Tokenizer {
   }
 
   int64_t vocab_size() const override { return sp_ ? sp_->size() : 0; }
+  int64_t bos_id() const override { return sp_ ? sp_->bos_id() : -1; }
+  int64_t eos_id() const override { return sp_ ? sp_->eos_id() : -1; }
 
   std::string save() const override {
     return nlohmann::json{{"format", "lmgrid-sentencepiece"}, {"version", 1}, {"model", base64(proto_)}}.dump();

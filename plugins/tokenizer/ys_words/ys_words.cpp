@@ -164,6 +164,9 @@ class YsWordsTokenizer : public Tokenizer {
   }
 
   int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.size()); }
+  // YS's <start> and <end> pieces (ids 2 and 3: the fixed pieces come first).
+  int64_t bos_id() const override { return vocab_.empty() ? -1 : 2; }
+  int64_t eos_id() const override { return vocab_.empty() ? -1 : 3; }
   std::string save() const override {
     return nlohmann::json{{"format", "lmgrid-ys_words"}, {"version", 1}, {"words", words_}}.dump();
   }

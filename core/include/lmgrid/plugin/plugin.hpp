@@ -1,4 +1,4 @@
-// lmgrid plugin ABI, version 2.
+// lmgrid plugin ABI, version 3 (3: Tokenizer::bos_id/eos_id, the document markers).
 //
 // This header is the contract between the host (`lmgrid`) and every plugin library. A plugin
 // is a shared library that exports exactly one symbol through Boost.DLL's alias mechanism:
@@ -39,7 +39,7 @@
 
 namespace lmgrid {
 
-inline constexpr uint32_t kPluginAbiVersion = 2;
+inline constexpr uint32_t kPluginAbiVersion = 3;
 
 // ---------------------------------------------------------------------------------------------
 // Build stamp: plain data, layout frozen, compared before anything else is called.
@@ -90,7 +90,28 @@ class Tokenizer {
   virtual std::string save() const = 0;
   // Restores what save() produced; afterwards encode/decode behave exactly as before.
   virtual void load(const std::string& state) = 0;
+  // Document markers, or -1 when the tokenizer has none. Datasets join documents with eos_id()
+  // (`join = "eos"`), and `lmgrid data tokenize` starts every document with bos_id() as llm.c
+  // (GPT-2: <|endoftext|>) and LM2 (Llama-3: <|begin_of_text|>) do. Valid after fit() or load().
+  virtual int64_t bos_id() const { return -1; }
+  virtual int64_t eos_id() const { return -1; }
 };
+
+// The convention for tokenizers whose specials are strings (byte, bpe): EOS is "<|endoftext|>",
+// else "</s>", else "<eos>"; BOS is "<|begin_of_text|>", else "<s>", else "<bos>", else the EOS
+// (GPT-2 starts documents with <|endoftext|>). Returns the index into `specials`, or -1.
+inline int64_t document_marker_index(const std::vector<std::string>& specials, bool bos) {
+  auto find = [&](std::initializer_list<const char*> names) -> int64_t {
+    for (const char* n : names)
+      for (size_t k = 0; k < specials.size(); ++k)
+        if (specials[k] == n) return static_cast<int64_t>(k);
+    return -1;
+  };
+  int64_t eos = find({"<|endoftext|>", "</s>", "<eos>"});
+  if (!bos) return eos;
+  int64_t b = find({"<|begin_of_text|>", "<s>", "<bos>"});
+  return b >= 0 ? b : eos;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Dataset
