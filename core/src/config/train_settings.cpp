@@ -14,10 +14,11 @@ const std::vector<ParamSpec>& trainer_params() {
       int_param("batch_size", 12, "sequences per micro-batch", 1, 1 << 20),
       int_param("grad_accum", 1, "micro-batches accumulated per optimizer step", 1, 1 << 20),
       real_param("clip", 1.0, "clip the global gradient norm to this (0 = off)", 0.0),
-      string_param("schedule", "cosine", "learning-rate schedule", {"constant", "cosine", "linear"}),
+      string_param("schedule", "cosine", "learning-rate schedule", {"constant", "cosine", "linear", "wsd"}),
       int_param("warmup", 0, "linear warm-up steps", 0, 1e12),
       real_param("lr_min", 0.0, "learning rate at the end of the decay (absolute)", 0.0),
       int_param("decay_steps", 0, "step at which decay reaches lr_min (0 = steps)", 0, 1e12),
+      real_param("decay_fraction", 0.2, "wsd: the last fraction of decay_steps spent decaying to lr_min", 0.0, 1.0),
       int_param("eval_every", 200, "evaluate on the val split every N steps (and at the end)", 1, 1e12),
       int_param("eval_batches", 20, "fixed val batches per evaluation", 1, 1 << 20),
       int_param("checkpoint_every", 200, "write a checkpoint every N steps (and at the end)", 1, 1e12),
@@ -42,7 +43,8 @@ TrainSettings TrainSettings::from(const Params& p) {
   s.eval_every = p.i("eval_every"), s.eval_batches = p.i("eval_batches");
   s.checkpoint_every = p.i("checkpoint_every"), s.keep_checkpoints = p.i("keep_checkpoints");
   s.early_stop_patience = p.i("early_stop_patience"), s.log_every = p.i("log_every");
-  s.clip = p.f("clip"), s.lr_min = p.f("lr_min"), s.early_stop_min_delta = p.f("early_stop_min_delta");
+  s.clip = p.f("clip"), s.lr_min = p.f("lr_min"), s.decay_fraction = p.f("decay_fraction");
+  s.early_stop_min_delta = p.f("early_stop_min_delta");
   s.schedule = p.s("schedule"), s.device = p.s("device"), s.dtype = p.s("dtype");
   return s;
 }

@@ -34,13 +34,21 @@ void set_current_plugin(const std::string& id) {
 }
 
 double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
-                    int64_t decay_steps) {
+                    int64_t decay_steps, double decay_fraction) {
   // nanoGPT's get_lr for every schedule: warm-up lr * (step + 1) / (warmup + 1).
   if (warmup > 0 && step < warmup) return lr * static_cast<double>(step + 1) / static_cast<double>(warmup + 1);
   if (schedule == "constant") return lr;
+  // wsd: stable at lr until the decay phase (the last decay_fraction of decay_steps, not before
+  // the end of the warm-up), then linear to lr_min.
+  double start = static_cast<double>(warmup);
+  if (schedule == "wsd") {
+    start = std::max(start, static_cast<double>(decay_steps) - decay_fraction * static_cast<double>(decay_steps));
+    if (static_cast<double>(step) < start) return lr;
+  }
   if (step > decay_steps) return lr_min;
-  double ratio =
-      decay_steps > warmup ? static_cast<double>(step - warmup) / static_cast<double>(decay_steps - warmup) : 1.0;
+  double ratio = static_cast<double>(decay_steps) > start
+                     ? (static_cast<double>(step) - start) / (static_cast<double>(decay_steps) - start)
+                     : 1.0;
   ratio = std::clamp(ratio, 0.0, 1.0);
   double coeff = schedule == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * ratio)) : 1.0 - ratio;
   return lr_min + coeff * (lr - lr_min);
@@ -389,7 +397,8 @@ class RunTrainer {
   // One optimizer step over grad_accum micro-batches. False when the loss is not finite.
   bool train_step() {
     double t0 = monotonic_seconds();
-    lr_ = scheduled_lr(ts_.schedule, st_.step, o_.optimizer->base_lr(), ts_.lr_min, ts_.warmup, ts_.decay_end());
+    lr_ = scheduled_lr(ts_.schedule, st_.step, o_.optimizer->base_lr(), ts_.lr_min, ts_.warmup, ts_.decay_end(),
+                       ts_.decay_fraction);
     call_plugin(optim_id_, [&] {
       o_.optimizer->set_lr(lr_);
       o_.optimizer->zero_grad();

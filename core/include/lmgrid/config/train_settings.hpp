@@ -19,7 +19,7 @@ struct TrainSettings {
   int64_t steps = 0, batch_size = 0, grad_accum = 0, warmup = 0, decay_steps = 0;  // decay_steps 0 -> steps
   int64_t eval_every = 0, eval_batches = 0, checkpoint_every = 0, keep_checkpoints = 0;
   int64_t early_stop_patience = 0, log_every = 0;
-  double clip = 0, lr_min = 0, early_stop_min_delta = 0;
+  double clip = 0, lr_min = 0, decay_fraction = 0, early_stop_min_delta = 0;
   std::string schedule, device, dtype;
 
   // From a Params table validated against trainer_params() (every key present and typed).

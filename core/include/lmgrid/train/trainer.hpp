@@ -18,11 +18,13 @@
 
 namespace lmgrid {
 
-// Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear", nanoGPT's
-// get_lr for all three: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
-// stays at lr, cosine and linear decay to `lr_min` at `decay_steps` and stay there after.
+// Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear" | "wsd", nanoGPT's
+// get_lr for all: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
+// stays at lr, cosine and linear decay to `lr_min` at `decay_steps` and stay there after; wsd
+// (warm-up, stable, decay) stays at lr until step max(warmup, decay_steps - decay_fraction * decay_steps),
+// then decays linearly to `lr_min` at `decay_steps` and stays there.
 double scheduled_lr(const std::string& schedule, int64_t step, double lr, double lr_min, int64_t warmup,
-                    int64_t decay_steps);
+                    int64_t decay_steps, double decay_fraction = 0.2);
 
 // Everything one run needs, built from its config. The objects hold their plugin libraries.
 struct RunObjects {
