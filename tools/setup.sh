@@ -59,6 +59,11 @@ if [ "$torch" = pip ]; then
     "$py" -m pip install --quiet --disable-pip-version-check "torch==$torch_pin"
   fi
   torch_args+=(-DLMGRID_TORCH_PYTHON="$py")
+  # tests/cli/test_export.sh loads lmgrid's exports in transformers (small next to torch).
+  if [ "$mode" = test ] && ! "$py" -c "import transformers, safetensors, sentencepiece, google.protobuf" 2>/dev/null; then
+    echo "lmgrid setup: installing transformers, safetensors, sentencepiece and protobuf into $venv (export tests)"
+    "$py" -m pip install --quiet --disable-pip-version-check transformers safetensors sentencepiece protobuf
+  fi
 fi
 
 if [ -z "${LMGRID_DATA_PATH:-}" ] && [ -d ../shared/data ]; then

@@ -16,6 +16,7 @@ declare -A allowed=(
   [run]="base store run"
   [check]="base plugin train check"
   [sys]="base plugin sys"
+  [export]="base config data plugin store train export"
 )
 for layer in $(ls "$SRC/core/include/lmgrid" "$SRC/core/src" | grep -v ':' | grep -v '\.' | sort -u); do
   [ -n "${allowed[$layer]+x}" ] || { fail "folder core/*/$layer is not a known layer (add it to this test and docs/architecture.md)"; continue; }

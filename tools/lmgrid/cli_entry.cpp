@@ -30,4 +30,5 @@ extern "C" __attribute__((visibility("default"))) void lmgrid_cli_register(CLI::
   add_env(*app);
   add_data(*app);
   add_tokenize(*app);
+  add_export(*app);
 }

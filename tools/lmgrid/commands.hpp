@@ -31,6 +31,7 @@ void add_env(CLI::App& app);         // env: versions, threads, BLAS, measured m
 void add_new_plugin(CLI::App& app);  // new-plugin KIND NAME --dir DIR
 void add_data(CLI::App& app);        // data list | data fetch NAME
 void add_tokenize(CLI::App& app);    // tokenize --tokenizer NAME [--set] [--fit] [--decode] [--stats]
+void add_export(CLI::App& app);      // export --run ID --format hf|raw --out DIR [--force] [--reference TEXT]
 void add_compare(CLI::App& app);     // compare RUN_ID RUN_ID...
 void add_report(CLI::App& app);      // report [--experiment] [--group-by] [--best-over] [--x] [--target-loss] [--out]
 
