@@ -505,3 +505,20 @@ TEST_CASE("wsd schedule: warm-up, stable, linear decay over the last decay_fract
   CHECK(ts.decay_fraction == 0.2);
   CHECK_THROWS(validate_params(trainer_params(), {{"decay_fraction", 1.5}}, "[train]"));
 }
+
+// A parameter with more than two dimensions is orthogonalised as the matrix (size(0), rest):
+// its step equals the step of the same numbers held as that matrix (tall, so the transposed path).
+TEST_CASE("muon: a 3-d parameter steps as its (size(0), rest) matrix", "[unit][optim]") {
+  torch::manual_seed(9);
+  auto w = torch::randn({6, 2, 2}, torch::kFloat64), g = torch::randn({6, 2, 2}, torch::kFloat64);
+  std::vector<torch::Tensor> p3{w.clone()}, p2{w.reshape({6, 4}).clone()};
+  std::map<std::string, Value> values{{"lr", 0.05}, {"ns_dtype", std::string("float64")}};
+  auto o3 = make("muon", values, named(p3, {"h.0.w"}, {false}));
+  auto o2 = make("muon", values, named(p2, {"h.0.w"}, {false}));
+  p3[0].mutable_grad() = g.clone();
+  p2[0].mutable_grad() = g.reshape({6, 4}).clone();
+  o3->step();
+  o2->step();
+  CHECK(test::rel_err(p3[0].reshape({6, 4}), p2[0]) < kTol);
+  CHECK(!torch::equal(p3[0], w));
+}

@@ -97,7 +97,7 @@ class Muon : public Optimizer {
         auto u = nesterov_ ? (1 - momentum_) * g + momentum_ * m_[i] : m_[i];
         auto u2 = u.reshape({u.size(0), -1});
         double scale = std::sqrt(std::max(1.0, static_cast<double>(u2.size(0)) / static_cast<double>(u2.size(1))));
-        auto o = newton_schulz5(u2, ns_steps_, ns_dtype_).view_as(p);
+        auto o = newton_schulz5(u2, ns_steps_, ns_dtype_).reshape(p.sizes());
         if (params_[i].decay && wd_ != 0) p.mul_(1 - lr_ * wd_);
         p.sub_((lr_ * scale) * o);
       } else {
