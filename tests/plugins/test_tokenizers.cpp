@@ -321,3 +321,27 @@ TEST_CASE("ys_words: YS-71M's vocabulary order, markers and the <shout> fix", "[
   CHECK(std::count(quirk.begin(), quirk.end(), shout) == 0);
   CHECK(error_of([&] { t->encode("ok\xc3"); }) == "invalid UTF-8 at byte offset 2");
 }
+
+TEST_CASE("tokenizers: document markers (bos_id, eos_id)", "[unit][tokenizer]") {
+  // GPT-2: <|endoftext|> (50256) ends and starts documents; without the special there is none.
+  auto g = gpt2("<|endoftext|>");
+  CHECK(g->eos_id() == 50256);
+  CHECK(g->bos_id() == 50256);
+  CHECK(gpt2()->eos_id() == -1);
+  // byte: Llama-2 style markers among the specials; a BOS of its own wins over the EOS.
+  auto b = make_tokenizer("byte", {{"specials", std::string("<pad>,<s>,</s>")}});
+  CHECK(b->bos_id() == 257);
+  CHECK(b->eos_id() == 258);
+  CHECK(b->decode({b->bos_id(), 'a', b->eos_id()}) == "<s>a</s>");
+  CHECK(make_tokenizer("byte")->eos_id() == -1);
+  CHECK(make_tokenizer("char")->bos_id() == -1);
+  // The trainer's caching wrapper passes them through.
+  auto cached = cached_tokenizer(b, "tokenizer/byte", "1.0", Params(std::map<std::string, Value>{}), true);
+  CHECK(cached->bos_id() == 257);
+  CHECK(cached->eos_id() == 258);
+  // ys_words: its fixed <start> and <end> pieces.
+  auto ys = make_tokenizer("ys_words");
+  ys->fit("Hello there.");
+  CHECK(ys->encode("<start>") == std::vector<int64_t>{ys->bos_id()});
+  CHECK(ys->encode("<end>") == std::vector<int64_t>{ys->eos_id()});
+}

@@ -55,6 +55,8 @@ class CachedTokenizer : public Tokenizer {
   std::vector<int64_t> encode(const std::string& text) const override { return inner_->encode(text); }
   std::string decode(const std::vector<int64_t>& ids) const override { return inner_->decode(ids); }
   int64_t vocab_size() const override { return inner_->vocab_size(); }
+  int64_t bos_id() const override { return inner_->bos_id(); }
+  int64_t eos_id() const override { return inner_->eos_id(); }
   std::string save() const override { return inner_->save(); }
   void load(const std::string& state) override {
     inner_->load(state);
