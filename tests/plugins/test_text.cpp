@@ -68,8 +68,7 @@ TEST_CASE("text: training batches are a function of (seed, index)", "[unit][text
 TEST_CASE("documents: each rule cuts where its documents end", "[unit][text]") {
   using V = std::vector<std::string>;
   CHECK(split_documents("  one\ntwo \n", "whole") == V{"one\ntwo"});
-  CHECK(split_documents("a b\n<|endoftext|>\nc\n\n<|endoftext|>\n<|endoftext|>\nd", "endoftext") ==
-        V{"a b", "c", "d"});
+  CHECK(split_documents("a b\n<|endoftext|>\nc\n\n<|endoftext|>\n<|endoftext|>\nd", "endoftext") == V{"a b", "c", "d"});
   CHECK(split_documents("a\nb\n\nc\n \n\n\nd\n", "blank_lines") == V{"a\nb", "c", "d"});
   CHECK(split_documents(" \n = A = \n x\n = = S = = \n y\n = B = \n z\n", "wikitext") ==
         V{"= A = \n x\n = = S = = \n y", "= B = \n z"});
