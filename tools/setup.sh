@@ -31,7 +31,7 @@ if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); el
 # Test mode also renders reports in a real browser (tests/cli/test_report.sh), checks the C++
 # formatting (tests/cli/test_format.sh) and encodes with the reference SentencePiece (spm_encode,
 # tests/cli/test_tokenize.sh).
-[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece)
+[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece python3-numpy)  # numpy: tests/cli/test_shards.sh
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
