@@ -180,6 +180,10 @@ for d in "${dirs[@]}"; do [ -f "$d/tinyshakespeare/input.txt" ] && { want="$d/ti
 check "LMGRID_DATA_PATH holds tinyshakespeare/input.txt ($want)" -- test -n "$want"
 expect_exit 0 "data list" -- "$BIN" data list --format csv
 expect_out "^tiny_shakespeare,1115394,.*,$want\$" "data list: tiny_shakespeare resolves into LMGRID_DATA_PATH"
+expect_exit 0 "data list (again, for the group source)" -- "$BIN" data list --format csv
+expect_out "^austen,4025029,.*,6 files in $(dirname "$(dirname "$want")")/austen\$" "data list: the austen group resolves to its 6 files"
+expect_exit 0 "data fetch of a group source" -- "$BIN" data fetch austen
+check "data fetch of a group verifies and lists each of its 6 files" -- test "$(grep -c "/austen/.*txt	[0-9a-f]\{64\}$" out)" = 6
 expect_exit 0 "data fetch of a source present locally" -- "$BIN" data fetch tiny_shakespeare
 check "data fetch says where it is and its (verified) sha256" -- test "$(cat out)" = "$want	$(sha256sum "$want" | cut -d' ' -f1)"
 expect_exit 2 "data fetch of an unknown name" -- "$BIN" data fetch no_such_corpus

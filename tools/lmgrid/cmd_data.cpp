@@ -311,32 +311,40 @@ void add_data(CLI::App& app) {
   list->add_option("--format", opt->format, "table, csv or json");
   list->callback([opt] {
     std::vector<std::vector<std::string>> rows;
+    // Listing never downloads: LMGRID_OFFLINE=1 while resolving, the caller's value restored.
+    std::string saved = env_or("LMGRID_OFFLINE", "");
+    setenv("LMGRID_OFFLINE", "1", 1);
     for (const auto& s : known_sources()) {
       std::string where;
       try {
-        std::string saved = env_or("LMGRID_OFFLINE", "");
-        setenv("LMGRID_OFFLINE", "1", 1);
-        where = resolve_source(s.name).string();
-        if (saved.empty())
-          unsetenv("LMGRID_OFFLINE");
-        else
-          setenv("LMGRID_OFFLINE", saved.c_str(), 1);
+        auto files = resolve_source_files(s.name);
+        where = s.members.empty() ? files[0].string()
+                                  : fmt::format("{} files in {}", files.size(), files[0].parent_path().string());
       } catch (const UserError&) {
         where = "(missing)";
       }
       rows.push_back({s.name, std::to_string(s.size), s.doc, where});
     }
+    if (saved.empty())
+      unsetenv("LMGRID_OFFLINE");
+    else
+      setenv("LMGRID_OFFLINE", saved.c_str(), 1);
     std::fputs(render_rows({"name", "bytes", "what", "resolves_to"}, rows, parse_format(opt->format)).c_str(), stdout);
   });
   auto* fetch = cmd->add_subcommand("fetch", "Resolve a source, downloading it into the cache if needed");
   fetch->add_option("name", opt->name, "source name")->required();
   fetch->callback([opt] {
-    auto p = resolve_source(opt->name);
+    // A group source (austen) fetches and verifies each of its members.
     auto src = find_source(opt->name);
-    std::string sha = sha256_file(p);
-    if (src && !src->sha256.empty() && sha != src->sha256)
-      throw UserError(fmt::format("{} has sha256 {}, expected {}", p.string(), sha, src->sha256));
-    std::printf("%s\t%s\n", p.c_str(), sha.c_str());
+    std::vector<std::string> names = src && !src->members.empty() ? src->members : std::vector{opt->name};
+    for (const auto& name : names) {
+      auto p = resolve_source(name);
+      auto member = find_source(name);
+      std::string sha = sha256_file(p);
+      if (member && !member->sha256.empty() && sha != member->sha256)
+        throw UserError(fmt::format("{} has sha256 {}, expected {}", p.string(), sha, member->sha256));
+      std::printf("%s\t%s\n", p.c_str(), sha.c_str());
+    }
   });
 
   auto t = std::make_shared<TokenizeShardsOptions>();

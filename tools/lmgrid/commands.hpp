@@ -29,7 +29,7 @@ void add_sql(CLI::App& app);         // sql "SELECT ..." (read-only)
 void add_sample(CLI::App& app);      // sample --run ID
 void add_env(CLI::App& app);         // env: versions, threads, BLAS, measured matmul rate
 void add_new_plugin(CLI::App& app);  // new-plugin KIND NAME --dir DIR
-void add_data(CLI::App& app);        // data list | data fetch NAME
+void add_data(CLI::App& app);        // data list | fetch NAME | tokenize SOURCE | inspect FILE...
 void add_tokenize(CLI::App& app);    // tokenize --tokenizer NAME [--set] [--fit] [--decode] [--stats]
 void add_export(CLI::App& app);      // export --run ID --format hf|raw --out DIR [--force] [--reference TEXT]
 void add_compare(CLI::App& app);     // compare RUN_ID RUN_ID...
