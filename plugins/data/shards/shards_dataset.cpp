@@ -14,6 +14,7 @@
 
 #include <lmgrid/base/env.hpp>
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/data/batch_rng.hpp>
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/data/shards.hpp>
 #include <lmgrid/plugin/plugin.hpp>
@@ -21,13 +22,6 @@
 namespace {
 
 using namespace lmgrid;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // tokenizer.json beside the first train shard (written by `lmgrid data tokenize`), or null.
 nlohmann::json tokenizer_json(const std::string& train_glob) {
@@ -96,7 +90,7 @@ class ShardsDataset : public Dataset {
   }
 
   Batch train_batch(int64_t index, int64_t batch_size) override {
-    std::mt19937_64 rng(splitmix64(seed_ * 0x100000001B3ull + static_cast<uint64_t>(index)));
+    auto rng = batch_rng(seed_, index);
     std::uniform_int_distribution<int64_t> dist(0, train_.size() - seq_len_ - 1);
     std::vector<int64_t> starts(static_cast<size_t>(batch_size));
     for (auto& s : starts) s = dist(rng);

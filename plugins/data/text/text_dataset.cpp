@@ -18,6 +18,7 @@
 #include <random>
 
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/data/batch_rng.hpp>
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/data/documents.hpp>
@@ -26,13 +27,6 @@
 namespace {
 
 using namespace lmgrid;
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
 
 // One split: its tokens and where each document starts in them (one document for join = text).
 struct SplitTokens {
@@ -151,7 +145,7 @@ class TextDataset : public Dataset {
       }
     } else if (in_documents_) {
       // Uniform over every window that fits in a document (a short document counts once).
-      std::mt19937_64 rng(splitmix64(seed_ * 0x100000001B3ull + static_cast<uint64_t>(index)));
+      auto rng = batch_rng(seed_, index);
       std::uniform_int_distribution<int64_t> dist(0, train_cum_.back() - 1);
       for (auto& x : w) {
         int64_t u = dist(rng);
@@ -161,7 +155,7 @@ class TextDataset : public Dataset {
         x = {begin + offset, std::min(seq_len_, train_.doc_end(d) - begin - offset - 1)};
       }
     } else {
-      std::mt19937_64 rng(splitmix64(seed_ * 0x100000001B3ull + static_cast<uint64_t>(index)));
+      auto rng = batch_rng(seed_, index);
       std::uniform_int_distribution<int64_t> dist(0, train_.size() - seq_len_ - 1);
       for (auto& x : w) x = {dist(rng), seq_len_};
     }
@@ -231,7 +225,7 @@ class TextDataset : public Dataset {
     if (epoch != perm_epoch_) {
       perm_.resize(static_cast<size_t>(n));
       std::iota(perm_.begin(), perm_.end(), 0);
-      std::mt19937_64 rng(splitmix64(seed_ * 0x9E3779B1ull + static_cast<uint64_t>(epoch) + 1));
+      auto rng = epoch_rng(seed_, epoch);
       std::shuffle(perm_.begin(), perm_.end(), rng);
       perm_epoch_ = epoch;
     }

@@ -4,6 +4,7 @@
 //   p = p - lr * sign(c);  m = beta2 * m + (1 - beta2) * g.
 // sign(0) = 0, as torch.sign. Written out from the equations; the state is m per parameter and
 // the step count, saved and restored exactly.
+#include <lmgrid/plugin/optim_state.hpp>
 #include <lmgrid/plugin/plugin.hpp>
 
 namespace {
@@ -41,24 +42,13 @@ class Lion : public Optimizer {
   void set_lr(double lr) override { lr_ = lr; }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    a.write("step", torch::tensor(step_, torch::kLong));
-    a.write("lr", torch::tensor(lr_, torch::kFloat64));
+    optim_state::write_counters(a, step_, {lr_});
     for (size_t i = 0; i < m_.size(); ++i) a.write("m/" + std::to_string(i), m_[i]);
   }
   void load(torch::serialize::InputArchive& a) override {
-    torch::NoGradGuard ng;
-    torch::Tensor t;
-    a.read("step", t);
-    step_ = t.item<int64_t>();
-    a.read("lr", t);
-    lr_ = t.item<double>();
-    for (size_t i = 0; i < m_.size(); ++i) {
-      torch::Tensor m;
-      a.read("m/" + std::to_string(i), m);
-      if (!m.sizes().equals(m_[i].sizes()))
-        throw std::runtime_error("lion: checkpoint momentum of '" + params_[i].name + "' has another shape");
-      m_[i].copy_(m);
-    }
+    optim_state::read_counters(a, step_, {&lr_});
+    for (size_t i = 0; i < m_.size(); ++i)
+      optim_state::read_buffer(a, "m/" + std::to_string(i), m_[i], "lion", params_[i].name);
   }
 
  private:

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/optim_state.hpp>
 #include <lmgrid/plugin/plugin.hpp>
 
 namespace {
@@ -116,30 +117,17 @@ class Muon : public Optimizer {
   }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    a.write("step", torch::tensor(step_, torch::kLong));
-    a.write("lr", torch::tensor({lr_, adamw_lr_}, torch::kFloat64));
+    optim_state::write_counters(a, step_, {lr_, adamw_lr_});
     for (size_t i = 0; i < m_.size(); ++i) {
       a.write("m/" + std::to_string(i), m_[i]);
       if (v_[i].defined()) a.write("v/" + std::to_string(i), v_[i]);
     }
   }
   void load(torch::serialize::InputArchive& a) override {
-    torch::NoGradGuard ng;
-    torch::Tensor t;
-    a.read("step", t);
-    step_ = t.item<int64_t>();
-    a.read("lr", t);
-    lr_ = t[0].item<double>(), adamw_lr_ = t[1].item<double>();
-    auto read_into = [&](const std::string& key, torch::Tensor& dst, size_t i) {
-      torch::Tensor s;
-      a.read(key, s);
-      if (!s.sizes().equals(dst.sizes()))
-        throw std::runtime_error("muon: checkpoint state " + key + " of '" + params_[i].name + "' has another shape");
-      dst.copy_(s);
-    };
+    optim_state::read_counters(a, step_, {&lr_, &adamw_lr_});
     for (size_t i = 0; i < m_.size(); ++i) {
-      read_into("m/" + std::to_string(i), m_[i], i);
-      if (v_[i].defined()) read_into("v/" + std::to_string(i), v_[i], i);
+      optim_state::read_buffer(a, "m/" + std::to_string(i), m_[i], "muon", params_[i].name);
+      if (v_[i].defined()) optim_state::read_buffer(a, "v/" + std::to_string(i), v_[i], "muon", params_[i].name);
     }
   }
 

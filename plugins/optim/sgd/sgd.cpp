@@ -5,6 +5,7 @@
 // Written out (not torch::optim::SGD) so that the state is two named things per parameter and the
 // step count, saved and restored exactly. Not: dampening, maximise.
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/plugin/optim_state.hpp>
 #include <lmgrid/plugin/plugin.hpp>
 
 namespace {
@@ -46,24 +47,13 @@ class Sgd : public Optimizer {
   void set_lr(double lr) override { lr_ = lr; }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    a.write("step", torch::tensor(step_, torch::kLong));
-    a.write("lr", torch::tensor(lr_, torch::kFloat64));
+    optim_state::write_counters(a, step_, {lr_});
     for (size_t i = 0; i < buf_.size(); ++i) a.write("momentum/" + std::to_string(i), buf_[i]);
   }
   void load(torch::serialize::InputArchive& a) override {
-    torch::NoGradGuard ng;
-    torch::Tensor t;
-    a.read("step", t);
-    step_ = t.item<int64_t>();
-    a.read("lr", t);
-    lr_ = t.item<double>();
-    for (size_t i = 0; i < buf_.size(); ++i) {
-      torch::Tensor b;
-      a.read("momentum/" + std::to_string(i), b);
-      if (!b.sizes().equals(buf_[i].sizes()))
-        throw std::runtime_error("sgd: checkpoint momentum of '" + params_[i].name + "' has another shape");
-      buf_[i].copy_(b);
-    }
+    optim_state::read_counters(a, step_, {&lr_});
+    for (size_t i = 0; i < buf_.size(); ++i)
+      optim_state::read_buffer(a, "momentum/" + std::to_string(i), buf_[i], "sgd", params_[i].name);
   }
 
  private:
