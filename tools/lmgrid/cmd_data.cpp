@@ -23,6 +23,7 @@
 #include <lmgrid/train/tokenizer_cache.hpp>
 
 #include "commands.hpp"
+#include "tokenizer_args.hpp"
 
 namespace lmgrid::cli {
 
@@ -36,39 +37,6 @@ struct TokenizeShardsOptions {
   int64_t shard_tokens = 100'000'000;  // llm.c's fineweb.py
   bool force = false;
 };
-
-// --set KEY=VALUE as the tokenizer's specs type KEY (a string param takes the text as it is).
-std::map<std::string, Value> tokenizer_sets(const std::vector<std::string>& sets, const std::vector<ParamSpec>& specs) {
-  std::map<std::string, Value> out;
-  for (const auto& s : sets) {
-    size_t eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) throw UserError("--set " + s + ": expected KEY=VALUE");
-    std::string key = s.substr(0, eq), text = s.substr(eq + 1);
-    if (key.rfind("tokenizer.", 0) == 0) key = key.substr(10);
-    bool is_string = false;
-    for (const auto& spec : specs) is_string |= spec.name == key && spec.type == ParamType::string;
-    if (is_string && text.size() >= 2 && text.front() == '"' && text.back() == '"')
-      text = text.substr(1, text.size() - 2);
-    out[key] = is_string ? Value(text) : parse_scalar(text);
-  }
-  return out;
-}
-
-// A tokenizer call on user text: its complaints about the input are bad input (exit 2).
-template <class F>
-auto on_input(const std::string& id, const std::string& origin, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    throw UserError(fmt::format("{}: {}: {}", origin, id, e.what()));
-  } catch (const std::out_of_range& e) {
-    throw UserError(fmt::format("{}: {}: {}", origin, id, e.what()));
-  } catch (const UserError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw PluginError(id, e.what());
-  }
-}
 
 // A TOML value as written in an experiment file.
 std::string toml_value(const Value& v) {
@@ -127,7 +95,7 @@ void run_tokenize_shards(const TokenizeShardsOptions& o) {
     throw UserError("--format must be v1, v7 or auto (got '" + o.format + "')");
   const auto& lp = Registry::instance().get(PluginKind::tokenizer, o.tokenizer);
   const auto& plugin = static_cast<const TokenizerPlugin&>(*lp.plugin);
-  Params params = validate_params(plugin.params(), tokenizer_sets(o.sets, plugin.params()),
+  Params params = validate_params(plugin.params(), parse_tokenizer_sets(o.sets, plugin.params()),
                                   "--set (tokenizer " + o.tokenizer + ")");
   call_plugin(lp.id(), [&] { plugin.check(params); });
   auto make = [&] {
@@ -152,7 +120,9 @@ void run_tokenize_shards(const TokenizeShardsOptions& o) {
   auto val_documents = [&](const Tokenizer& t) {
     int64_t n = 0;
     for (size_t i = 0; i < docs.size(); ++i) {
-      n += 1 + static_cast<int64_t>(on_input(lp.id(), docs[i].origin, [&] { return t.encode(docs[i].text); }).size());
+      n += 1 + static_cast<int64_t>(guard_tokenizer_input(
+                                        lp.id(), [&] { return t.encode(docs[i].text); }, docs[i].origin)
+                                        .size());
       if (n >= o.shard_tokens) return i + 1;
     }
     return docs.size();
@@ -171,7 +141,8 @@ void run_tokenize_shards(const TokenizeShardsOptions& o) {
       std::string text;
       for (size_t i = skip; i < docs.size(); ++i) text += docs[i].text + "\n";
       tok = make();
-      on_input(lp.id(), o.source, [&] { tok->fit(text); });
+      guard_tokenizer_input(
+          lp.id(), [&] { tok->fit(text); }, o.source);
       size_t v = val_documents(*tok);
       if (v <= skip || round == 3) break;
       skip = v;
@@ -204,7 +175,8 @@ void run_tokenize_shards(const TokenizeShardsOptions& o) {
   std::vector<int64_t> ids;
   for (size_t d = 0; d < docs.size(); ++d) {
     ids.assign(1, bos);
-    auto body = on_input(lp.id(), docs[d].origin, [&] { return tok->encode(docs[d].text); });
+    auto body = guard_tokenizer_input(
+        lp.id(), [&] { return tok->encode(docs[d].text); }, docs[d].origin);
     ids.insert(ids.end(), body.begin(), body.end());
     for (size_t at = 0; at < ids.size();) {
       auto n = std::min<size_t>(ids.size() - at, static_cast<size_t>(o.shard_tokens - writer->tokens()));

@@ -19,6 +19,7 @@
 #include <lmgrid/train/tokenizer_cache.hpp>
 
 #include "commands.hpp"
+#include "tokenizer_args.hpp"
 
 namespace lmgrid::cli {
 
@@ -29,55 +30,6 @@ struct TokenizeOptions {
   std::vector<std::string> sets;
   bool decode = false, stats = false;
 };
-
-// "KEY=VALUE" -> a value of the type `specs` declare for KEY (unknown keys are left to
-// validate_params, which suggests the nearest).
-std::map<std::string, Value> parse_sets(const std::vector<std::string>& sets, const std::vector<ParamSpec>& specs) {
-  std::map<std::string, Value> out;
-  for (const auto& s : sets) {
-    size_t eq = s.find('=');
-    if (eq == std::string::npos || eq == 0) throw UserError("--set " + s + ": expected KEY=VALUE");
-    std::string key = s.substr(0, eq), text = s.substr(eq + 1);
-    if (key.rfind("tokenizer.", 0) == 0) key = key.substr(10);
-    if (text.size() >= 2 && text.front() == '"' && text.back() == '"') text = text.substr(1, text.size() - 2);
-    ParamType type = ParamType::string;
-    for (const auto& spec : specs)
-      if (spec.name == key) type = spec.type;
-    try {
-      size_t used = 0;
-      switch (type) {
-        case ParamType::integer: out[key] = static_cast<int64_t>(std::stoll(text, &used)); break;
-        case ParamType::real: out[key] = std::stod(text, &used); break;
-        case ParamType::boolean:
-          if (text != "true" && text != "false") throw std::invalid_argument("bool");
-          out[key] = text == "true", used = text.size();
-          break;
-        case ParamType::string: out[key] = text, used = text.size(); break;
-      }
-      if (used != text.size()) throw std::invalid_argument("trailing");
-    } catch (const std::logic_error&) {
-      throw UserError(fmt::format("--set {}: '{}' is not a {}", s, text, type_name(type)));
-    }
-  }
-  return out;
-}
-
-// Runs a tokenizer call: the tokenizer's complaints about its input (std::invalid_argument,
-// std::out_of_range: bad UTF-8, unknown ids) are bad input, anything else a plugin failure.
-template <class F>
-auto guarded(const std::string& id, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const std::invalid_argument& e) {
-    throw UserError(fmt::format("{}: {}", id, e.what()));
-  } catch (const std::out_of_range& e) {
-    throw UserError(fmt::format("{}: {}", id, e.what()));
-  } catch (const UserError&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw PluginError(id, e.what());
-  }
-}
 
 std::vector<int64_t> parse_ids(const std::string& text) {
   nlohmann::json j;
@@ -105,8 +57,8 @@ void print_stats(size_t bytes, size_t tokens) {
 void run_tokenize(const TokenizeOptions& o) {
   const auto& lp = Registry::instance().get(PluginKind::tokenizer, o.tokenizer);
   const auto& plugin = static_cast<const TokenizerPlugin&>(*lp.plugin);
-  Params params =
-      validate_params(plugin.params(), parse_sets(o.sets, plugin.params()), "--set (tokenizer " + o.tokenizer + ")");
+  Params params = validate_params(plugin.params(), parse_tokenizer_sets(o.sets, plugin.params()),
+                                  "--set (tokenizer " + o.tokenizer + ")");
   call_plugin(lp.id(), [&] { plugin.check(params); });
   auto tok = call_plugin(lp.id(), [&] {
     return cached_tokenizer(keep_alive(plugin.create(params), lp.plugin), lp.id(), plugin.version(), params, false);
@@ -120,14 +72,14 @@ void run_tokenize(const TokenizeOptions& o) {
   std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
   if (o.decode) {
     auto ids = parse_ids(input);
-    std::string text = guarded(lp.id(), [&] { return tok->decode(ids); });
+    std::string text = guard_tokenizer_input(lp.id(), [&] { return tok->decode(ids); });
     if (o.stats)
       print_stats(text.size(), ids.size());
     else
       std::fwrite(text.data(), 1, text.size(), stdout);
     return;
   }
-  auto ids = guarded(lp.id(), [&] { return tok->encode(input); });
+  auto ids = guard_tokenizer_input(lp.id(), [&] { return tok->encode(input); });
   if (o.stats) return print_stats(input.size(), ids.size());
   std::string out = "[";
   for (size_t i = 0; i < ids.size(); ++i) out += (i ? ", " : "") + std::to_string(ids[i]);
