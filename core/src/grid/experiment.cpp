@@ -179,6 +179,9 @@ struct GridSpec {
   Assign base;                                     // the plugin and [train] tables
   std::vector<Axis> axes;                          // [[variant]], [grid] keys, [[zip]]s: one point of each per run
   Assign sets;                                     // --set overrides (highest precedence)
+  // (plugin, validated params) already passed Plugin::check: runs that share a section are
+  // checked once (a check may scan files: data/shards reads every token).
+  std::set<std::pair<std::string, std::map<std::string, Value>>> checked;
 };
 
 void parse_toml(GridSpec& g, const std::string& text) {
@@ -411,8 +414,9 @@ std::vector<std::pair<Assign, std::string>> expand(const GridSpec& g) {
 
 // One plugin section of one run: the plugin, its keys (generic and plugin-specific, by
 // precedence), validated and checked by the plugin. Adds them to rc; returns the plugin.
-const LoadedPlugin& resolve_section(const std::string& section, const Assign& assign, const std::string& file,
+const LoadedPlugin& resolve_section(const std::string& section, const Assign& assign, GridSpec& g,
                                     const Registry& registry, RunConfig& rc) {
+  const std::string& file = g.file;
   auto pit = assign.find(section + ".plugin");
   if (pit == assign.end()) throw UserError(fmt::format("{}: [{}] needs plugin = \"...\"", file, section));
   if (!std::holds_alternative<std::string>(pit->second.value))
@@ -457,7 +461,7 @@ const LoadedPlugin& resolve_section(const std::string& section, const Assign& as
   }
   Params p = validate_params(lp->plugin->params(), given, fmt::format("[{}] (plugin {})", section, pname), &locations);
   try {
-    lp->plugin->check(p);
+    if (g.checked.insert({lp->id(), p.values()}).second) lp->plugin->check(p);
   } catch (const std::exception& e) {
     // Point at the key the plugin's message names (its first word, by convention), else
     // at the plugin's table.
@@ -497,13 +501,13 @@ void resolve_train(const Assign& assign, int64_t seq_len, RunConfig& rc) {
   for (const auto& [k, v] : tp.values()) rc.values["train." + k] = v;
 }
 
-RunConfig resolve_run(const Assign& assign, const std::string& label, const GridSpec& g, const Registry& registry) {
+RunConfig resolve_run(const Assign& assign, const std::string& label, GridSpec& g, const Registry& registry) {
   RunConfig rc;
   rc.experiment = g.exp.name;
   rc.variant = label;
   int64_t seq_len = 0;
   for (const auto& section : plugin_sections()) {
-    const LoadedPlugin& lp = resolve_section(section, assign, g.file, registry, rc);
+    const LoadedPlugin& lp = resolve_section(section, assign, g, registry, rc);
     if (section == "data") seq_len = static_cast<const DataPlugin&>(*lp.plugin).seq_len(rc.section_params("data"));
   }
   resolve_train(assign, seq_len, rc);
