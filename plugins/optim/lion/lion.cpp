@@ -37,23 +37,21 @@ class Lion : public Optimizer {
       p.sub_(lr_ * torch::sign(c));
       m_[i].mul_(beta2_).add_((1 - beta2_) * g);
     }
-    ++step_;
   }
   void set_lr(double lr) override { lr_ = lr; }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    optim_state::write_counters(a, step_, {lr_});
+    optim_state::write_lrs(a, {lr_});
     for (size_t i = 0; i < m_.size(); ++i) a.write("m/" + std::to_string(i), m_[i]);
   }
   void load(torch::serialize::InputArchive& a) override {
-    optim_state::read_counters(a, step_, {&lr_});
+    optim_state::read_lrs(a, {&lr_});
     for (size_t i = 0; i < m_.size(); ++i)
       optim_state::read_buffer(a, "m/" + std::to_string(i), m_[i], "lion", params_[i].name);
   }
 
  private:
   double base_lr_, lr_, beta1_, beta2_, wd_;
-  int64_t step_ = 0;
   std::vector<NamedParameter> params_;
   std::vector<torch::Tensor> m_;  // momentum, one per parameter
 };

@@ -117,14 +117,16 @@ class Muon : public Optimizer {
   }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    optim_state::write_counters(a, step_, {lr_, adamw_lr_});
+    optim_state::write_step(a, step_);
+    optim_state::write_lrs(a, {lr_, adamw_lr_});
     for (size_t i = 0; i < m_.size(); ++i) {
       a.write("m/" + std::to_string(i), m_[i]);
       if (v_[i].defined()) a.write("v/" + std::to_string(i), v_[i]);
     }
   }
   void load(torch::serialize::InputArchive& a) override {
-    optim_state::read_counters(a, step_, {&lr_, &adamw_lr_});
+    optim_state::read_step(a, step_);
+    optim_state::read_lrs(a, {&lr_, &adamw_lr_});
     for (size_t i = 0; i < m_.size(); ++i) {
       optim_state::read_buffer(a, "m/" + std::to_string(i), m_[i], "muon", params_[i].name);
       if (v_[i].defined()) optim_state::read_buffer(a, "v/" + std::to_string(i), v_[i], "muon", params_[i].name);

@@ -42,16 +42,15 @@ class Sgd : public Optimizer {
       }
       p.sub_(lr_ * g);
     }
-    ++step_;
   }
   void set_lr(double lr) override { lr_ = lr; }
   double base_lr() const override { return base_lr_; }
   void save(torch::serialize::OutputArchive& a) const override {
-    optim_state::write_counters(a, step_, {lr_});
+    optim_state::write_lrs(a, {lr_});
     for (size_t i = 0; i < buf_.size(); ++i) a.write("momentum/" + std::to_string(i), buf_[i]);
   }
   void load(torch::serialize::InputArchive& a) override {
-    optim_state::read_counters(a, step_, {&lr_});
+    optim_state::read_lrs(a, {&lr_});
     for (size_t i = 0; i < buf_.size(); ++i)
       optim_state::read_buffer(a, "momentum/" + std::to_string(i), buf_[i], "sgd", params_[i].name);
   }
@@ -59,7 +58,6 @@ class Sgd : public Optimizer {
  private:
   double base_lr_, lr_, momentum_, wd_;
   bool nesterov_;
-  int64_t step_ = 0;
   std::vector<NamedParameter> params_;
   std::vector<torch::Tensor> buf_;  // momentum buffers, one per parameter
 };
