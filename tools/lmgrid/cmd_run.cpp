@@ -13,6 +13,7 @@
 #include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/grid/shard.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/report/report.hpp>
 #include <lmgrid/store/store.hpp>
@@ -42,6 +43,7 @@ struct RunOptions {
   bool retry_failed = false;
   bool dry_run = false;
   bool no_report = false;
+  std::string shard;  // "I/N": only the runs of that shard (grid/shard.hpp)
 };
 
 // The report of the experiment's runs ([report] settings), written when the grid ends. A report
@@ -66,6 +68,7 @@ int run_grid(const RunOptions& opt) {
   const Registry& registry = Registry::instance();
   // Everything is validated before the database is touched: bad input writes nothing.
   Experiment exp = load_experiment(opt.file, opt.sets, registry);
+  if (!opt.shard.empty()) exp.runs = shard_runs(exp.runs, parse_shard(opt.shard));
   std::filesystem::path db_path = opt.db.empty() ? default_db_path() : std::filesystem::path(opt.db);
 
   if (opt.dry_run) {
@@ -173,6 +176,7 @@ void add_run(CLI::App& app) {
   cmd->add_flag("--retry-failed", opt->retry_failed, "run failed and diverged runs again from scratch");
   cmd->add_flag("--dry-run", opt->dry_run, "validate and show what would run; write nothing");
   cmd->add_flag("--no-report", opt->no_report, "do not write the report when the grid ends");
+  cmd->add_option("--shard", opt->shard, "I/N: only the runs whose config hash falls in shard I of N");
   cmd->callback([opt] {
     int rc = run_grid(*opt);
     if (rc != 0) throw Exit{rc};
