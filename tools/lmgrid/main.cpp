@@ -1,4 +1,4 @@
-// lmgrid: the front end. Query commands (runs, metrics, sql, compare, report, new-plugin) run
+// lmgrid: the front end. Query commands (runs, metrics, sql, compare, report, new-plugin, merge) run
 // here without LibTorch; every other command comes from liblmgrid_cli (cli_entry.cpp), loaded
 // on demand, so `lmgrid runs` starts in milliseconds instead of ~0.5 s.
 // Exit status: 0 success, 2 bad input, 1 runtime failure.
@@ -48,7 +48,7 @@ RegisterFn load_torch_commands() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  static const std::set<std::string> kLight{"runs", "metrics", "sql", "compare", "report", "new-plugin"};
+  static const std::set<std::string> kLight{"runs", "metrics", "sql", "compare", "report", "new-plugin", "merge"};
   CLI::App app{"lmgrid: experiments on small language models with large memory", "lmgrid"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lmgrid 0.1.0");
@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   add_compare(app);
   add_report(app);
   add_new_plugin(app);
+  add_merge(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
