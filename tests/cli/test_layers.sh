@@ -12,11 +12,12 @@ declare -A allowed=(
   [nn]="base plugin nn"
   [grid]="base config plugin grid"
   [data]="base data"
-  [train]="base config plugin store train"
-  [run]="base store run"
+  [train]="base config dist plugin store train"
+  [run]="base dist store run"
   [check]="base plugin train check"
   [sys]="base plugin sys"
   [export]="base config data plugin store train export"
+  [dist]="base dist"
 )
 for layer in $(ls "$SRC/core/include/lmgrid" "$SRC/core/src" | grep -v ':' | grep -v '\.' | sort -u); do
   [ -n "${allowed[$layer]+x}" ] || { fail "folder core/*/$layer is not a known layer (add it to this test and docs/architecture.md)"; continue; }

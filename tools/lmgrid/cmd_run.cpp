@@ -12,6 +12,8 @@
 
 #include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/config/train_settings.hpp>
+#include <lmgrid/dist/process_group.hpp>
 #include <lmgrid/grid/experiment.hpp>
 #include <lmgrid/grid/shard.hpp>
 #include <lmgrid/plugin/registry.hpp>
@@ -39,6 +41,7 @@ struct RunOptions {
   std::string file;
   std::string db;
   int workers = 1;
+  int nproc = 1;  // data-parallel ranks per run on this machine
   std::vector<std::string> sets;
   bool retry_failed = false;
   bool dry_run = false;
@@ -69,6 +72,15 @@ int run_grid(const RunOptions& opt) {
   // Everything is validated before the database is touched: bad input writes nothing.
   Experiment exp = load_experiment(opt.file, opt.sets, registry);
   if (!opt.shard.empty()) exp.runs = shard_runs(exp.runs, parse_shard(opt.shard));
+  // Data parallel splits every global batch over the ranks: it must split evenly.
+  int ranks = std::max(opt.nproc, dist::LaunchEnv::from_environment().world);
+  for (const auto& r : exp.runs) {
+    int64_t bs = TrainSettings::from(r.section_params("train")).batch_size;
+    if (ranks > 1 && bs % ranks != 0)
+      throw UserError(fmt::format("{}: [train] batch_size = {} does not split over {} data-parallel ranks (make it a "
+                                  "multiple of {})",
+                                  opt.file, bs, ranks, ranks));
+  }
   std::filesystem::path db_path = opt.db.empty() ? default_db_path() : std::filesystem::path(opt.db);
 
   if (opt.dry_run) {
@@ -95,14 +107,32 @@ int run_grid(const RunOptions& opt) {
     return 0;
   }
 
+  // Data parallel under a launcher (srun, torchrun): every process runs `lmgrid run` with the
+  // same file; rank 0 is the host below, the others follow the runs it announces.
+  dist::LaunchEnv launch = dist::LaunchEnv::from_environment();
+  if (launch.distributed() && opt.nproc > 1)
+    throw UserError(fmt::format("--nproc {} under a launcher (WORLD_SIZE={} in the environment): use one or the other",
+                                opt.nproc, launch.world));
+  if (launch.distributed() && opt.workers > 1)
+    throw UserError("--workers > 1 under a launcher (WORLD_SIZE > 1): one run at a time spans every rank");
   int workers = std::max(1, opt.workers);
-  int threads = default_threads(workers);
+  int procs_per_run = launch.distributed() ? 1 : std::max(1, opt.nproc);
+  int threads = default_threads(workers * procs_per_run);
+  if (launch.distributed() && launch.rank > 0) {
+    SupervisorOptions fo;
+    fo.argv0 = g_argv[0];
+    fo.threads = threads;
+    fo.stop = &g_stop;
+    std::fprintf(stderr, "lmgrid: rank %d of %d: following the runs of rank 0 (%s:%d)\n", launch.rank, launch.world,
+                 launch.master_addr.c_str(), launch.master_port);
+    return follow_grid(fo);
+  }
   // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
   // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
   // down when the workers together ask for more threads than there are cores.
   PeakGflops pk = machine_peak_gflops(threads);
   double cores = available_cores();
-  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers));
+  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers * procs_per_run));
 
   Store store(db_path);
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory
@@ -132,16 +162,20 @@ int run_grid(const RunOptions& opt) {
   so.threads = threads;
   so.peak_flops = peak;
   so.progress_bar = isatty(STDERR_FILENO) && workers == 1;
+  so.nproc = procs_per_run;
+  so.launcher_rank0 = launch.distributed();
   so.stop = &g_stop;
   supervise(store, ids, so);
 
   // Summary of this experiment's runs.
   std::vector<std::vector<std::string>> rows;
   int n_unsuccessful = 0;  // failed or diverged, in this invocation or an earlier one
+  int n_interrupted = 0;   // stopped by a fault of the machine (a killed worker, a lost rank)
   for (int64_t id : ids) {
     auto r = store.run(id);
     auto best = store.summary(id, "best_val_loss");
     if (is_unsuccessful(r->status)) ++n_unsuccessful;
+    if (r->status == RunStatus::interrupted) ++n_interrupted;
     rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), status_name(r->status), std::to_string(r->step),
                     best ? fmt::format("{:.4f}", *best) : "", r->error.substr(0, 80)});
   }
@@ -160,6 +194,13 @@ int run_grid(const RunOptions& opt) {
                  opt.retry_failed ? "" : "; `lmgrid run --retry-failed` runs them again from scratch");
     return 1;
   }
+  if (n_interrupted > 0) {
+    std::fprintf(stderr,
+                 "lmgrid: %d of %zu runs were interrupted (see the error column); run the same command again "
+                 "to resume them\n",
+                 n_interrupted, ids.size());
+    return 1;
+  }
   return 0;
 }
 
@@ -171,6 +212,9 @@ void add_run(CLI::App& app) {
   cmd->add_option("file", opt->file, "experiment TOML file")->required();
   cmd->add_option("--db", opt->db, "results database (default $LMGRID_DB or results/lmgrid.db)");
   cmd->add_option("--workers,-j", opt->workers, "runs trained at once, each in its own process")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--nproc", opt->nproc,
+                  "data-parallel processes per run on this machine (c10d Gloo; [train] batch_size is split over them)")
       ->check(CLI::Range(1, 256));
   cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable)");
   cmd->add_flag("--retry-failed", opt->retry_failed, "run failed and diverged runs again from scratch");

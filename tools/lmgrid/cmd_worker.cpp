@@ -1,16 +1,24 @@
 // lmgrid worker (internal): trains one run claimed by `lmgrid run`. On a crash signal it writes
 // the id of the plugin being called to fd 3 (the parent's crash channel) and dies with the
 // signal; on SIGINT/SIGTERM it checkpoints and marks the run interrupted.
+//
+// Data parallel (WORLD_SIZE > 1 in the environment, torchrun's variables): rank 0 is started
+// with --run-id and records the run; ranks > 0 with --follow get the run from rank 0's store.
+// Both name the run's key prefix in the store (--dist-prefix). A lost peer ends rank 0's run
+// `interrupted` (a fault of the machine, not of the run): the next `lmgrid run` resumes it.
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstring>
 #include <new>
+#include <optional>
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <lmgrid/dist/process_group.hpp>
 #include <lmgrid/plugin/boundary.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/sys/cpu.hpp>
@@ -47,7 +55,11 @@ struct WorkerOptions {
   double peak_flops = 0;
   int threads = 0;
   bool progress_bar = false;
+  bool follow = false;      // a data-parallel rank > 0
+  std::string dist_prefix;  // the run's keys in rank 0's store
 };
+
+int follow(const WorkerOptions& opt, const dist::LaunchEnv& denv);
 
 int work(const WorkerOptions& opt) {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, on_crash);
@@ -60,6 +72,8 @@ int work(const WorkerOptions& opt) {
   // loads) and --threads; configure_threads sizes LibTorch's pool (and leaves OpenBLAS's).
   if (opt.threads > 0) configure_threads(opt.threads);
 
+  dist::LaunchEnv denv = dist::LaunchEnv::from_environment();
+  if (opt.follow) return follow(opt, denv);
   Store store(opt.db);
   TrainHooks hooks;
   hooks.stop = &g_stop;
@@ -68,8 +82,22 @@ int work(const WorkerOptions& opt) {
   hooks.gpu_peak_flops = [](const torch::Device& d, c10::ScalarType dtype) { return gpu_peak_flops(d.index(), dtype); };
   hooks.label = fmt::format("run {}", opt.run_id);
   try {
+    std::optional<dist::Group> group;
+    if (denv.distributed()) {
+      group.emplace(denv, dist::connect_store(denv), opt.dist_prefix);
+      auto row = store.run(opt.run_id);
+      if (!row) throw std::runtime_error(fmt::format("run {} not found", opt.run_id));
+      group->set("run", nlohmann::json{{"id", row->id}, {"hash", row->config_hash}, {"config", row->config}}.dump());
+      hooks.group = &*group;
+      hooks.label = fmt::format("run {} ({} ranks)", opt.run_id, denv.world);
+    }
     RunOutcome out = train_run(store, opt.run_id, Registry::instance(), hooks);
     return out == RunOutcome::interrupted ? 130 : 0;
+  } catch (const dist::DistError& e) {
+    std::string what = std::string(e.what()) + "; the run resumes from its last checkpoint on the next `lmgrid run`";
+    store.set_status(opt.run_id, RunStatus::interrupted, what);
+    std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::string what = e.what();
     // Allocation failures say little by themselves ("std::bad_alloc", "vector::_M_default_append").
@@ -81,13 +109,38 @@ int work(const WorkerOptions& opt) {
   }
 }
 
+// A rank > 0: joins the run's group, takes the run rank 0 published, trains in lockstep.
+int follow(const WorkerOptions& opt, const dist::LaunchEnv& denv) {
+  if (!denv.distributed() || denv.rank == 0)
+    throw UserError("lmgrid worker --follow: needs WORLD_SIZE > 1 and RANK > 0 in the environment");
+  TrainHooks hooks;
+  hooks.stop = &g_stop;
+  try {
+    dist::Group group(denv, dist::connect_store(denv), opt.dist_prefix);
+    auto j = nlohmann::json::parse(group.get("run"));
+    RunRow row;
+    row.id = j.at("id").get<int64_t>();
+    row.config_hash = j.at("hash").get<std::string>();
+    row.config = j.at("config").get<std::string>();
+    hooks.group = &group;
+    hooks.label = fmt::format("run {} rank {}", row.id, denv.rank);
+    RunOutcome out = train_follower(row, Registry::instance(), hooks);
+    return out == RunOutcome::interrupted ? 130 : 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lmgrid: rank %d of %d (%s): %s\n", denv.rank, denv.world, opt.dist_prefix.c_str(), e.what());
+    return 1;
+  }
+}
+
 }  // namespace
 
 void add_worker(CLI::App& app) {
   auto opt = std::make_shared<WorkerOptions>();
   auto* cmd = app.add_subcommand("worker", "")->group("");  // internal: hidden from --help
-  cmd->add_option("--db", opt->db)->required();
-  cmd->add_option("--run-id", opt->run_id)->required();
+  cmd->add_option("--db", opt->db);
+  cmd->add_option("--run-id", opt->run_id);
+  cmd->add_flag("--follow", opt->follow);
+  cmd->add_option("--dist-prefix", opt->dist_prefix);
   cmd->add_option("--peak-flops", opt->peak_flops);
   cmd->add_option("--threads", opt->threads);
   cmd->add_flag("--progress-bar", opt->progress_bar);

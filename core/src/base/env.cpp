@@ -25,6 +25,12 @@ const std::vector<EnvVar>& env_vars() {
       {"OPENBLAS_NUM_THREADS",
        "respected by commands run directly; training workers always get their own thread count"},
       {"OMP_WAIT_POLICY", "respected when set (workers default to `PASSIVE`)"},
+      {"RANK", "data parallel (torchrun convention): this process's rank among `WORLD_SIZE`"},
+      {"WORLD_SIZE", "data parallel: the number of processes of one run (over all machines); > 1 turns it on"},
+      {"LOCAL_RANK", "data parallel: the rank on this machine (picks the GPU of a CUDA run)"},
+      {"MASTER_ADDR", "data parallel: the address of rank 0 (its TCP store)"},
+      {"MASTER_PORT", "data parallel: the port of rank 0's TCP store"},
+      {"LMGRID_DIST_TIMEOUT", "data parallel: seconds a rank waits for its peers before the run ends (default 300)"},
       {"XDG_CACHE_HOME", "base of the default cache folder"},
       {"HOME", "base of the default cache folder when `XDG_CACHE_HOME` is unset"},
   };

@@ -14,6 +14,14 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <map>
+#include <set>
+#include <optional>
+#include <thread>
+
+#include "lmgrid/dist/process_group.hpp"
+
 #include "lmgrid/base/env.hpp"
 
 extern char** environ;
@@ -32,10 +40,18 @@ std::string signal_text(int sig) {
 // OpenMP threads that spin between parallel regions take the cores OpenBLAS's own threads need:
 // measured on 2 cores under load, a nanoGPT-size run fell from ~6K to 0.6-1K tok/s with 2
 // spinning threads; passive waiting kept 5-6K.
-std::vector<std::string> worker_environment(int threads) {
+bool has_prefix(const char* s, const char* prefix) { return std::strncmp(s, prefix, std::strlen(prefix)) == 0; }
+
+std::vector<std::string> worker_environment(int threads, bool own_launch_vars) {
   std::vector<std::string> env;
-  for (char** e = environ; *e; ++e)
-    if (std::strncmp(*e, "OPENBLAS_NUM_THREADS=", 21) != 0) env.emplace_back(*e);
+  for (char** e = environ; *e; ++e) {
+    if (has_prefix(*e, "OPENBLAS_NUM_THREADS=")) continue;
+    // --nproc sets torchrun's variables itself for each rank
+    if (own_launch_vars && (has_prefix(*e, "RANK=") || has_prefix(*e, "WORLD_SIZE=") || has_prefix(*e, "LOCAL_RANK=") ||
+                            has_prefix(*e, "MASTER_ADDR=") || has_prefix(*e, "MASTER_PORT=")))
+      continue;
+    env.emplace_back(*e);
+  }
   env.push_back(fmt::format("OPENBLAS_NUM_THREADS={}", threads));
   if (!env_set("OMP_WAIT_POLICY")) env.push_back("OMP_WAIT_POLICY=PASSIVE");
   return env;
@@ -51,19 +67,32 @@ std::vector<char*> c_strings(std::vector<std::string>& v) {
 class Supervisor {
  public:
   Supervisor(Store& store, const std::vector<int64_t>& ids, const SupervisorOptions& opt)
-      : store_(store), ids_(ids), opt_(opt), env_(worker_environment(opt.threads)), envp_(c_strings(env_)) {}
+      : store_(store), ids_(ids), opt_(opt), env_(worker_environment(opt.threads, opt.nproc > 1)) {
+    if (opt_.nproc > 1) {
+      server_.emplace("127.0.0.1", 0, dist::timeout_from_environment());
+    } else if (opt_.launcher_rank0) {
+      dist::LaunchEnv le = dist::LaunchEnv::from_environment();
+      server_.emplace("0.0.0.0", le.master_port, le.timeout);
+    }
+  }
 
   void run() {
     while (true) {
-      while (!stopping() && static_cast<int>(children_.size()) < opt_.workers) {
-        auto claimed = store_.claim_next(ids_, getpid());
+      while (!stopping() && static_cast<int>(active_.size()) < opt_.workers) {
+        // A run that ended here (even `interrupted` by a lost rank or a kill) is not claimed again
+        // by this invocation: a fault that repeats must not loop; the next `lmgrid run` resumes it.
+        std::vector<int64_t> open;
+        for (int64_t id : ids_)
+          if (!ended_.count(id)) open.push_back(id);
+        auto claimed = store_.claim_next(open, getpid());
         if (!claimed) break;
-        spawn(claimed->id);
+        spawn_run(claimed->id);
       }
       if (children_.empty()) break;
       if (stopping()) forward_stop();
       reap();
     }
+    if (opt_.launcher_rank0) end_grid();
   }
 
  private:
@@ -71,6 +100,7 @@ class Supervisor {
     pid_t pid;
     int64_t run_id;
     int crash_fd;  // read end of the pipe on which the worker's crash handler names the plugin
+    int rank;      // data parallel: the worker's rank (0 records the run)
   };
 
   bool stopping() const { return opt_.stop && opt_.stop->load(); }
@@ -84,14 +114,55 @@ class Supervisor {
     for (const auto& c : children_) kill(c.pid, SIGINT);
   }
 
-  void spawn(int64_t run_id) {
-    std::vector<std::string> args{opt_.argv0,     "worker",
-                                  "--db",         store_.path().string(),
-                                  "--run-id",     std::to_string(run_id),
-                                  "--peak-flops", fmt::format("{}", opt_.peak_flops),
-                                  "--threads",    std::to_string(opt_.threads)};
-    if (opt_.progress_bar) args.push_back("--progress-bar");
+  // A run's worker, or its N ranks (rank 0 records it; the others follow it).
+  void spawn_run(int64_t run_id) {
+    active_[run_id] = {};
+    const std::string prefix = fmt::format("run{}/", run_id);
+    if (opt_.nproc <= 1) {
+      spawn(run_id, 0, env_, prefix);
+      if (opt_.launcher_rank0) announce(prefix);
+      return;
+    }
+    for (int r = 0; r < opt_.nproc; ++r) {
+      std::vector<std::string> env = env_;
+      env.push_back(fmt::format("RANK={}", r));
+      env.push_back(fmt::format("LOCAL_RANK={}", r));
+      env.push_back(fmt::format("WORLD_SIZE={}", opt_.nproc));
+      env.push_back("MASTER_ADDR=127.0.0.1");
+      env.push_back(fmt::format("MASTER_PORT={}", server_->port()));
+      spawn(run_id, r, env, prefix);
+    }
+  }
+
+  // Launcher mode: the other machines' hosts learn the next run's key prefix ("" ends the grid).
+  void announce(const std::string& prefix) {
+    dist::store_set(*server_->store(), fmt::format("grid/{}", announced_++), prefix);
+  }
+  void end_grid() {
+    announce("");
+    // Keep the store up until every other rank's host has read the end (or the timeout).
+    dist::LaunchEnv le = dist::LaunchEnv::from_environment();
+    auto deadline = std::chrono::steady_clock::now() + le.timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto left = server_->store()->add("grid/ended", 0);
+      if (left >= le.world - 1) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  void spawn(int64_t run_id, int rank, std::vector<std::string>& env, const std::string& prefix) {
+    std::vector<std::string> args{opt_.argv0, "worker", "--threads", std::to_string(opt_.threads)};
+    if (rank == 0) {
+      args.push_back("--db");
+      args.push_back(store_.path().string());
+      args.insert(args.end(), {"--run-id", std::to_string(run_id), "--peak-flops", fmt::format("{}", opt_.peak_flops)});
+      if (opt_.progress_bar) args.push_back("--progress-bar");
+    } else {
+      args.push_back("--follow");
+    }
+    if (opt_.nproc > 1 || opt_.launcher_rank0) args.insert(args.end(), {"--dist-prefix", prefix});
     std::vector<char*> argv = c_strings(args);
+    std::vector<char*> envp = c_strings(env);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error(fmt::format("pipe: {}", std::strerror(errno)));
     // The worker's crash channel is fd 3. A write end that already is fd 3 is moved first: a
@@ -105,7 +176,7 @@ class Supervisor {
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_adddup2(&actions, fds[1], 3);
     pid_t pid = 0;
-    int rc = posix_spawn(&pid, opt_.exe.c_str(), &actions, nullptr, argv.data(), envp_.data());
+    int rc = posix_spawn(&pid, opt_.exe.c_str(), &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     close(fds[1]);
     if (rc != 0) {
@@ -113,7 +184,7 @@ class Supervisor {
       store_.set_status(run_id, RunStatus::pending);
       throw std::runtime_error(fmt::format("cannot start a worker ({}): {}", opt_.exe.string(), std::strerror(rc)));
     }
-    children_.push_back({pid, run_id, fds[0]});
+    children_.push_back({pid, run_id, fds[0], rank});
   }
 
   // Waits for one worker to end; records a failure when it died without an outcome.
@@ -130,23 +201,60 @@ class Supervisor {
     ssize_t n = read(it->crash_fd, buf, sizeof(buf) - 1);
     close(it->crash_fd);
     std::string plugin = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
-    auto row = store_.run(it->run_id);
-    if (row && row->status == RunStatus::running) {  // died without recording an outcome: a crash or a kill
-      std::string why = WIFSIGNALED(status) ? "worker killed by " + signal_text(WTERMSIG(status))
-                                            : fmt::format("worker exited with status {}", WEXITSTATUS(status));
-      if (!plugin.empty()) why += " in plugin " + plugin;
-      store_.set_status(it->run_id, RunStatus::failed, why);
-      std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(it->run_id), why.c_str());
-    }
+    const int64_t run_id = it->run_id;
+    const int rank = it->rank;
     children_.erase(it);
+    bool abnormal =
+        WIFSIGNALED(status) || (WIFEXITED(status) && WEXITSTATUS(status) != 0 && WEXITSTATUS(status) != 130);
+    std::string why = WIFSIGNALED(status) ? "worker killed by " + signal_text(WTERMSIG(status))
+                                          : fmt::format("worker exited with status {}", WEXITSTATUS(status));
+    if (!plugin.empty()) why += " in plugin " + plugin;
+    RunGroup& g = active_[run_id];
+    if (opt_.nproc > 1) why = fmt::format("rank {} of {}: {}", rank, opt_.nproc, why);
+    if (abnormal && g.first_fault.empty()) {
+      g.first_fault = why;
+      g.fault_is_crash = WIFSIGNALED(status) && !plugin.empty();
+      g.fault_is_kill = WIFSIGNALED(status) && plugin.empty();
+    }
+    if (std::any_of(children_.begin(), children_.end(), [&](const Child& c) { return c.run_id == run_id; })) return;
+    // The run's last process: record an outcome where none was, and name the rank that failed first.
+    auto row = store_.run(run_id);
+    if (g.first_fault.empty()) g.first_fault = why;
+    if (row && row->status == RunStatus::running) {  // died without recording an outcome: a crash or a kill
+      // A kill from outside (SIGKILL from an OOM killer or a scheduler, SIGTERM) is a fault of
+      // the machine: the run resumes on the next `lmgrid run`. A crash inside a plugin, or an
+      // exit without an outcome, is the run's own failure.
+      bool machine = g.fault_is_kill;
+      store_.set_status(run_id, machine ? RunStatus::interrupted : RunStatus::failed,
+                        machine ? g.first_fault + "; the run resumes from its last checkpoint on the next `lmgrid run`"
+                                : g.first_fault);
+      std::fprintf(stderr, "lmgrid: run %lld %s: %s\n", static_cast<long long>(run_id),
+                   machine ? "interrupted" : "failed", g.first_fault.c_str());
+    } else if (row && row->status == RunStatus::interrupted && !g.first_fault.empty() && rank_fault_first(g, *row)) {
+      // rank 0 saw its peers go (a DistError); say which one went first
+      store_.set_status(run_id, RunStatus::interrupted, g.first_fault + " -> " + row->error);
+    }
+    active_.erase(run_id);
+    ended_.insert(run_id);
+  }
+
+  struct RunGroup {
+    std::string first_fault;  // the first rank that ended abnormally, and how
+    bool fault_is_crash = false, fault_is_kill = false;
+  };
+  static bool rank_fault_first(const RunGroup& g, const RunRow& row) {
+    return row.error.rfind("data parallel:", 0) == 0 && g.first_fault.rfind("rank 0 ", 0) != 0;
   }
 
   Store& store_;
   const std::vector<int64_t>& ids_;
   const SupervisorOptions& opt_;
   std::vector<std::string> env_;
-  std::vector<char*> envp_;
   std::vector<Child> children_;
+  std::map<int64_t, RunGroup> active_;       // runs with a process alive
+  std::set<int64_t> ended_;  // runs whose processes all ended in this invocation
+  std::optional<dist::StoreServer> server_;  // data parallel: the rendezvous of every run
+  int announced_ = 0;
   bool forwarded_ = false;
 };
 
@@ -154,6 +262,33 @@ class Supervisor {
 
 void supervise(Store& store, const std::vector<int64_t>& ids, const SupervisorOptions& opt) {
   Supervisor(store, ids, opt).run();
+}
+
+int follow_grid(const SupervisorOptions& opt) {
+  dist::LaunchEnv le = dist::LaunchEnv::from_environment();
+  std::vector<std::string> env = worker_environment(opt.threads, false);
+  auto store = dist::connect_store(le);
+  for (int seq = 0;; ++seq) {
+    const std::string key = fmt::format("grid/{}", seq);
+    while (!dist::store_has(*store, key)) {
+      if (opt.stop && opt.stop->load()) return 130;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    std::string prefix = dist::store_get(*store, key);
+    if (prefix.empty()) {
+      store->add("grid/ended", 1);
+      return 0;
+    }
+    std::vector<std::string> args{opt.argv0,  "worker",        "--threads", std::to_string(opt.threads),
+                                  "--follow", "--dist-prefix", prefix};
+    std::vector<char*> argv = c_strings(args), envp = c_strings(env);
+    pid_t pid = 0;
+    int rc = posix_spawn(&pid, opt.exe.c_str(), nullptr, nullptr, argv.data(), envp.data());
+    if (rc != 0) throw std::runtime_error(fmt::format("cannot start a worker: {}", std::strerror(rc)));
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
 }
 
 }  // namespace lmgrid

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "lmgrid/dist/process_group.hpp"
 #include "lmgrid/plugin/boundary.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
 #include "lmgrid/train/checkpoint.hpp"
@@ -187,8 +188,11 @@ struct EvalResult {
   double accuracy = NAN;  // only when the dataset scores a subset (loss mask)
 };
 
+// Scores the first `batches` val batches. Data parallel: rank r scores batches r, r + world, ...
+// and the sums are all-reduced, so every rank gets the single-process result (up to the order
+// of the additions).
 EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string& data_id, int64_t batches,
-                    int64_t batch_size) {
+                    int64_t batch_size, dist::Group* group) {
   const torch::Device device = o.device;
   torch::NoGradGuard ng;
   o.model->eval();
@@ -196,7 +200,8 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
       std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
   double total = 0, weight = 0, correct = 0, scored = 0;
   bool masked = false;
-  for (int64_t i = 0; i < n; ++i) {
+  const int64_t first = group ? group->rank() : 0, stride = group ? group->size() : 1;
+  for (int64_t i = first; i < n; i += stride) {
     Batch b = call_plugin(data_id, [&] { return o.dataset->eval_batch(Split::val, i, batch_size); });
     auto inputs = to_device(b.inputs, device), targets = to_device(b.targets, device);
     torch::Tensor mask = to_device(b.loss_mask, device);
@@ -215,6 +220,12 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
     }
   }
   o.model->train();
+  if (group) {
+    auto sums = torch::tensor({total, weight, correct, scored, masked ? 1.0 : 0.0}, torch::kFloat64);
+    group->allreduce_sum(sums);
+    total = sums[0].item<double>(), weight = sums[1].item<double>(), correct = sums[2].item<double>();
+    scored = sums[3].item<double>(), masked = sums[4].item<double>() > 0;
+  }
   EvalResult r;
   if (weight > 0) r.loss = total / weight;
   if (masked && scored > 0) r.accuracy = correct / scored;
@@ -306,90 +317,157 @@ struct Interval {
 };
 
 // One run from its stored config to its outcome: build (or resume), loop, summarise.
+//
+// Data parallel (hooks.group set): every rank runs this same loop in lockstep. Each global batch
+// of `batch_size` rows is drawn whole on every rank and rank r trains rows [r*B/W, (r+1)*B/W);
+// its loss is normalised by the whole batch's weight, so the all-reduced (summed) gradients and
+// loss are those of one process on the whole batch. Rank 0 (the "writer") alone touches the
+// store: metrics, checkpoints, status, summaries. Stop requests, divergence, evaluation and
+// early stopping are decided on all-reduced values, so every rank leaves the loop at the same step.
 class RunTrainer {
  public:
-  RunTrainer(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks)
+  RunTrainer(Store* store, RunRow row, const Registry& registry, const TrainHooks& hooks)
       : store_(store),
-        run_id_(run_id),
+        run_id_(row.id),
         registry_(registry),
         hooks_(hooks),
-        row_(load_row(store, run_id)),
+        group_(hooks.group),
+        row_(std::move(row)),
         cfg_(RunConfig::from_json(row_.config)),
         ts_(TrainSettings::from(cfg_.section_params("train"))),
-        ckpts_(store, run_id, store.run_dir(row_.config_hash), ts_.keep_checkpoints),
-        metrics_(store, run_id),
-        progress_{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id) : hooks.label, ts_.steps} {}
+        progress_{hooks.progress_bar, hooks.label.empty() ? fmt::format("run {}", run_id_) : hooks.label, ts_.steps} {
+    if (store_) {
+      ckpts_.emplace(*store_, run_id_, store_->run_dir(row_.config_hash), ts_.keep_checkpoints);
+      metrics_.emplace(*store_, run_id_);
+    }
+    if (group_ && ts_.batch_size % group_->size() != 0)
+      throw UserError(
+          fmt::format("[train] batch_size = {} does not split over {} data-parallel ranks (make it a "
+                      "multiple of {})",
+                      ts_.batch_size, group_->size(), group_->size()));
+  }
 
   RunOutcome run() {
     open();
     o_.model->train();
     while (st_.step < ts_.steps) {
-      if (hooks_.stop && hooks_.stop->load()) return interrupt();
+      if (stop_requested()) return interrupt();
       if (!train_step()) return diverge();
       if (st_.step % ts_.log_every == 0 || st_.step == ts_.steps) log_interval();
       bool stop_early = false;
       if (st_.step % ts_.eval_every == 0 || st_.step == ts_.steps) stop_early = evaluate_now();
       if (st_.step % ts_.checkpoint_every == 0 || st_.step == ts_.steps || stop_early) checkpoint();
       if (stop_early) {
-        std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
-                     hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), static_cast<long long>(st_.step),
-                     static_cast<long long>(st_.evals_since_best));
+        if (writer())
+          std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
+                       hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), static_cast<long long>(st_.step),
+                       static_cast<long long>(st_.evals_since_best));
         break;
       }
     }
-    metrics_.flush();
-    store_.set_step(run_id_, st_.step);
-    write_summaries();
-    store_.set_status(run_id_, RunStatus::done);
+    if (store_) {
+      metrics_->flush();
+      store_->set_step(run_id_, st_.step);
+      write_summaries();
+      store_->set_status(run_id_, RunStatus::done);
+    }
     return RunOutcome::done;
   }
 
  private:
-  static RunRow load_row(Store& store, int64_t run_id) {
-    auto row = store.run(run_id);
-    if (!row) throw std::runtime_error(fmt::format("run {} not found", run_id));
-    return *row;
+  bool writer() const { return store_ != nullptr; }
+  // One process: the signal flag. Data parallel: the flag as all-reduced in the last step, so
+  // that a stop reaching any rank stops them all after the same step.
+  bool stop_requested() const { return group_ ? collective_stop_ : hooks_.stop && hooks_.stop->load(); }
+  void metric(const char* name, double value) {
+    if (metrics_) metrics_->add(st_.step, st_.tokens, elapsed(), name, value);
   }
 
   // Builds the run's objects, resumes from the newest valid checkpoint, and drops whatever was
-  // recorded after it (it will be repeated).
+  // recorded after it (it will be repeated). Data parallel: rank 0 decides what to resume from
+  // and sends the followers its tokenizer state and checkpoint bytes, then its parameters.
   void open() {
-    fs::path run_dir = store_.run_dir(row_.config_hash);  // beside the database, not the cwd
-    fs::create_directories(run_dir);
-    auto resume = ckpts_.newest_valid();
-    o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
-    scaler_ = LossScaler(o_.precision.loss_scaling);
-    if (resume) {
-      try {  // load_checkpoint verifies the payload checksum before anything is loaded
-        CheckpointMeta meta = load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true, o_.device);
-        st_.restore(meta);
-        scaler_.restore(meta.extra.value("loss_scale", nlohmann::json::object()));
-        std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
-                     static_cast<long long>(st_.step), resume->first.c_str());
-      } catch (const CheckpointError& e) {
-        ckpts_.discard_all(resume->first, e.what());
-        st_ = TrainState{};
-        o_ = build_run(cfg_, registry_, true);
-        scaler_ = LossScaler(o_.precision.loss_scaling);
+    std::optional<std::pair<fs::path, CheckpointMeta>> resume;
+    if (writer()) {
+      fs::path run_dir = store_->run_dir(row_.config_hash);  // beside the database, not the cwd
+      fs::create_directories(run_dir);
+      resume = ckpts_->newest_valid();
+      o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
+      if (resume) {
+        try {  // load_checkpoint verifies the payload checksum before anything is loaded
+          CheckpointMeta meta = load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true, o_.device);
+          st_.restore(meta);
+          scaler_state_ = meta.extra.value("loss_scale", nlohmann::json::object());
+          std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
+                       static_cast<long long>(st_.step), resume->first.c_str());
+        } catch (const CheckpointError& e) {
+          ckpts_->discard_all(resume->first, e.what());
+          resume.reset();
+          st_ = TrainState{};
+          o_ = build_run(cfg_, registry_, true);
+        }
       }
     }
+    if (group_) sync_followers(resume ? resume->first : fs::path());
+    scaler_ = LossScaler(o_.precision.loss_scaling);
+    if (!scaler_state_.empty()) scaler_.restore(scaler_state_);
     arch_id_ = o_.plugin_ids[2], data_id_ = o_.plugin_ids[1], optim_id_ = o_.plugin_ids[3];
     if (o_.device.is_cuda() && hooks_.gpu_peak_flops)
       peak_flops_ = hooks_.gpu_peak_flops(
           o_.device, o_.precision.autocast() ? o_.precision.autocast_dtype : o_.precision.param_dtype);
     else if (!o_.device.is_cuda())
       peak_flops_ = hooks_.peak_flops;
-    store_.delete_metrics_after(run_id_, st_.step);
-    store_.delete_checkpoint_rows_after(run_id_, st_.step);
-    store_.mark_started(run_id_, o_.model->parameter_count(), o_.device.str());
-    store_.set_plugins(run_id_, o_.plugins);
-    write_file_atomic(run_dir / "tokenizer.txt", o_.tokenizer->save());
+    if (group_) peak_flops_ *= group_->size();  // MFU of the whole run: every rank's share of the machine(s)
+    if (writer()) {
+      store_->delete_metrics_after(run_id_, st_.step);
+      store_->delete_checkpoint_rows_after(run_id_, st_.step);
+      store_->mark_started(run_id_, o_.model->parameter_count(), o_.device.str());
+      store_->set_plugins(run_id_, o_.plugins);
+      write_file_atomic(store_->run_dir(row_.config_hash) / "tokenizer.txt", o_.tokenizer->save());
+    }
     if (call_plugin(data_id_, [&] { return o_.dataset->eval_batch_count(Split::val, ts_.batch_size); }) <= 0)
       throw std::runtime_error(fmt::format("dataset {} has no validation batch of {} sequences (val split too small)",
                                            data_id_, ts_.batch_size));
     flops_per_token_ = o_.model->flops_per_token();
     for (const auto& p : named_parameters_for_optim(*o_.model)) params_.push_back(p.tensor);
+    if (group_) reducer_.emplace(*group_, params_);
     t_start_ = progress_.start = monotonic_seconds();
+  }
+
+  // Rank 0 -> followers: the tokenizer (fitted once, on rank 0), the checkpoint to resume from
+  // (its bytes: ranks need not share a file system), then every parameter and buffer, so all
+  // ranks start bit-identical. Followers draw their own dropout masks (a per-rank seed).
+  void sync_followers(const fs::path& checkpoint) {
+    std::string tokenizer_state = writer() ? o_.tokenizer->save() : "";
+    group_->broadcast(tokenizer_state);
+    std::string bytes;
+    if (writer() && !checkpoint.empty()) bytes = read_file(checkpoint);
+    group_->broadcast(bytes);
+    if (!writer()) {
+      o_ = build_run(cfg_, registry_, true, tokenizer_state);
+      if (!bytes.empty()) {
+        fs::path tmp = fs::temp_directory_path() / fmt::format("lmgrid-rank{}-{}.lmck", group_->rank(), getpid());
+        write_file_atomic(tmp, bytes);
+        try {
+          CheckpointMeta meta = load_checkpoint(tmp, *o_.model, o_.optimizer.get(), false, o_.device);
+          st_.restore(meta);
+          scaler_state_ = meta.extra.value("loss_scale", nlohmann::json::object());
+        } catch (...) {
+          fs::remove(tmp);
+          throw;
+        }
+        fs::remove(tmp);
+      }
+      torch::manual_seed(static_cast<uint64_t>(cfg_.seed) +
+                         0x9E3779B97F4A7C15ULL * static_cast<uint64_t>(group_->rank()) +
+                         static_cast<uint64_t>(st_.step));
+    }
+    torch::NoGradGuard ng;
+    for (auto& p : o_.model->parameters(true)) {
+      auto t = p.data();
+      group_->broadcast(t);
+    }
+    for (auto& b : o_.model->buffers(true)) group_->broadcast(b);
   }
 
   double elapsed() const { return st_.elapsed_before + (monotonic_seconds() - t_start_); }
@@ -408,6 +486,9 @@ class RunTrainer {
     for (int64_t m = 0; m < ts_.grad_accum; ++m) {
       Batch b = call_plugin(data_id_, [&] { return o_.dataset->train_batch(st_.cursor, ts_.batch_size); });
       ++st_.cursor;
+      step_tokens += b.inputs.numel();
+      double share = 1.0;  // this rank's part of the global batch's loss weight
+      if (group_) share = take_rank_rows(b);
       auto inputs = to_device(b.inputs, o_.device), targets = to_device(b.targets, o_.device);
       auto mask = to_device(b.loss_mask, o_.device);
       auto loss = call_plugin(arch_id_, [&] {
@@ -415,14 +496,21 @@ class RunTrainer {
         {
           compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);  // forward and loss only
           ModelOutput out = o_.model->forward(inputs, nullptr);
-          l = lm_loss(out.logits, targets, mask);
-          if (out.aux_loss.defined()) l = l + out.aux_loss;
+          l = lm_loss(out.logits, targets, mask) * share;
+          if (out.aux_loss.defined()) l = l + out.aux_loss / static_cast<double>(group_ ? group_->size() : 1);
         }
         scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)).backward();
         return l;
       });
       step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
-      step_tokens += inputs.numel();
+    }
+    if (group_) {
+      // The loss and the stop flag ride one all-reduce; the gradients follow in buckets.
+      auto sums = torch::tensor({step_loss, hooks_.stop && hooks_.stop->load() ? 1.0 : 0.0}, torch::kFloat64);
+      group_->allreduce_sum(sums);
+      step_loss = sums[0].item<double>();
+      collective_stop_ = sums[1].item<double>() > 0;
+      if (std::isfinite(step_loss)) reducer_->reduce();
     }
     if (!std::isfinite(step_loss)) {
       bad_loss_ = step_loss, bad_tokens_ = step_tokens;
@@ -442,30 +530,41 @@ class RunTrainer {
     return true;
   }
 
+  // Keeps this rank's rows of a global batch; returns their share of its loss weight (scored
+  // positions with a mask, else tokens), so that the ranks' losses sum to the whole batch's.
+  double take_rank_rows(Batch& b) const {
+    const int64_t rows = b.inputs.size(0) / group_->size(), first = rows * group_->rank();
+    double whole = b.loss_mask.defined() ? b.loss_mask.sum().item<double>() : static_cast<double>(b.targets.numel());
+    b.inputs = b.inputs.narrow(0, first, rows);
+    b.targets = b.targets.narrow(0, first, rows);
+    if (b.loss_mask.defined()) b.loss_mask = b.loss_mask.narrow(0, first, rows);
+    double mine = b.loss_mask.defined() ? b.loss_mask.sum().item<double>() : static_cast<double>(b.targets.numel());
+    return whole > 0 ? mine / whole : 0.0;
+  }
+
   void log_interval() {
     double tok_s = interval_.time > 0 ? interval_.tokens / interval_.time : 0;
     last_tok_s_ = tok_s;
     double loss = interval_.loss / interval_.steps;
-    metrics_.add(st_.step, st_.tokens, elapsed(), "train/loss", loss);
-    metrics_.add(st_.step, st_.tokens, elapsed(), "train/lr", lr_);
-    metrics_.add(st_.step, st_.tokens, elapsed(), "train/grad_norm", grad_norm_);
-    metrics_.add(st_.step, st_.tokens, elapsed(), "perf/tokens_per_s", tok_s);
+    metric("train/loss", loss);
+    metric("train/lr", lr_);
+    metric("train/grad_norm", grad_norm_);
+    metric("perf/tokens_per_s", tok_s);
     if (scaler_.enabled()) {
-      metrics_.add(st_.step, st_.tokens, elapsed(), "train/loss_scale", scaler_.scale());
-      metrics_.add(st_.step, st_.tokens, elapsed(), "train/skipped_steps", static_cast<double>(scaler_.skipped()));
+      metric("train/loss_scale", scaler_.scale());
+      metric("train/skipped_steps", static_cast<double>(scaler_.skipped()));
     }
-    if (peak_flops_ > 0)
-      metrics_.add(st_.step, st_.tokens, elapsed(), "perf/mfu", flops_per_token_ * tok_s / peak_flops_);
-    progress_.update(st_.step, loss, tok_s, st_.last_val, false);
+    if (peak_flops_ > 0) metric("perf/mfu", flops_per_token_ * tok_s / peak_flops_);
+    if (writer()) progress_.update(st_.step, loss, tok_s, st_.last_val, false);
     interval_ = Interval{};
   }
 
   // Scores the val split, records it, tracks the best. True when early stopping says stop.
   bool evaluate_now() {
-    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size);
+    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, group_);
     st_.last_val = ev.loss;
-    metrics_.add(st_.step, st_.tokens, elapsed(), "val/loss", ev.loss);
-    if (std::isfinite(ev.accuracy)) metrics_.add(st_.step, st_.tokens, elapsed(), "val/accuracy", ev.accuracy);
+    metric("val/loss", ev.loss);
+    if (std::isfinite(ev.accuracy)) metric("val/accuracy", ev.accuracy);
     bool stop = false;
     if (!std::isfinite(st_.best_val) || ev.loss < st_.best_val - ts_.early_stop_min_delta) {
       st_.best_val = std::isfinite(st_.best_val) ? std::min(st_.best_val, ev.loss) : ev.loss;
@@ -475,13 +574,16 @@ class RunTrainer {
       ++st_.evals_since_best;
       stop = ts_.early_stop_patience > 0 && st_.evals_since_best >= ts_.early_stop_patience;
     }
-    metrics_.flush();
-    progress_.update(st_.step, st_.last_loss, last_tok_s_, ev.loss, true);
+    if (writer()) {
+      metrics_->flush();
+      progress_.update(st_.step, st_.last_loss, last_tok_s_, ev.loss, true);
+    }
     return stop;
   }
 
   void checkpoint() {
-    metrics_.flush();
+    if (!writer()) return;
+    metrics_->flush();
     CheckpointMeta meta;
     TrainState now = st_;
     now.train_time += session_train_time_;
@@ -490,22 +592,24 @@ class RunTrainer {
     meta.tokenizer_state = o_.tokenizer->save();
     for (const auto& p : o_.plugins) meta.extra["plugins"][p.kind] = p.name + " " + p.version;
     if (scaler_.enabled()) meta.extra["loss_scale"] = scaler_.state();
-    ckpts_.save(st_.step, meta, *o_.model, o_.optimizer.get());
+    if (group_) meta.extra["world_size"] = group_->size();
+    ckpts_->save(st_.step, meta, *o_.model, o_.optimizer.get());
   }
 
   RunOutcome interrupt() {
     checkpoint();
-    store_.set_status(run_id_, RunStatus::interrupted, fmt::format("interrupted at step {}", st_.step));
+    if (writer()) store_->set_status(run_id_, RunStatus::interrupted, fmt::format("interrupted at step {}", st_.step));
     if (hooks_.progress_bar) std::fprintf(stderr, "\n");
     return RunOutcome::interrupted;
   }
 
   RunOutcome diverge() {
-    metrics_.add(st_.step + 1, st_.tokens + bad_tokens_, elapsed(), "train/loss", bad_loss_);
-    metrics_.flush();
     std::string msg = fmt::format("loss became {} at step {}", std::isnan(bad_loss_) ? "NaN" : "Inf", st_.step + 1);
-    store_.set_step(run_id_, st_.step + 1);
-    store_.set_status(run_id_, RunStatus::diverged, msg);
+    if (!writer()) return RunOutcome::diverged;
+    metrics_->add(st_.step + 1, st_.tokens + bad_tokens_, elapsed(), "train/loss", bad_loss_);
+    metrics_->flush();
+    store_->set_step(run_id_, st_.step + 1);
+    store_->set_status(run_id_, RunStatus::diverged, msg);
     std::fprintf(stderr, "%s%s: diverged: %s\n", hooks_.progress_bar ? "\n" : "", progress_.label.c_str(), msg.c_str());
     return RunOutcome::diverged;
   }
@@ -517,47 +621,52 @@ class RunTrainer {
     double train_time = st_.train_time + session_train_time_;
     double tok_s = train_time > 0 ? static_cast<double>(st_.tokens) / train_time : NAN;
     if (!(tok_s > 0)) {
-      auto rates = store_.metric_stats(run_id_, "perf/tokens_per_s");
+      auto rates = store_->metric_stats(run_id_, "perf/tokens_per_s");
       tok_s = rates ? rates->mean : NAN;
     }
-    store_.set_summary(run_id_, "best_val_loss", st_.best_val);
-    store_.set_summary(run_id_, "final_val_loss", st_.last_val);
-    store_.set_summary(run_id_, "final_train_loss", st_.last_loss);
-    store_.set_summary(run_id_, "tokens", static_cast<double>(st_.tokens));
-    store_.set_summary(run_id_, "wall_time_s", elapsed());
-    store_.set_summary(run_id_, "tokens_per_s", tok_s);
+    store_->set_summary(run_id_, "best_val_loss", st_.best_val);
+    store_->set_summary(run_id_, "final_val_loss", st_.last_val);
+    store_->set_summary(run_id_, "final_train_loss", st_.last_loss);
+    store_->set_summary(run_id_, "tokens", static_cast<double>(st_.tokens));
+    store_->set_summary(run_id_, "wall_time_s", elapsed());
+    store_->set_summary(run_id_, "tokens_per_s", tok_s);
     if (peak_flops_ > 0) {
-      store_.set_summary(run_id_, "mfu", flops_per_token_ * tok_s / peak_flops_);
-      store_.set_summary(run_id_, "peak_gflops", peak_flops_ / 1e9);  // MFU's denominator
+      store_->set_summary(run_id_, "mfu", flops_per_token_ * tok_s / peak_flops_);
+      store_->set_summary(run_id_, "peak_gflops", peak_flops_ / 1e9);  // MFU's denominator
     }
-    store_.set_summary(run_id_, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
+    store_->set_summary(run_id_, "peak_rss_bytes", static_cast<double>(peak_rss_bytes()));
+    if (group_) store_->set_summary(run_id_, "world_size", static_cast<double>(group_->size()));
     // Accuracy exists only for datasets that score a subset (loss mask); read back from the
     // metrics so that a resumed run counts the evaluations of every session.
-    if (auto acc = store_.metric_stats(run_id_, "val/accuracy")) {
-      store_.set_summary(run_id_, "best_val_accuracy", acc->max);
-      store_.set_summary(run_id_, "final_val_accuracy", acc->last);
+    if (auto acc = store_->metric_stats(run_id_, "val/accuracy")) {
+      store_->set_summary(run_id_, "best_val_accuracy", acc->max);
+      store_->set_summary(run_id_, "final_val_accuracy", acc->last);
     }
-    store_.set_summary(run_id_, "n_params", static_cast<double>(o_.model->parameter_count()));
+    store_->set_summary(run_id_, "n_params", static_cast<double>(o_.model->parameter_count()));
   }
 
-  Store& store_;
+  Store* store_;  // rank 0 (or the one process) only; followers write nothing
   int64_t run_id_;
   const Registry& registry_;
   const TrainHooks& hooks_;
+  dist::Group* group_;
   RunRow row_;
   RunConfig cfg_;
   TrainSettings ts_;
-  CheckpointManager ckpts_;
-  MetricWriter metrics_;
+  std::optional<CheckpointManager> ckpts_;
+  std::optional<MetricWriter> metrics_;
   Progress progress_;
   RunObjects o_;
   std::string arch_id_, data_id_, optim_id_;
   std::vector<torch::Tensor> params_;
+  std::optional<dist::GradReducer> reducer_;
   TrainState st_;
   Interval interval_;
+  nlohmann::json scaler_state_;
   double t_start_ = 0, session_train_time_ = 0, flops_per_token_ = 0;
   double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0, peak_flops_ = 0;
   LossScaler scaler_{false};
+  bool collective_stop_ = false;
   double bad_loss_ = 0;
   int64_t bad_tokens_ = 0;
 };
@@ -565,7 +674,14 @@ class RunTrainer {
 }  // namespace
 
 RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks) {
-  return RunTrainer(store, run_id, registry, hooks).run();
+  auto row = store.run(run_id);
+  if (!row) throw std::runtime_error(fmt::format("run {} not found", run_id));
+  return RunTrainer(&store, *row, registry, hooks).run();
+}
+
+RunOutcome train_follower(const RunRow& row, const Registry& registry, const TrainHooks& hooks) {
+  if (!hooks.group || hooks.group->rank() == 0) throw std::logic_error("train_follower: needs a rank > 0");
+  return RunTrainer(nullptr, row, registry, hooks).run();
 }
 
 }  // namespace lmgrid

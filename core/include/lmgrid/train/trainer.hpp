@@ -18,6 +18,10 @@
 
 namespace lmgrid {
 
+namespace dist {
+class Group;
+}
+
 // Learning rate at `step` (0-based) for schedule "constant" | "cosine" | "linear" | "wsd", nanoGPT's
 // get_lr for all: warm-up lr * (step + 1) / (warmup + 1) for step < warmup; then constant
 // stays at lr, cosine and linear decay to `lr_min` at `decay_steps` and stay there after; wsd
@@ -61,10 +65,18 @@ struct TrainHooks {
   double peak_flops = 0;              // machine peak FLOP/s for MFU (0 = not recorded)
   // The peak of a GPU run instead (device, autocast dtype or float32) -> FLOP/s; unset: no MFU.
   std::function<double(const torch::Device&, c10::ScalarType)> gpu_peak_flops;
+  // Data parallel: this process's rank group (null: one process). The batch_size of [train] is
+  // the global batch, split over the ranks; results equal one process's up to float rounding.
+  dist::Group* group = nullptr;
 };
 
 // Trains run `run_id` to the end (or resumes it from its last valid checkpoint).
 // Records metrics and checkpoints in the store; returns how it ended. Throws on errors.
+// Data parallel: rank 0 is this call (with hooks.group); the other ranks call train_follower.
 RunOutcome train_run(Store& store, int64_t run_id, const Registry& registry, const TrainHooks& hooks);
+
+// A data-parallel rank > 0: trains `row` (id, config_hash, config: as rank 0 published them) in
+// lockstep with rank 0 and writes nothing; rank 0 records the run.
+RunOutcome train_follower(const RunRow& row, const Registry& registry, const TrainHooks& hooks);
 
 }  // namespace lmgrid
