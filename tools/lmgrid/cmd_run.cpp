@@ -77,9 +77,10 @@ int run_grid(const RunOptions& opt) {
   for (const auto& r : exp.runs) {
     int64_t bs = TrainSettings::from(r.section_params("train")).batch_size;
     if (ranks > 1 && bs % ranks != 0)
-      throw UserError(fmt::format("{}: [train] batch_size = {} does not split over {} data-parallel ranks (make it a "
-                                  "multiple of {})",
-                                  opt.file, bs, ranks, ranks));
+      throw UserError(
+          fmt::format("{}: [train] batch_size = {} does not split over {} data-parallel ranks (make it a "
+                      "multiple of {})",
+                      opt.file, bs, ranks, ranks));
   }
   std::filesystem::path db_path = opt.db.empty() ? default_db_path() : std::filesystem::path(opt.db);
 

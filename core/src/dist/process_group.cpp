@@ -60,7 +60,8 @@ LaunchEnv LaunchEnv::from_environment() {
   if (e.rank >= e.world)
     throw UserError(fmt::format("environment: RANK={} but WORLD_SIZE={} (ranks are 0..WORLD_SIZE-1)", e.rank, e.world));
   if (e.world > 1 && e.master_port == 0)
-    throw UserError(fmt::format("environment: WORLD_SIZE={} needs MASTER_PORT (and MASTER_ADDR, rank 0's host)", e.world));
+    throw UserError(
+        fmt::format("environment: WORLD_SIZE={} needs MASTER_PORT (and MASTER_ADDR, rank 0's host)", e.world));
   return e;
 }
 
@@ -85,10 +86,9 @@ c10::intrusive_ptr<c10d::Store> connect_store(const LaunchEnv& env) {
   o.isServer = false;
   o.waitWorkers = false;
   o.timeout = env.timeout;
-  return guarded(fmt::format("connecting to rank 0's store at {}:{}", env.master_addr, env.master_port).c_str(),
-                 [&]() -> c10::intrusive_ptr<c10d::Store> {
-                   return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o);
-                 });
+  return guarded(
+      fmt::format("connecting to rank 0's store at {}:{}", env.master_addr, env.master_port).c_str(),
+      [&]() -> c10::intrusive_ptr<c10d::Store> { return c10::make_intrusive<c10d::TCPStore>(env.master_addr, o); });
 }
 
 void store_set(c10d::Store& store, const std::string& key, const std::string& value) {
@@ -120,9 +120,8 @@ Group::Group(const LaunchEnv& env, c10::intrusive_ptr<c10d::Store> store, const 
                  : c10d::ProcessGroupGloo::createDefaultDevice();
   }));
   opts->threads = 1;  // one run's collectives are issued in order: one Gloo thread keeps that order cheaply
-  impl_->pg = guarded(fmt::format("joining the {} ranks of the run (rank {})", size_, rank_).c_str(), [&] {
-    return c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, rank_, size_, opts);
-  });
+  impl_->pg = guarded(fmt::format("joining the {} ranks of the run (rank {})", size_, rank_).c_str(),
+                      [&] { return c10::make_intrusive<c10d::ProcessGroupGloo>(impl_->store, rank_, size_, opts); });
 }
 
 Group::~Group() = default;

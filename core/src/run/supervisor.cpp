@@ -252,7 +252,7 @@ class Supervisor {
   std::vector<std::string> env_;
   std::vector<Child> children_;
   std::map<int64_t, RunGroup> active_;       // runs with a process alive
-  std::set<int64_t> ended_;  // runs whose processes all ended in this invocation
+  std::set<int64_t> ended_;                  // runs whose processes all ended in this invocation
   std::optional<dist::StoreServer> server_;  // data parallel: the rendezvous of every run
   int announced_ = 0;
   bool forwarded_ = false;
