@@ -29,9 +29,12 @@ packages=(build-essential cmake ninja-build pkg-config libboost-dev libtomlplusp
           libicu-dev libsentencepiece-dev)  # ICU: the bpe tokenizer's Unicode classes
 if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); else packages+=(python3-venv); fi
 # Test mode also renders reports in a real browser (tests/cli/test_report.sh), checks the C++
-# formatting (tests/cli/test_format.sh) and encodes with the reference SentencePiece (spm_encode,
-# tests/cli/test_tokenize.sh).
-[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece python3-numpy)  # numpy: tests/cli/test_shards.sh
+# formatting (tests/cli/test_format.sh), encodes with the reference SentencePiece (spm_encode,
+# tests/cli/test_tokenize.sh) and runs a grid on a real Slurm (slurmctld, slurmd and munged started
+# by tests/cli/test_slurm.sh itself, configured for localhost under its scratch folder; the
+# packages' own services and /etc/slurm are not used).
+[ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece python3-numpy  # numpy: tests/cli/test_shards.sh
+                                 slurm-wlm munge)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

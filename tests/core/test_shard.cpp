@@ -10,6 +10,7 @@
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/grid/experiment.hpp>
 #include <lmgrid/grid/shard.hpp>
+#include <lmgrid/grid/slurm.hpp>
 #include <lmgrid/plugin/registry.hpp>
 
 using namespace lmgrid;
@@ -113,4 +114,35 @@ steps = 10
     CHECK(seen == in_grid);         // every run in exactly one
   }
   CHECK(total_runs > 300);
+}
+
+TEST_CASE("slurm: shell quoting, file stems and option checks", "[unit]") {
+  CHECK(shell_quote("abc/d-1.toml") == "abc/d-1.toml");
+  CHECK(shell_quote("") == "''");
+  CHECK(shell_quote("a b") == "'a b'");
+  CHECK(shell_quote("it's") == "'it'\\''s'");
+  CHECK(shell_quote("$HOME") == "'$HOME'");
+  CHECK(slurm_file_stem("my exp/1") == "my_exp_1");
+  CHECK(slurm_file_stem("") == "experiment");
+  CHECK(default_array_size(0) == 1);
+  CHECK(default_array_size(3) == 3);
+  CHECK(default_array_size(100) == 8);
+  SlurmJob job;
+  job.experiment = "e";
+  CHECK_NOTHROW(check_slurm_job(job));
+  job.time = "1-02:03:04";
+  CHECK_NOTHROW(check_slurm_job(job));
+  job.time = "10 minutes";
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.time = "";
+  job.partition = "gpu\n#SBATCH --x";
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.partition = "gpu,cpu";
+  job.gpus = "a100:2";
+  CHECK_NOTHROW(check_slurm_job(job));
+  job.gpus = "two";
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.gpus = "";
+  job.array = 0;
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
 }

@@ -23,6 +23,7 @@ extern "C" __attribute__((visibility("default"))) void lmgrid_cli_register(CLI::
   lmgrid::configure_threads(lmgrid::default_threads());
   using namespace lmgrid::cli;
   add_run(*app);
+  add_slurm(*app);
   add_worker(*app);
   add_grid(*app);
   add_plugins(*app);

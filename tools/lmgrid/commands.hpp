@@ -33,6 +33,7 @@ void add_data(CLI::App& app);        // data list | fetch NAME | tokenize SOURCE
 void add_tokenize(CLI::App& app);    // tokenize --tokenizer NAME [--set] [--fit] [--decode] [--stats]
 void add_export(CLI::App& app);      // export --run ID --format hf|raw --out DIR [--force] [--reference TEXT]
 void add_compare(CLI::App& app);     // compare RUN_ID RUN_ID...
+void add_slurm(CLI::App& app);       // slurm FILE [--array N] [--partition] [--time] [--gpus] [--cpus] [--submit]
 void add_merge(CLI::App& app);       // merge OUT.db IN.db...: shard databases into one, by config hash
 void add_report(CLI::App& app);      // report [--experiment] [--group-by] [--best-over] [--x] [--target-loss] [--out]
 

@@ -1,0 +1,229 @@
+# lmgrid slurm: the sbatch array script (its #SBATCH lines, absolute paths, shell quoting of --set
+# values, bad input writing nothing, --submit without sbatch), then a REAL Slurm on this machine:
+# munged, slurmctld and slurmd configured for localhost under the scratch folder, a 4-run grid
+# submitted as an array of 2 tasks, the shard databases merged into 4 done runs (merging again
+# changes nothing) and reported. Slurm missing (slurm-wlm, munge: tools/setup.sh test installs
+# them) fails the test; LMGRID_SKIP_SLURM=1 skips the real-Slurm part only.
+. "$(dirname "$0")/lib.sh"
+q() { "$BIN" sql "$1" --db "$2" --format csv | tail -n +2; }
+same() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: got '$2', wanted '$3'"; fi; }
+BIN_ABS=$(readlink -f "$BIN")
+
+cat >g.toml <<'TOML'
+[experiment]
+name = "slurm-grid"
+seeds = [1, 2]
+[data]
+plugin = "text"
+source = "tiny_shakespeare"
+seq_len = 32
+[tokenizer]
+plugin = "char"
+[model]
+plugin = "gpt"
+[model.gpt]
+n_layer = 1
+n_head = 2
+d_model = 16
+[optim]
+plugin = "adamw"
+[train]
+steps = 20
+batch_size = 4
+eval_every = 10
+eval_batches = 2
+log_every = 5
+checkpoint_every = 10
+[grid]
+"optim.lr" = [3e-3, 1e-3]
+TOML
+
+# --- bad input writes nothing ----------------------------------------------------------------------
+sed 's/n_layer = 1/n_layr = 1/' g.toml >bad.toml
+expect_exit 2 "a grid with an unknown key" -- "$BIN" slurm bad.toml
+expect_out "n_layr" "the message names the key"
+expect_exit 2 "--array 0" -- "$BIN" slurm g.toml --array 0
+expect_out "--array" "the message names --array"
+expect_exit 2 "a bad --time" -- "$BIN" slurm g.toml --time "ten minutes"
+expect_out "--time 'ten minutes'" "the message names --time"
+expect_exit 2 "a --partition that would inject an #SBATCH line" -- "$BIN" slurm g.toml --partition $'a\n#SBATCH --x'
+expect_exit 2 "a bad --gpus" -- "$BIN" slurm g.toml --gpus many
+mkdir empty-path
+expect_exit 2 "--submit with no sbatch on PATH" -- env PATH="$WORK/empty-path" "$BIN" slurm g.toml --submit
+expect_out "sbatch not found" "the message says sbatch is missing"
+check "bad input wrote nothing (no results/)" -- test ! -e results
+
+# --- the script ------------------------------------------------------------------------------------
+desc="it's a \"quoted\" \$HOME \`x\` value"
+expect_exit 0 "lmgrid slurm writes the script" -- "$BIN" slurm g.toml --array 2 --partition debug --time 0:10:00 \
+  --gpus 1 --cpus 1 --set "experiment.description=$desc"
+script="$WORK/results/slurm/slurm-grid.sbatch"
+expect_out "^$script\$" "it prints the script's path"
+expect_out "4 runs in 2 tasks" "and how the runs fall into the tasks"
+check "the script exists" -- test -s "$script"
+for line in '#SBATCH --array=0-1' '#SBATCH --partition=debug' '#SBATCH --time=0:10:00' '#SBATCH --gpus=1' \
+  '#SBATCH --cpus-per-task=1' "#SBATCH --output=$WORK/results/slurm/slurm-grid.%A_%a.out"; do
+  check "script line: $line" -- grep -qxF -- "$line" "$script"
+done
+check "the script is valid bash" -- bash -n "$script"
+check "it runs the absolute binary on the absolute file, shard \$SLURM_ARRAY_TASK_ID/2, into results/shards/" -- \
+  grep -qF "exec $BIN_ABS run $WORK/g.toml --shard \"\$SLURM_ARRAY_TASK_ID\"/2 --db $WORK/results/shards/slurm-grid.\"\$SLURM_ARRAY_TASK_ID\".db" "$script"
+check "it exports LMGRID_DATA_PATH" -- grep -qxF "export LMGRID_DATA_PATH=$(readlink -m "$LMGRID_DATA_PATH")" "$script"
+expect_exit 0 "without --array" -- env LMGRID_PLUGIN_PATH=plugins-here "$BIN" slurm g.toml
+check "the default array is one task per run, at most 8 (4 here)" -- grep -qxF '#SBATCH --array=0-3' "$script"
+check "a relative LMGRID_PLUGIN_PATH is exported absolute" -- grep -qxF "export LMGRID_PLUGIN_PATH=$WORK/plugins-here" "$script"
+expect_exit 2 "run outside sbatch (no SLURM_ARRAY_TASK_ID), the script refuses" -- bash "$script"
+expect_out "SLURM_ARRAY_TASK_ID" "saying why"
+
+# The tasks' command lines, run here as Slurm would (task 0 and task 1): the --set value arrives
+# intact through the shell quoting.
+"$BIN" slurm g.toml --array 2 --set "experiment.description=$desc" >/dev/null 2>&1
+for i in 0 1; do
+  expect_exit 0 "task $i of the script, run by hand" -- env SLURM_ARRAY_TASK_ID=$i bash "$script"
+done
+same "the --set value reached the runs unchanged" "$(sqlite3 results/shards/slurm-grid.0.db "SELECT description FROM experiments")" "$desc"
+n0=$(q "SELECT count(*) FROM runs" results/shards/slurm-grid.0.db)
+n1=$(q "SELECT count(*) FROM runs" results/shards/slurm-grid.1.db)
+same "the two tasks ran the 4 runs between them" "$((n0 + n1))" 4
+rm -rf results
+
+# --- --submit, with a stand-in sbatch ------------------------------------------------------------
+mkdir fake
+cat >fake/sbatch <<'SH'
+#!/bin/sh
+echo "$@" >"$(dirname "$0")/args"
+echo "4242;cluster"
+SH
+chmod +x fake/sbatch
+expect_exit 0 "--submit with a stand-in sbatch" -- env PATH="$WORK/fake:$PATH" "$BIN" slurm g.toml --array 2 --submit
+expect_out "submitted job 4242" "prints the job id"
+same "sbatch was given the script" "$(cat fake/args)" "--parsable $WORK/results/slurm/slurm-grid.sbatch"
+printf '#!/bin/sh\necho "sbatch: error: invalid partition" >&2\nexit 1\n' >fake/sbatch
+expect_exit 1 "an sbatch that refuses the job" -- env PATH="$WORK/fake:$PATH" "$BIN" slurm g.toml --submit
+expect_out "invalid partition" "its message is shown"
+rm -rf results fake
+
+# --- a real Slurm --------------------------------------------------------------------------------------
+missing=""
+for p in munged slurmctld slurmd sbatch squeue sinfo scancel; do command -v $p >/dev/null || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  if [ "${LMGRID_SKIP_SLURM:-}" = 1 ]; then
+    echo "skip - Slurm is not installed (missing:$missing) and LMGRID_SKIP_SLURM=1"
+  else
+    fail "Slurm is not installed (missing:$missing): tools/setup.sh test installs slurm-wlm and munge; LMGRID_SKIP_SLURM=1 skips this part"
+  fi
+  finish
+  exit
+fi
+if [ "${LMGRID_SKIP_SLURM:-}" = 1 ]; then echo "skip - the real Slurm (LMGRID_SKIP_SLURM=1)"; finish; exit; fi
+
+S="$WORK/slurm"
+JOB=""
+# Stops what this test started, by its pid files only; then removes the scratch folder.
+slurm_down() {
+  [ -n "$JOB" ] && scancel "$JOB" 2>/dev/null
+  local f pid i
+  for f in "$S/run/slurmd.pid" "$S/run/slurmctld.pid" "$S/munge/munged.pid"; do
+    [ -s "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || continue
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+  done
+}
+trap 'slurm_down; rm -rf "$WORK"' EXIT
+show_logs() {
+  local f
+  for f in "$S"/log/*.log "$S"/munge/munged.log "$WORK"/results/slurm/*.out; do
+    [ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
+  done
+}
+# munged wants every folder above its socket searchable by all, and its key private.
+chmod 755 "$WORK"
+mkdir -p "$S/munge" "$S/key" "$S/state" "$S/spool" "$S/log" "$S/run"
+chmod 755 "$S" "$S/munge"
+chmod 700 "$S/key"
+dd if=/dev/urandom of="$S/key/munge.key" bs=1024 count=1 status=none
+chmod 400 "$S/key/munge.key"
+munged --socket="$S/munge/munge.socket" --key-file="$S/key/munge.key" --pid-file="$S/munge/munged.pid" \
+  --log-file="$S/munge/munged.log" --seed-file="$S/munge/munged.seed" >"$S/log/munged.out" 2>&1
+check "munged started" -- test -S "$S/munge/munge.socket"
+node=$(slurmd -C | head -1)
+user=$(id -un)
+port=$((20000 + RANDOM % 4000 * 2))
+cat >"$S/slurm.conf" <<CONF
+ClusterName=lmgridtest
+SlurmctldHost=$(hostname -s)
+SlurmUser=$user
+SlurmdUser=$user
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
+AuthType=auth/munge
+AuthInfo=socket=$S/munge/munge.socket
+CredType=cred/munge
+StateSaveLocation=$S/state
+SlurmdSpoolDir=$S/spool
+SlurmctldPidFile=$S/run/slurmctld.pid
+SlurmdPidFile=$S/run/slurmd.pid
+SlurmctldLogFile=$S/log/slurmctld.log
+SlurmdLogFile=$S/log/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+MpiDefault=none
+ReturnToService=2
+$node
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+export SLURM_CONF="$S/slurm.conf"
+slurmctld -f "$SLURM_CONF" >"$S/log/slurmctld.out" 2>&1
+slurmd -f "$SLURM_CONF" >"$S/log/slurmd.out" 2>&1
+idle=0
+for i in $(seq 1 120); do
+  sinfo -h -o %t 2>/dev/null | grep -qx idle && { idle=1; break; }
+  sleep 0.5
+done
+if [ $idle = 0 ]; then
+  fail "the Slurm node did not become idle within 60 s (sinfo: $(sinfo -h -o '%n %t' 2>&1 | head -3))"
+  show_logs
+  finish
+  exit
+fi
+pass "slurmctld and slurmd up, node idle ($(sinfo -h -o '%n %c CPUs %t'))"
+
+expect_exit 0 "lmgrid slurm --array 2 --submit" -- "$BIN" slurm g.toml --array 2 --submit
+expect_out "submitted job [0-9]+" "prints the job id"
+JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
+done_=0
+for i in $(seq 1 600); do
+  [ -z "$(squeue -h -j "$JOB" -o %i 2>/dev/null)" ] && { done_=1; break; }
+  sleep 0.5
+done
+if [ $done_ = 0 ]; then
+  fail "the array job $JOB did not finish within 300 s: $(squeue -h -o '%i %t %R' 2>&1 | head -4)"
+  show_logs
+  finish
+  exit
+fi
+pass "array job $JOB finished"
+for i in 0 1; do
+  out="results/slurm/slurm-grid.${JOB}_$i.out"
+  check "task $i wrote its output file ($out)" -- test -s "$out"
+  check "task $i ran its shard into results/shards/slurm-grid.$i.db" -- test -s "results/shards/slurm-grid.$i.db"
+done
+expect_exit 0 "lmgrid merge of the two shard databases" -- "$BIN" merge results/lmgrid.db results/shards/slurm-grid.0.db results/shards/slurm-grid.1.db
+expect_out "results/lmgrid.db: 4 runs \(4 done\)" "4 runs, all done"
+[ "$FAILS" = 0 ] || show_logs
+same "no metric row duplicated" "$(q "SELECT run_id, name, step, count(*) FROM metrics GROUP BY run_id, name, step HAVING count(*) > 1" results/lmgrid.db)" ""
+sqlite3 results/lmgrid.db .dump >dump1.sql
+expect_exit 0 "merging the shards again" -- "$BIN" merge results/lmgrid.db results/shards/slurm-grid.0.db results/shards/slurm-grid.1.db
+sqlite3 results/lmgrid.db .dump >dump2.sql
+check "changes nothing (sqlite3 .dump identical)" -- cmp -s dump1.sql dump2.sql
+expect_exit 0 "lmgrid report on the merge" -- "$BIN" report --db results/lmgrid.db
+expect_out "4 runs" "reports the 4 runs"
+check "report.html written" -- test -s results/slurm-grid/report.html
+finish

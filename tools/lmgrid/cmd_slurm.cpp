@@ -1,0 +1,139 @@
+// lmgrid slurm FILE: validate the grid as `lmgrid run` does, then write an sbatch array script in
+// which task I runs shard I of N into its own database (core: lmgrid/grid/slurm.hpp); --submit
+// hands it to sbatch. Bad input (the grid, the options, no sbatch for --submit) writes nothing.
+#include <cstdio>
+#include <map>
+
+#include <fmt/format.h>
+
+#include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/util.hpp>
+#include <lmgrid/grid/experiment.hpp>
+#include <lmgrid/grid/shard.hpp>
+#include <lmgrid/grid/slurm.hpp>
+#include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/store/store.hpp>
+
+#include "commands.hpp"
+
+namespace lmgrid::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct SlurmOptions {
+  std::string file;
+  int64_t array = 0;  // 0 (not given): default_array_size
+  std::string partition, time, gpus;
+  int64_t cpus = 0;
+  std::string db_dir = "results/shards";
+  std::vector<std::string> sets;
+  bool submit = false;
+};
+
+// The first line `sh -c CMD` prints, and its exit status.
+std::pair<std::string, int> run_shell(const std::string& cmd, std::string* all = nullptr) {
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw std::runtime_error("cannot run: " + cmd);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = pclose(p);
+  if (all) *all = out;
+  std::string first = out.substr(0, out.find('\n'));
+  return {first, WIFEXITED(status) ? WEXITSTATUS(status) : 128};
+}
+
+int write_slurm(const SlurmOptions& opt) {
+  const Registry& registry = Registry::instance();
+  Experiment exp = load_experiment(opt.file, opt.sets, registry);  // bad input: nothing written
+
+  SlurmJob job;
+  job.experiment = exp.name;
+  job.n_runs = static_cast<int64_t>(exp.runs.size());
+  job.array = opt.array != 0 ? opt.array : default_array_size(job.n_runs);
+  job.partition = opt.partition;
+  job.time = opt.time;
+  job.gpus = opt.gpus;
+  job.cpus = opt.cpus;
+  check_slurm_job(job);
+  std::error_code ec;
+  job.lmgrid = fs::read_symlink("/proc/self/exe", ec);
+  if (ec || job.lmgrid.empty()) job.lmgrid = fs::absolute(g_argv[0]);
+  job.experiment_file = fs::absolute(opt.file).lexically_normal();
+  job.sets = opt.sets;
+  job.workdir = fs::current_path();
+  job.db_dir = fs::absolute(opt.db_dir).lexically_normal();
+  job.log_dir = fs::absolute("results/slurm").lexically_normal();
+  job.env = slurm_task_env(job.cpus);
+
+  std::string sbatch;
+  if (opt.submit) {
+    sbatch = run_shell("command -v sbatch 2>/dev/null").first;
+    if (sbatch.empty())
+      throw UserError(
+          "--submit: sbatch not found on PATH (is this a Slurm login node?); without --submit lmgrid slurm only "
+          "writes the script");
+  }
+
+  // How the runs fall into the shards (by config hash: some may be empty).
+  std::vector<int64_t> sizes(static_cast<size_t>(job.array), 0);
+  for (const auto& r : exp.runs) ++sizes[static_cast<size_t>(shard_of(r.hash(), job.array))];
+  int64_t empty = std::count(sizes.begin(), sizes.end(), 0);
+
+  fs::create_directories(job.log_dir);
+  fs::create_directories(job.db_dir);
+  fs::path script = sbatch_script_path(job);
+  write_file_atomic(script, sbatch_script(job));
+  fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
+  std::printf("%s\n", script.c_str());
+  std::string shards;
+  for (size_t i = 0; i < sizes.size() && i < 64; ++i) shards += (i ? " " : "") + std::to_string(sizes[i]);
+  if (sizes.size() > 64) shards += " ...";
+  std::fprintf(stderr, "lmgrid: experiment '%s': %lld runs in %lld tasks (runs per task: %s)%s\n", exp.name.c_str(),
+               static_cast<long long>(job.n_runs), static_cast<long long>(job.array), shards.c_str(),
+               empty ? fmt::format("; {} tasks have no run", empty).c_str() : "");
+  std::fprintf(stderr, "lmgrid: shard databases: %s; when the array is done:\n  %s merge %s %s{0..%lld}.db\n",
+               shard_db_path(job, 0).parent_path().c_str(), job.lmgrid.c_str(),
+               shell_quote(default_db_path().string()).c_str(),
+               shell_quote((job.db_dir / (slurm_file_stem(job.experiment) + ".")).string()).c_str(),
+               static_cast<long long>(job.array - 1));
+
+  if (opt.submit) {
+    std::string all;
+    auto [line, rc] = run_shell(shell_quote(sbatch) + " --parsable " + shell_quote(script.string()) + " 2>&1", &all);
+    if (rc != 0) throw std::runtime_error(fmt::format("sbatch failed (exit {}): {}", rc, all));
+    std::string id = line.substr(0, line.find(';'));  // --parsable: "ID" or "ID;CLUSTER"
+    if (id.empty() || id.find_first_not_of("0123456789") != std::string::npos)
+      throw std::runtime_error("sbatch printed no job id: " + all);
+    std::printf("submitted job %s\n", id.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_slurm(CLI::App& app) {
+  auto opt = std::make_shared<SlurmOptions>();
+  auto* cmd =
+      app.add_subcommand("slurm", "Write (and --submit) an sbatch array script: task I runs shard I of the grid");
+  cmd->add_option("file", opt->file, "experiment TOML file")->required();
+  auto* array = cmd->add_option("--array", opt->array, "tasks (= shards; default: the number of runs, at most 8)");
+  cmd->add_option("--partition", opt->partition, "#SBATCH --partition");
+  cmd->add_option("--time", opt->time, "#SBATCH --time (per task)");
+  cmd->add_option("--gpus", opt->gpus, "#SBATCH --gpus (per task)");
+  cmd->add_option("--cpus", opt->cpus, "#SBATCH --cpus-per-task (also the task's LMGRID_THREADS)");
+  cmd->add_option("--db-dir", opt->db_dir, "folder of the shard databases (default results/shards)");
+  cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable; passed to every task)");
+  cmd->add_flag("--submit", opt->submit, "submit the script with sbatch and print the job id");
+  cmd->callback([opt, array] {
+    if (array->count() && opt->array < 1)
+      throw UserError(fmt::format("--array {}: the number of tasks must be at least 1", opt->array));
+    int rc = write_slurm(*opt);
+    if (rc != 0) throw Exit{rc};
+  });
+}
+
+}  // namespace lmgrid::cli
