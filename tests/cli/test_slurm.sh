@@ -134,7 +134,7 @@ slurm_down() {
 trap 'slurm_down; rm -rf "$WORK"' EXIT
 show_logs() {
   local f
-  for f in "$S"/log/*.log "$S"/munge/munged.log "$WORK"/results/slurm/*.out; do
+  for f in "$S"/log/*.log "$S"/munge/munged.log results/slurm/*.out; do
     [ -f "$f" ] && { echo "--- $f"; tail -n 30 "$f"; }
   done
 }
@@ -195,7 +195,12 @@ if [ $idle = 0 ]; then
 fi
 pass "slurmctld and slurmd up, node idle ($(sinfo -h -o '%n %c CPUs %t'))"
 
+# From a folder with a space in its name: the #SBATCH --output line and the task's paths are quoted.
+mkdir "$WORK/sub mit"
+cp g.toml "$WORK/sub mit/"
+cd "$WORK/sub mit"
 expect_exit 0 "lmgrid slurm --array 2 --submit" -- "$BIN" slurm g.toml --array 2 --submit
+check "the --output line is double-quoted" -- grep -qxF "#SBATCH --output=\"$WORK/sub mit/results/slurm/slurm-grid.%A_%a.out\"" results/slurm/slurm-grid.sbatch
 expect_out "submitted job [0-9]+" "prints the job id"
 JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
 done_=0

@@ -83,10 +83,11 @@ int write_slurm(const SlurmOptions& opt) {
   for (const auto& r : exp.runs) ++sizes[static_cast<size_t>(shard_of(r.hash(), job.array))];
   int64_t empty = std::count(sizes.begin(), sizes.end(), 0);
 
+  const std::string text = sbatch_script(job);  // throws UserError for a path sbatch cannot read
   fs::create_directories(job.log_dir);
   fs::create_directories(job.db_dir);
   fs::path script = sbatch_script_path(job);
-  write_file_atomic(script, sbatch_script(job));
+  write_file_atomic(script, text);
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
   std::printf("%s\n", script.c_str());
   std::string shards;

@@ -32,6 +32,18 @@ std::string slurm_file_stem(const std::string& experiment) {
   return s.empty() ? "experiment" : s;
 }
 
+// An #SBATCH option's value: sbatch reads these lines itself (no shell), taking a double-quoted
+// value whole. A value it could not read back (a double quote, backslash or newline) is refused.
+static std::string sbatch_quote(const std::string& value) {
+  if (shell_quote(value) == value) return value;
+  if (value.find_first_of("\"\\\n") != std::string::npos)
+    throw UserError(
+        fmt::format("'{}' cannot be written on an #SBATCH line (it holds a double quote, backslash or "
+                    "newline): run lmgrid slurm from another folder",
+                    value));
+  return "\"" + value + "\"";
+}
+
 void check_slurm_job(const SlurmJob& job) {
   if (job.array < 1 || job.array > kMaxShards)
     throw UserError(fmt::format("--array {}: the number of tasks must be between 1 and {}", job.array, kMaxShards));
@@ -64,7 +76,7 @@ std::string sbatch_script(const SlurmJob& job) {
   std::string s = "#!/bin/bash\n";
   s += fmt::format("#SBATCH --job-name={}\n", shell_quote("lmgrid-" + stem));
   s += fmt::format("#SBATCH --array=0-{}\n", job.array - 1);
-  s += fmt::format("#SBATCH --output={}\n", shell_quote((job.log_dir / (stem + ".%A_%a.out")).string()));
+  s += fmt::format("#SBATCH --output={}\n", sbatch_quote((job.log_dir / (stem + ".%A_%a.out")).string()));
   if (!job.partition.empty()) s += fmt::format("#SBATCH --partition={}\n", job.partition);
   if (!job.time.empty()) s += fmt::format("#SBATCH --time={}\n", job.time);
   if (!job.gpus.empty()) s += fmt::format("#SBATCH --gpus={}\n", job.gpus);
