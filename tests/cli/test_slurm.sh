@@ -132,6 +132,7 @@ slurm_down() {
   done
 }
 trap 'slurm_down; rm -rf "$WORK"' EXIT
+trap 'exit 143' TERM INT HUP  # a ctest timeout or Ctrl-C still runs the EXIT trap
 show_logs() {
   local f
   for f in "$S"/log/*.log "$S"/munge/munged.log results/slurm/*.out; do
