@@ -107,6 +107,7 @@ bool store_has(c10d::Store& store, const std::string& key) {
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+  std::vector<c10::intrusive_ptr<c10d::Work>> pending;  // started, not yet waited for
 };
 
 Group::Group(const LaunchEnv& env, c10::intrusive_ptr<c10d::Store> store, const std::string& prefix)
@@ -134,6 +135,21 @@ void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
       works.push_back(impl_->pg->allreduce(one));
     }
     for (auto& w : works) w->wait();
+  });
+}
+
+void Group::start_allreduce_sum(torch::Tensor& tensor) {
+  guarded("starting an all-reduce", [&] {
+    std::vector<at::Tensor> one{tensor};
+    impl_->pending.push_back(impl_->pg->allreduce(one));
+  });
+}
+
+void Group::wait_all() {
+  auto pending = std::move(impl_->pending);
+  impl_->pending.clear();
+  guarded("an all-reduce", [&] {
+    for (auto& w : pending) w->wait();
   });
 }
 
@@ -166,51 +182,105 @@ std::string Group::get(const std::string& key) { return store_get(*impl_->store,
 
 GradReducer::GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes)
     : group_(group), params_(std::move(params)) {
-  // Reverse order: the last layers' gradients are ready first in backward; buckets never mix
-  // dtypes or devices (one flat buffer each).
-  std::vector<size_t> cur;
-  int64_t bytes = 0;
+  bucket_of_.assign(params_.size(), 0);
+  offset_of_.assign(params_.size(), 0);
+  filled_.assign(params_.size(), 0);
+  int64_t bytes = 0, numel = 0;
+  auto close = [&] {
+    if (buckets_.empty() || buckets_.back().params.empty()) return;
+    const auto& p0 = params_[buckets_.back().params.front()];
+    buckets_.back().flat = torch::zeros({numel}, p0.options().requires_grad(false));
+  };
   for (size_t k = params_.size(); k-- > 0;) {
     const auto& p = params_[k];
-    if (!cur.empty()) {
-      const auto& q = params_[cur.front()];
-      if (q.scalar_type() != p.scalar_type() || q.device() != p.device() || bytes >= bucket_bytes) {
-        buckets_.push_back(cur);
-        cur.clear();
-        bytes = 0;
-      }
+    bool fresh = buckets_.empty() || bytes >= bucket_bytes;
+    if (!fresh) {
+      const auto& q = params_[buckets_.back().params.front()];
+      fresh = q.scalar_type() != p.scalar_type() || q.device() != p.device();
     }
-    cur.push_back(k);
+    if (fresh) {
+      close();
+      buckets_.emplace_back();
+      bytes = 0, numel = 0;
+    }
+    bucket_of_[k] = buckets_.size() - 1;
+    offset_of_[k] = numel;
+    buckets_.back().params.push_back(k);
+    numel += p.numel();
     bytes += p.numel() * static_cast<int64_t>(p.element_size());
   }
-  if (!cur.empty()) buckets_.push_back(cur);
+  close();
+  for (size_t k = 0; k < params_.size(); ++k)
+    hooks_.push_back(params_[k].register_hook([this, k](const torch::Tensor& g) { on_grad(k, g); }));
 }
 
-void GradReducer::reduce() {
-  torch::NoGradGuard ng;
-  std::vector<torch::Tensor> flats;
-  flats.reserve(buckets_.size());
-  for (const auto& b : buckets_) {
-    std::vector<torch::Tensor> parts;
-    parts.reserve(b.size());
-    for (size_t k : b) {
-      auto& p = params_[k];
-      parts.push_back(p.grad().defined() ? p.grad().reshape({-1}) : torch::zeros({p.numel()}, p.options()));
-    }
-    flats.push_back(torch::cat(parts));
+GradReducer::~GradReducer() {
+  for (size_t k = 0; k < hooks_.size(); ++k) params_[k].remove_hook(hooks_[k]);
+}
+
+void GradReducer::arm() {
+  armed_ = true;
+  next_start_ = 0;
+  error_.clear();
+  std::fill(filled_.begin(), filled_.end(), 0);
+  for (auto& b : buckets_) b.ready = 0, b.started = false;
+}
+
+// Runs inside backward, before the gradient is accumulated into .grad.
+void GradReducer::on_grad(size_t k, const torch::Tensor& grad) {
+  if (!armed_ || filled_[k]) return;
+  try {
+    torch::NoGradGuard ng;
+    const auto& p = params_[k];
+    Bucket& b = buckets_[bucket_of_[k]];
+    auto slot = b.flat.narrow(0, offset_of_[k], p.numel());
+    auto g = grad.reshape({-1});
+    if (p.grad().defined())
+      torch::add_out(slot, p.grad().reshape({-1}), g);
+    else
+      slot.copy_(g);
+    filled_[k] = 1;
+    ++b.ready;
+    start_ready_buckets();
+  } catch (const std::exception& e) {
+    if (error_.empty()) error_ = e.what();
   }
-  group_.allreduce_sum(flats);  // every bucket in flight at once
-  for (size_t i = 0; i < buckets_.size(); ++i) {
-    int64_t off = 0;
-    for (size_t k : buckets_[i]) {
-      auto& p = params_[k];
-      auto part = flats[i].narrow(0, off, p.numel()).view(p.sizes());
-      if (p.grad().defined())
-        p.mutable_grad().copy_(part);
-      else
-        p.mutable_grad() = part.clone();
-      off += p.numel();
-    }
+}
+
+void GradReducer::start_ready_buckets() {
+  while (next_start_ < buckets_.size() && buckets_[next_start_].ready == buckets_[next_start_].params.size()) {
+    Bucket& b = buckets_[next_start_++];
+    b.started = true;
+    group_.start_allreduce_sum(b.flat);
+  }
+}
+
+void GradReducer::finish() {
+  torch::NoGradGuard ng;
+  if (!armed_) arm();  // nothing was hooked: every gradient is in .grad already
+  armed_ = false;
+  for (size_t k = 0; k < params_.size(); ++k) {
+    if (filled_[k]) continue;
+    const auto& p = params_[k];
+    Bucket& b = buckets_[bucket_of_[k]];
+    auto slot = b.flat.narrow(0, offset_of_[k], p.numel());
+    if (p.grad().defined())
+      slot.copy_(p.grad().reshape({-1}));
+    else
+      slot.zero_();
+    filled_[k] = 1;
+    ++b.ready;
+  }
+  if (!error_.empty()) throw DistError("data parallel: a gradient all-reduce failed: " + error_);
+  start_ready_buckets();
+  group_.wait_all();
+  for (size_t k = 0; k < params_.size(); ++k) {
+    auto& p = params_[k];
+    auto part = buckets_[bucket_of_[k]].flat.narrow(0, offset_of_[k], p.numel()).view(p.sizes());
+    if (p.grad().defined())
+      p.mutable_grad().copy_(part);
+    else
+      p.mutable_grad() = part.clone();
   }
 }
 

@@ -117,7 +117,7 @@ class Supervisor {
   // A run's worker, or its N ranks (rank 0 records it; the others follow it).
   void spawn_run(int64_t run_id) {
     active_[run_id] = {};
-    const std::string prefix = fmt::format("run{}/", run_id);
+    const std::string prefix = fmt::format("run{}", run_id);
     if (opt_.nproc <= 1) {
       spawn(run_id, 0, env_, prefix);
       if (opt_.launcher_rank0) announce(prefix);
@@ -190,11 +190,29 @@ class Supervisor {
   // Waits for one worker to end; records a failure when it died without an outcome.
   void reap() {
     int status = 0;
-    pid_t pid = waitpid(-1, &status, 0);
+    pid_t pid = 0;
+    if (leftovers_.empty()) {
+      pid = waitpid(-1, &status, 0);
+    } else {  // ranks of an ended run are being stopped: poll, and SIGKILL them at the deadline
+      while ((pid = waitpid(-1, &status, WNOHANG)) == 0) {
+        auto now = std::chrono::steady_clock::now();
+        for (auto it = leftovers_.begin(); it != leftovers_.end();) {
+          if (now >= it->second) {
+            kill(it->first, SIGKILL);
+            it = leftovers_.erase(it);
+          } else {
+            ++it;
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        if (stopping() && !forwarded_) return;
+      }
+    }
     if (pid <= 0) {
       if (errno == EINTR) return;  // a stop signal: the loop decides
       throw std::runtime_error(fmt::format("waitpid: {}", std::strerror(errno)));
     }
+    const bool stopped_by_us = leftovers_.erase(pid) > 0 || terminated_.count(pid) > 0;
     auto it = std::find_if(children_.begin(), children_.end(), [&](const Child& c) { return c.pid == pid; });
     if (it == children_.end()) return;
     char buf[256] = {0};
@@ -211,7 +229,16 @@ class Supervisor {
     if (!plugin.empty()) why += " in plugin " + plugin;
     RunGroup& g = active_[run_id];
     if (opt_.nproc > 1) why = fmt::format("rank {} of {}: {}", rank, opt_.nproc, why);
-    if (abnormal && g.first_fault.empty()) {
+    // Rank 0 has ended: its run is recorded, so ranks still alive (a hung peer) are stopped,
+    // SIGTERM then SIGKILL after 5 s, rather than left to hold the grid.
+    if (rank == 0 && opt_.nproc > 1)
+      for (const auto& c : children_)
+        if (c.run_id == run_id && !terminated_.count(c.pid)) {
+          kill(c.pid, SIGTERM);
+          terminated_.insert(c.pid);
+          leftovers_[c.pid] = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        }
+    if (abnormal && !stopped_by_us && g.first_fault.empty()) {
       g.first_fault = why;
       g.fault_is_crash = WIFSIGNALED(status) && !plugin.empty();
       g.fault_is_kill = WIFSIGNALED(status) && plugin.empty();
@@ -251,9 +278,11 @@ class Supervisor {
   const SupervisorOptions& opt_;
   std::vector<std::string> env_;
   std::vector<Child> children_;
-  std::map<int64_t, RunGroup> active_;       // runs with a process alive
-  std::set<int64_t> ended_;                  // runs whose processes all ended in this invocation
-  std::optional<dist::StoreServer> server_;  // data parallel: the rendezvous of every run
+  std::map<int64_t, RunGroup> active_;  // runs with a process alive
+  std::set<int64_t> ended_;             // runs whose processes all ended in this invocation
+  std::map<pid_t, std::chrono::steady_clock::time_point> leftovers_;  // ranks told to stop: SIGKILL deadline
+  std::set<pid_t> terminated_;                                        // ranks the supervisor stopped itself
+  std::optional<dist::StoreServer> server_;                           // data parallel: the rendezvous of every run
   int announced_ = 0;
   bool forwarded_ = false;
 };

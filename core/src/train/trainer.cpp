@@ -313,6 +313,7 @@ class CheckpointManager {
 // Train/perf metrics accumulated between two log points.
 struct Interval {
   double loss = 0, time = 0;
+  double comm = 0;  // data parallel: time waiting for the all-reduces after backward (not overlapped)
   int64_t steps = 0, tokens = 0;
 };
 
@@ -489,6 +490,7 @@ class RunTrainer {
       step_tokens += b.inputs.numel();
       double share = 1.0;  // this rank's part of the global batch's loss weight
       if (group_) share = take_rank_rows(b);
+      if (group_ && m == ts_.grad_accum - 1) reducer_->arm();  // the last backward all-reduces as it goes
       auto inputs = to_device(b.inputs, o_.device), targets = to_device(b.targets, o_.device);
       auto mask = to_device(b.loss_mask, o_.device);
       auto loss = call_plugin(arch_id_, [&] {
@@ -505,12 +507,14 @@ class RunTrainer {
       step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
     }
     if (group_) {
-      // The loss and the stop flag ride one all-reduce; the gradients follow in buckets.
+      // The gradient buckets still in flight, then the loss and the stop flag in one all-reduce.
+      const double c0 = monotonic_seconds();
+      reducer_->finish();
       auto sums = torch::tensor({step_loss, hooks_.stop && hooks_.stop->load() ? 1.0 : 0.0}, torch::kFloat64);
       group_->allreduce_sum(sums);
       step_loss = sums[0].item<double>();
       collective_stop_ = sums[1].item<double>() > 0;
-      if (std::isfinite(step_loss)) reducer_->reduce();
+      interval_.comm += monotonic_seconds() - c0;
     }
     if (!std::isfinite(step_loss)) {
       bad_loss_ = step_loss, bad_tokens_ = step_tokens;
@@ -555,6 +559,7 @@ class RunTrainer {
       metric("train/skipped_steps", static_cast<double>(scaler_.skipped()));
     }
     if (peak_flops_ > 0) metric("perf/mfu", flops_per_token_ * tok_s / peak_flops_);
+    if (group_ && interval_.time > 0) metric("perf/comm_share", interval_.comm / interval_.time);
     if (writer()) progress_.update(st_.step, loss, tok_s, st_.last_val, false);
     interval_ = Interval{};
   }

@@ -79,6 +79,9 @@ class Group {
   // In-place sums over the ranks, blocking; tensors on one device, contiguous.
   void allreduce_sum(std::vector<torch::Tensor>& tensors);
   void allreduce_sum(torch::Tensor& tensor);
+  // Starts an in-place sum without waiting; wait_all() waits for every started one.
+  void start_allreduce_sum(torch::Tensor& tensor);
+  void wait_all();
   // Rank 0's tensor / string on every rank.
   void broadcast(torch::Tensor& tensor);
   void broadcast(std::string& bytes);
@@ -92,18 +95,44 @@ class Group {
   int rank_ = 0, size_ = 1;
 };
 
-// Sums the gradients of `params` over the ranks in buckets of about `bucket_bytes` (one flat
-// buffer per bucket and dtype, reduced asynchronously, all in flight at once). A parameter
-// without a gradient contributes zeros and gets the reduced sum.
+// Sums the gradients of `params` over the ranks in buckets of about `bucket_bytes`, overlapped
+// with backward: after arm(), each parameter's gradient hook copies (earlier micro-batches'
+// .grad + this gradient) into its bucket's flat buffer, and a bucket whose gradients are all
+// there starts its all-reduce while backward goes on (buckets start in one fixed order on every
+// rank, as collectives must). finish() starts what is left (a parameter without a gradient adds
+// zeros), waits, and writes the sums into .grad. Buckets follow the parameters in reverse
+// (backward's order) and never mix dtypes or devices.
 class GradReducer {
  public:
-  GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes = 25 << 20);
-  void reduce();
+  GradReducer(Group& group, std::vector<torch::Tensor> params, int64_t bucket_bytes = 4 << 20);
+  ~GradReducer();
+  GradReducer(const GradReducer&) = delete;
+  GradReducer& operator=(const GradReducer&) = delete;
+
+  void arm();     // before the backward of the step's last micro-batch
+  void finish();  // after it: every gradient summed over the ranks
+  int64_t buckets() const { return static_cast<int64_t>(buckets_.size()); }
 
  private:
+  struct Bucket {
+    std::vector<size_t> params;  // indices into params_
+    torch::Tensor flat;
+    size_t ready = 0;
+    bool started = false;
+  };
+  void on_grad(size_t k, const torch::Tensor& grad);
+  void start_ready_buckets();
+
   Group& group_;
   std::vector<torch::Tensor> params_;
-  std::vector<std::vector<size_t>> buckets_;  // indices into params_, reverse order (backward's)
+  std::vector<Bucket> buckets_;
+  std::vector<size_t> bucket_of_;   // per parameter
+  std::vector<int64_t> offset_of_;  // per parameter, in its bucket's flat buffer
+  std::vector<char> filled_;        // per parameter, this step
+  std::vector<unsigned> hooks_;
+  size_t next_start_ = 0;
+  bool armed_ = false;
+  std::string error_;  // a failure inside a hook, rethrown by finish()
 };
 
 }  // namespace lmgrid::dist
