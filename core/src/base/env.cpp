@@ -32,6 +32,8 @@ const std::vector<EnvVar>& env_vars() {
       {"MASTER_ADDR", "data parallel: the address of rank 0 (its TCP store)"},
       {"MASTER_PORT", "data parallel: the port of rank 0's TCP store"},
       {"LMGRID_DIST_TIMEOUT", "data parallel: seconds a rank waits for its peers before the run ends (default 300)"},
+      {"LMGRID_DIST_BACKEND",
+       "data parallel: `auto` (NCCL for CUDA tensors where LibTorch has it, Gloo otherwise), `gloo` or `nccl`"},
       {"XDG_CACHE_HOME", "base of the default cache folder"},
       {"HOME", "base of the default cache folder when `XDG_CACHE_HOME` is unset"},
   };

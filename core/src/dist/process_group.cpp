@@ -9,6 +9,12 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+// A CUDA LibTorch with NCCL (the torch wheel): CUDA tensors go through NCCL. core/CMakeLists.txt
+// defines LMGRID_DIST_NCCL there; the wheel's nccl.h and CUDA's are the same NCCL (2.28.9 today).
+#if defined(LMGRID_DIST_NCCL) && defined(USE_C10D_NCCL)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#define LMGRID_HAVE_NCCL 1
+#endif
 
 #include "lmgrid/base/env.hpp"
 #include "lmgrid/base/errors.hpp"
@@ -104,15 +110,64 @@ bool store_has(c10d::Store& store, const std::string& key) {
   return guarded("a store read", [&] { return store.check({key}); });
 }
 
+bool nccl_built() {
+#ifdef LMGRID_HAVE_NCCL
+  return true;
+#else
+  return false;
+#endif
+}
+
+// Gloo for CPU tensors (and everything when NCCL is not built or LMGRID_DIST_BACKEND=gloo);
+// NCCL for CUDA tensors, its communicator made at the first CUDA collective (every rank reaches
+// it at the same point of the same program, as a rendezvous needs).
 struct Group::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
   std::vector<c10::intrusive_ptr<c10d::Work>> pending;  // started, not yet waited for
+  int rank = 0, size = 1;
+  std::chrono::milliseconds timeout{0};
+  bool use_nccl = false;
+#ifdef LMGRID_HAVE_NCCL
+  c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+  c10d::ProcessGroupNCCL& nccl_group() {
+    if (!nccl) {
+      auto o = c10d::ProcessGroupNCCL::Options::create();
+      o->timeout = timeout;
+      nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(c10::make_intrusive<c10d::PrefixStore>("nccl", store), rank,
+                                                         size, o);
+    }
+    return *nccl;
+  }
+#endif
+  c10::intrusive_ptr<c10d::Work> allreduce(torch::Tensor& t) {
+    std::vector<at::Tensor> one{t};
+#ifdef LMGRID_HAVE_NCCL
+    if (use_nccl && t.is_cuda()) return nccl_group().allreduce(one);
+#endif
+    return pg->allreduce(one);
+  }
+  c10::intrusive_ptr<c10d::Work> broadcast(torch::Tensor& t) {
+    std::vector<at::Tensor> one{t};
+    c10d::BroadcastOptions o;
+    o.rootRank = 0;
+#ifdef LMGRID_HAVE_NCCL
+    if (use_nccl && t.is_cuda()) return nccl_group().broadcast(one, o);
+#endif
+    return pg->broadcast(one, o);
+  }
 };
 
 Group::Group(const LaunchEnv& env, c10::intrusive_ptr<c10d::Store> store, const std::string& prefix)
     : impl_(std::make_unique<Impl>()), rank_(env.rank), size_(env.world) {
   impl_->store = c10::make_intrusive<c10d::PrefixStore>(prefix, std::move(store));
+  impl_->rank = rank_, impl_->size = size_, impl_->timeout = env.timeout;
+  std::string backend = env_or("LMGRID_DIST_BACKEND", "auto");
+  if (backend != "auto" && backend != "gloo" && backend != "nccl")
+    throw UserError("environment variable LMGRID_DIST_BACKEND=" + backend + ": expected auto, gloo or nccl");
+  if (backend == "nccl" && !nccl_built())
+    throw UserError("LMGRID_DIST_BACKEND=nccl but this LibTorch build has no NCCL (use the CUDA torch wheel)");
+  impl_->use_nccl = backend != "gloo" && nccl_built();
   auto opts = c10d::ProcessGroupGloo::Options::create(env.timeout);
   // Loopback for one machine; the address of this host's name (or loopback) otherwise.
   bool local = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
@@ -130,19 +185,13 @@ Group::~Group() = default;
 void Group::allreduce_sum(std::vector<torch::Tensor>& tensors) {
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
   guarded("an all-reduce", [&] {
-    for (auto& t : tensors) {
-      std::vector<at::Tensor> one{t};
-      works.push_back(impl_->pg->allreduce(one));
-    }
+    for (auto& t : tensors) works.push_back(impl_->allreduce(t));
     for (auto& w : works) w->wait();
   });
 }
 
 void Group::start_allreduce_sum(torch::Tensor& tensor) {
-  guarded("starting an all-reduce", [&] {
-    std::vector<at::Tensor> one{tensor};
-    impl_->pending.push_back(impl_->pg->allreduce(one));
-  });
+  guarded("starting an all-reduce", [&] { impl_->pending.push_back(impl_->allreduce(tensor)); });
 }
 
 void Group::wait_all() {
@@ -159,12 +208,7 @@ void Group::allreduce_sum(torch::Tensor& tensor) {
 }
 
 void Group::broadcast(torch::Tensor& tensor) {
-  guarded("a broadcast", [&] {
-    std::vector<at::Tensor> one{tensor};
-    c10d::BroadcastOptions o;
-    o.rootRank = 0;
-    impl_->pg->broadcast(one, o)->wait();
-  });
+  guarded("a broadcast", [&] { impl_->broadcast(tensor)->wait(); });
 }
 
 void Group::broadcast(std::string& bytes) {

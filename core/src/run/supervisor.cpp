@@ -241,7 +241,10 @@ class Supervisor {
     if (abnormal && !stopped_by_us && g.first_fault.empty()) {
       g.first_fault = why;
       g.fault_is_crash = WIFSIGNALED(status) && !plugin.empty();
-      g.fault_is_kill = WIFSIGNALED(status) && plugin.empty();
+      // Signals sent from outside (an OOM killer, a scheduler's time limit, a user); a crash
+      // signal (SIGSEGV, SIGABRT...) in host or plugin code is a failure of the run.
+      const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      g.fault_is_kill = plugin.empty() && (sig == SIGKILL || sig == SIGTERM || sig == SIGINT || sig == SIGHUP);
     }
     if (std::any_of(children_.begin(), children_.end(), [&](const Child& c) { return c.run_id == run_id; })) return;
     // The run's last process: record an outcome where none was, and name the rank that failed first.
