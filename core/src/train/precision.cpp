@@ -7,17 +7,22 @@
 #include <torch/cuda.h>
 
 #include "lmgrid/base/errors.hpp"
+#include "lmgrid/dist/process_group.hpp"
 
 namespace lmgrid {
 
 torch::Device resolve_device(const std::string& device) {
   const bool have_cuda = torch::cuda::is_available();
   if (device == "cpu" || (device == "auto" && !have_cuda)) return torch::Device(torch::kCPU);
-  if (device == "auto") return torch::Device(torch::kCUDA, 0);
   if (!have_cuda) throw UserError("[train] device = \"" + device + "\" but no CUDA device is visible here");
+  const auto count = static_cast<int64_t>(torch::cuda::device_count());
+  // Data parallel: `auto` and `cuda` are the GPU of this rank on its machine (LOCAL_RANK).
+  if (device == "auto" || device == "cuda") {
+    dist::LaunchEnv le = dist::LaunchEnv::from_environment();
+    return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(le.distributed() ? le.local_rank % count : 0));
+  }
   int64_t index = 0;
   if (device.rfind("cuda:", 0) == 0) index = std::stoll(device.substr(5));
-  const auto count = static_cast<int64_t>(torch::cuda::device_count());
   if (index >= count)
     throw UserError(fmt::format("[train] device = \"{}\" but this machine has {} CUDA device{} (cuda:0..cuda:{})",
                                 device, count, count == 1 ? "" : "s", count - 1));
