@@ -2,8 +2,10 @@
 # values, bad input writing nothing, --submit without sbatch), then a REAL Slurm on this machine:
 # munged, slurmctld and slurmd configured for localhost under the scratch folder, a 4-run grid
 # submitted as an array of 2 tasks, the shard databases merged into 4 done runs (merging again
-# changes nothing) and reported. Slurm missing (slurm-wlm, munge: tools/setup.sh test installs
-# them) fails the test; LMGRID_SKIP_SLURM=1 skips the real-Slurm part only.
+# changes nothing) and reported; data-parallel jobs: `--nodes 1 --ntasks-per-node 2` (srun's two
+# tasks one 2-rank group) and `--nproc 2 --array 2`, both with the loss series of a local
+# `lmgrid run --nproc 2`. Slurm missing (slurm-wlm, munge: tools/setup.sh test installs them)
+# fails the test; LMGRID_SKIP_SLURM=1 skips the real-Slurm part only.
 . "$(dirname "$0")/lib.sh"
 q() { "$BIN" sql "$1" --db "$2" --format csv | tail -n +2; }
 same() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: got '$2', wanted '$3'"; fi; }
@@ -51,6 +53,18 @@ expect_exit 2 "a bad --gpus" -- "$BIN" slurm g.toml --gpus many
 mkdir empty-path
 expect_exit 2 "--submit with no sbatch on PATH" -- env PATH="$WORK/empty-path" "$BIN" slurm g.toml --submit
 expect_out "sbatch not found" "the message says sbatch is missing"
+expect_exit 2 "--nproc 3 with batch_size 4 (as lmgrid run --nproc 3)" -- "$BIN" slurm g.toml --nproc 3
+expect_out "batch_size = 4 does not split over 3 data-parallel ranks" "the message names the key and the ranks"
+expect_exit 2 "--nodes 2 --ntasks-per-node 3 (6 ranks, batch_size 4)" -- "$BIN" slurm g.toml --nodes 2 --ntasks-per-node 3
+expect_out "does not split over 6 data-parallel ranks" "the message names the 6 ranks"
+expect_exit 2 "--nodes with --array" -- "$BIN" slurm g.toml --nodes 2 --array 2
+expect_out "--nodes and --array together" "the message names both"
+expect_exit 2 "--nodes 1 --ntasks-per-node 1 (one rank)" -- "$BIN" slurm g.toml --nodes 1
+expect_out "at least 2 ranks" "the message says why"
+expect_exit 2 "--nproc 2 with --nodes" -- "$BIN" slurm g.toml --nodes 2 --nproc 2
+expect_exit 2 "--ntasks-per-node without --nodes" -- "$BIN" slurm g.toml --ntasks-per-node 2
+expect_exit 2 "--master-port without --nodes" -- "$BIN" slurm g.toml --master-port 29600
+expect_exit 2 "--master-port 70000" -- "$BIN" slurm g.toml --nodes 2 --master-port 70000
 check "bad input wrote nothing (no results/)" -- test ! -e results
 
 # --- the script ------------------------------------------------------------------------------------
@@ -74,6 +88,41 @@ check "the default array is one task per run, at most 8 (4 here)" -- grep -qxF '
 check "a relative LMGRID_PLUGIN_PATH is exported absolute" -- grep -qxF "export LMGRID_PLUGIN_PATH=$WORK/plugins-here" "$script"
 expect_exit 2 "run outside sbatch (no SLURM_ARRAY_TASK_ID), the script refuses" -- bash "$script"
 expect_out "SLURM_ARRAY_TASK_ID" "saying why"
+
+# --nproc K: each task runs its shard on K ranks; --cpus C shared by them (LMGRID_THREADS = C / K).
+expect_exit 0 "--nproc 2 --cpus 3" -- env -u LMGRID_THREADS "$BIN" slurm g.toml --array 2 --nproc 2 --cpus 3
+expect_out "each run on 2 data-parallel ranks" "it says each run spans 2 ranks"
+check "the task runs its shard with --nproc 2" -- \
+  grep -qF "exec $BIN_ABS run $WORK/g.toml --shard \"\$SLURM_ARRAY_TASK_ID\"/2 --nproc 2 --db $WORK/results/shards/slurm-grid.\"\$SLURM_ARRAY_TASK_ID\".db --no-report" "$script"
+check "LMGRID_THREADS = max(1, 3 / 2) = 1" -- grep -qxF "export LMGRID_THREADS=1" "$script"
+check "#SBATCH --cpus-per-task=3 (the task's, shared by its ranks)" -- grep -qxF "#SBATCH --cpus-per-task=3" "$script"
+expect_exit 0 "--nproc 2 --cpus 8 with LMGRID_THREADS set" -- env LMGRID_THREADS=3 "$BIN" slurm g.toml --nproc 2 --cpus 8
+check "the user's LMGRID_THREADS is kept" -- grep -qxF "export LMGRID_THREADS=3" "$script"
+
+# --nodes N --ntasks-per-node K: one job, srun's N*K tasks the ranks of every run.
+expect_exit 0 "--nodes 2 --ntasks-per-node 2" -- env -u LMGRID_THREADS "$BIN" slurm g.toml --nodes 2 --ntasks-per-node 2 \
+  --partition debug --time 0:10:00 --gpus 1 --cpus 2 --set "experiment.description=$desc"
+expect_out "one job of 2 nodes x 2 ranks \(WORLD_SIZE 4\)" "it describes the job"
+for line in '#SBATCH --nodes=2' '#SBATCH --ntasks-per-node=2' '#SBATCH --ntasks=4' '#SBATCH --partition=debug' \
+  '#SBATCH --time=0:10:00' '#SBATCH --gpus-per-node=1' '#SBATCH --cpus-per-task=2' \
+  "#SBATCH --output=$WORK/results/slurm/slurm-grid.%j.out" 'export LMGRID_THREADS=2' \
+  'MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)' 'export MASTER_ADDR' \
+  'export MASTER_PORT=$((29500 + SLURM_JOB_ID % 1000))'; do
+  check "data-parallel script line: $line" -- grep -qxF -- "$line" "$script"
+done
+check "no #SBATCH --array line" -- bash -c "! grep -q -- '--array' '$script'"
+check "the data-parallel script is valid bash" -- bash -n "$script"
+srun_line=$(grep '^exec srun ' "$script")
+want="exec srun --nodes=2 --ntasks-per-node=2 --ntasks=4 --cpus-per-task=2 --kill-on-bad-exit=1 bash -c 'RANK=\$SLURM_PROCID LOCAL_RANK=\$SLURM_LOCALID WORLD_SIZE=\$SLURM_NTASKS exec $BIN_ABS run $WORK/g.toml --db $WORK/results/shards/slurm-grid.db --no-report --set "
+same "the srun line (rank variables from Slurm's, the whole grid into results/shards/slurm-grid.db)" "${srun_line:0:${#want}}" "$want"
+# The rank's command as its bash -c gets it: the --set value intact through two levels of quoting.
+inner=$(eval "set -- ${srun_line#exec srun }"; while [ "$1" != -c ]; do shift; done; printf %s "$2")
+words=$(eval "set -- ${inner#*exec }"; printf '%s\n' "$@")
+same "the rank's --set value arrives unchanged" "$(tail -n1 <<<"$words")" "experiment.description=$desc"
+expect_exit 2 "the data-parallel script outside sbatch refuses" -- env -u SLURM_JOB_ID bash "$script"
+expect_out "SLURM_JOB_ID is not set" "saying why"
+expect_exit 0 "--master-port 29999" -- "$BIN" slurm g.toml --nodes 1 --ntasks-per-node 2 --master-port 29999
+check "MASTER_PORT=29999" -- grep -qxF "export MASTER_PORT=29999" "$script"
 
 # The tasks' command lines, run here as Slurm would (task 0 and task 1): the --set value arrives
 # intact through the shell quoting.
@@ -263,5 +312,56 @@ if wait_until 120 has_checkpoint; then
 else
   fail "no checkpoint within 120 s"
 fi
+
+# --- data-parallel jobs -----------------------------------------------------------------------------
+# A 2-run grid, trained locally with `lmgrid run --nproc 2` (the reference), then on Slurm by one
+# job of 2 srun tasks (--nodes 1 --ntasks-per-node 2) and by an array of 2 tasks of 2 ranks each.
+cd "$WORK"
+cpus=$(sinfo -h -o %c | head -n1)
+check "the node has the 2 CPUs two ranks need ($cpus)" -- test "${cpus:-0}" -ge 2
+write_exp dp.toml slurm-dp 'steps = 30'
+sed -i -e 's/^log_every = 5$/log_every = 1/' -e 's/^d_model = 32$/d_model = 32\ndropout = 0.0/' dp.toml
+printf '[grid]\n"optim.lr" = [3e-3, 2e-3]\n' >>dp.toml
+export LMGRID_DIST_TIMEOUT=60
+expect_exit 0 "the reference: lmgrid run --nproc 2 here" -- env LMGRID_THREADS=1 "$BIN" run dp.toml --nproc 2 --db local.db --no-report \
+  --set "experiment.description=$desc"
+# The train/loss points of every run, keyed by config hash and step; then max |diff| and the count.
+series() {
+  "$BIN" sql "SELECT r.config_hash || '@' || m.step, printf('%.17g', m.value) FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'train/loss'" \
+    --db "$1" --format csv | tail -n +2 | sort
+}
+max_diff() {
+  join -t, <(series "$1") <(series "$2") |
+    awk -F, '{d = $2 - $3; if (d < 0) d = -d; if (d > m) m = d; n++} END {printf "%.3g %d\n", m, n}'
+}
+wait_job() {  # wait_job SECONDS WHAT
+  if wait_until "$1" queue_empty; then pass "$2: job $JOB finished"; else fail "$2: job $JOB still queued after $1 s"; scancel "$JOB"; show_logs; fi
+}
+expect_exit 0 "lmgrid slurm --nodes 1 --ntasks-per-node 2 --submit" -- env -u LMGRID_THREADS "$BIN" slurm dp.toml --nodes 1 \
+  --ntasks-per-node 2 --cpus 1 --submit --set "experiment.description=$desc"
+JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
+wait_job 120 "--nodes 1 --ntasks-per-node 2"
+db=results/shards/slurm-dp.db
+same "the job's database has both runs done" "$(q "SELECT group_concat(status, ' ') FROM runs" $db)" "done done"
+same "each run trained on 2 ranks (world_size summary)" "$(q "SELECT group_concat(CAST(value AS INT), ' ') FROM summaries WHERE key = 'world_size'" $db)" "2 2"
+out="results/slurm/slurm-dp.$JOB.out"
+check "srun's second task was rank 1 of 2, following rank 0 ($out)" -- grep -q "rank 1 of 2: following the runs of rank 0" "$out"
+same "the --set value reached rank 0 through srun and bash -c" "$(sqlite3 $db "SELECT description FROM experiments")" "$desc"
+read -r d n <<<"$(max_diff local.db $db)"
+check "the job's train/loss = the local --nproc 2 run's ($n points of 2 runs, max |diff| $d <= 1e-5)" -- \
+  awk -v d="$d" -v n="$n" 'BEGIN {exit !(n == 60 && d <= 1e-5)}'
+s1=$(series local.db | grep "^$(q "SELECT config_hash FROM runs WHERE id = 1" local.db)@" | wc -l)
+check "run 1's series is among them ($s1 points)" -- test "$s1" = 30
+
+expect_exit 0 "lmgrid slurm --nproc 2 --array 2 --submit" -- env -u LMGRID_THREADS "$BIN" slurm dp.toml --nproc 2 --array 2 \
+  --cpus 2 --db-dir results/array --submit --set "experiment.description=$desc"
+JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
+wait_job 180 "--nproc 2 --array 2"
+expect_exit 0 "lmgrid merge of the two shard databases" -- "$BIN" merge results/dp.db results/array/slurm-dp.0.db results/array/slurm-dp.1.db
+expect_out "results/dp.db: 2 runs \(2 done\)" "2 runs, all done"
+same "each run trained on 2 ranks (world_size summary)" "$(q "SELECT group_concat(CAST(value AS INT), ' ') FROM summaries WHERE key = 'world_size'" results/dp.db)" "2 2"
+read -r d n <<<"$(max_diff local.db results/dp.db)"
+check "the merged train/loss = the local --nproc 2 run's ($n points of 2 runs, max |diff| $d <= 1e-5)" -- \
+  awk -v d="$d" -v n="$n" 'BEGIN {exit !(n == 60 && d <= 1e-5)}'
 [ "$FAILS" = 0 ] || show_logs
 finish

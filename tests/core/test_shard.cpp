@@ -146,3 +146,41 @@ TEST_CASE("slurm: shell quoting, file stems and option checks", "[unit]") {
   job.array = 0;
   CHECK_THROWS_AS(check_slurm_job(job), UserError);
 }
+
+TEST_CASE("slurm: data-parallel jobs (--nproc, --nodes, --ntasks-per-node)", "[unit]") {
+  SlurmJob job;
+  job.experiment = "e";
+  job.lmgrid = "/bin/lmgrid";
+  job.experiment_file = "/x/e.toml";
+  job.db_dir = "/x/shards";
+  job.log_dir = "/x/slurm";
+  job.workdir = "/x";
+  job.nproc = 4;
+  CHECK(job.world_size() == 4);
+  CHECK_NOTHROW(check_slurm_job(job));
+  CHECK(sbatch_script(job).find(" --shard \"$SLURM_ARRAY_TASK_ID\"/1 --nproc 4 --db ") != std::string::npos);
+  job.nproc = 0;
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.nproc = 2;
+  job.nodes = 3;  // --nproc with --nodes
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.nproc = 1;
+  CHECK(job.world_size() == 3);
+  job.ntasks_per_node = 2;
+  CHECK(job.world_size() == 6);
+  CHECK_NOTHROW(check_slurm_job(job));
+  std::string s = sbatch_script(job);
+  CHECK(s.find("#SBATCH --array") == std::string::npos);
+  CHECK(s.find("#SBATCH --ntasks=6\n") != std::string::npos);
+  CHECK(s.find("export MASTER_PORT=$((29500 + SLURM_JOB_ID % 1000))\n") != std::string::npos);
+  CHECK(s.find("exec srun --nodes=3 --ntasks-per-node=2 --ntasks=6 --kill-on-bad-exit=1 bash -c 'RANK=$SLURM_PROCID "
+               "LOCAL_RANK=$SLURM_LOCALID WORLD_SIZE=$SLURM_NTASKS exec /bin/lmgrid run /x/e.toml --db /x/shards/e.db "
+               "--no-report'\n") != std::string::npos);
+  job.master_port = 70000;
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+  job.master_port = 29999;
+  CHECK(sbatch_script(job).find("export MASTER_PORT=29999\n") != std::string::npos);
+  job.nodes = 1;
+  job.ntasks_per_node = 1;  // one rank is not a data-parallel job
+  CHECK_THROWS_AS(check_slurm_job(job), UserError);
+}

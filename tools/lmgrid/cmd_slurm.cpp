@@ -1,6 +1,8 @@
 // lmgrid slurm FILE: validate the grid as `lmgrid run` does, then write an sbatch array script in
-// which task I runs shard I of N into its own database (core: lmgrid/grid/slurm.hpp); --submit
-// hands it to sbatch. Bad input (the grid, the options, no sbatch for --submit) writes nothing.
+// which task I runs shard I of N into its own database (--nproc K: on K data-parallel ranks), or
+// with --nodes one data-parallel job whose srun tasks are the ranks of every run (core:
+// lmgrid/grid/slurm.hpp); --submit hands it to sbatch. Bad input (the grid, the options, a
+// batch_size the ranks cannot split, no sbatch for --submit) writes nothing.
 #include <cstdio>
 #include <map>
 
@@ -8,6 +10,7 @@
 
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/base/util.hpp>
+#include <lmgrid/config/train_settings.hpp>
 #include <lmgrid/grid/experiment.hpp>
 #include <lmgrid/grid/shard.hpp>
 #include <lmgrid/grid/slurm.hpp>
@@ -27,6 +30,7 @@ struct SlurmOptions {
   int64_t array = 0;  // 0 (not given): default_array_size
   std::string partition, time, gpus;
   int64_t cpus = 0;
+  int64_t nproc = 1, nodes = 0, ntasks_per_node = 1, master_port = 0;
   std::string db_dir = "results/shards";
   std::vector<std::string> sets;
   bool submit = false;
@@ -46,6 +50,46 @@ std::pair<std::string, int> run_shell(const std::string& cmd, std::string* all =
   return {first, WIFEXITED(status) ? WEXITSTATUS(status) : 128};
 }
 
+// As `lmgrid run --nproc`: every global batch must split evenly over the ranks.
+void check_batch_split(const Experiment& exp, const std::string& file, int64_t ranks) {
+  if (ranks < 2) return;
+  for (const auto& r : exp.runs) {
+    int64_t bs = TrainSettings::from(r.section_params("train")).batch_size;
+    if (bs % ranks != 0)
+      throw UserError(
+          fmt::format("{}: [train] batch_size = {} does not split over {} data-parallel ranks (make it a "
+                      "multiple of {})",
+                      file, bs, ranks, ranks));
+  }
+}
+
+// stderr: what the job will do and how to gather its results.
+void print_plan(const SlurmJob& job, const std::vector<int64_t>& sizes) {
+  if (job.data_parallel_job()) {
+    std::fprintf(stderr,
+                 "lmgrid: experiment '%s': %lld runs, one after another, in one job of %lld nodes x %lld ranks "
+                 "(WORLD_SIZE %lld)\n",
+                 job.experiment.c_str(), static_cast<long long>(job.n_runs), static_cast<long long>(job.nodes),
+                 static_cast<long long>(job.ntasks_per_node), static_cast<long long>(job.world_size()));
+    std::fprintf(stderr, "lmgrid: database: %s (rank 0 writes it); when the job is done:\n  %s report --db %s\n",
+                 job_db_path(job).c_str(), job.lmgrid.c_str(), shell_quote(job_db_path(job).string()).c_str());
+    return;
+  }
+  int64_t empty = std::count(sizes.begin(), sizes.end(), 0);
+  std::string shards;
+  for (size_t i = 0; i < sizes.size() && i < 64; ++i) shards += (i ? " " : "") + std::to_string(sizes[i]);
+  if (sizes.size() > 64) shards += " ...";
+  std::fprintf(stderr, "lmgrid: experiment '%s': %lld runs in %lld tasks (runs per task: %s)%s%s\n",
+               job.experiment.c_str(), static_cast<long long>(job.n_runs), static_cast<long long>(job.array),
+               shards.c_str(), empty ? fmt::format("; {} tasks have no run", empty).c_str() : "",
+               job.nproc > 1 ? fmt::format("; each run on {} data-parallel ranks", job.nproc).c_str() : "");
+  std::fprintf(stderr, "lmgrid: shard databases: %s; when the array is done:\n  %s merge %s %s{0..%lld}.db\n",
+               shard_db_path(job, 0).parent_path().c_str(), job.lmgrid.c_str(),
+               shell_quote(default_db_path().string()).c_str(),
+               shell_quote((job.db_dir / (slurm_file_stem(job.experiment) + ".")).string()).c_str(),
+               static_cast<long long>(job.array - 1));
+}
+
 int write_slurm(const SlurmOptions& opt) {
   const Registry& registry = Registry::instance();
   Experiment exp = load_experiment(opt.file, opt.sets, registry);  // bad input: nothing written
@@ -58,7 +102,13 @@ int write_slurm(const SlurmOptions& opt) {
   job.time = opt.time;
   job.gpus = opt.gpus;
   job.cpus = opt.cpus;
+  job.nproc = opt.nproc;
+  job.nodes = opt.nodes;
+  job.ntasks_per_node = opt.ntasks_per_node;
+  job.master_port = opt.master_port;
+  if (job.data_parallel_job()) job.array = 1;
   check_slurm_job(job);
+  check_batch_split(exp, opt.file, job.world_size());
   std::error_code ec;
   job.lmgrid = fs::read_symlink("/proc/self/exe", ec);
   if (ec || job.lmgrid.empty()) job.lmgrid = fs::absolute(g_argv[0]);
@@ -67,7 +117,8 @@ int write_slurm(const SlurmOptions& opt) {
   job.workdir = fs::current_path();
   job.db_dir = fs::absolute(opt.db_dir).lexically_normal();
   job.log_dir = fs::absolute("results/slurm").lexically_normal();
-  job.env = slurm_task_env(job.cpus);
+  // --cpus is per Slurm task: an array task's ranks share it, a data-parallel job's rank has it all.
+  job.env = slurm_task_env(job.cpus, job.data_parallel_job() ? 1 : job.nproc);
 
   std::string sbatch;
   if (opt.submit) {
@@ -81,7 +132,6 @@ int write_slurm(const SlurmOptions& opt) {
   // How the runs fall into the shards (by config hash: some may be empty).
   std::vector<int64_t> sizes(static_cast<size_t>(job.array), 0);
   for (const auto& r : exp.runs) ++sizes[static_cast<size_t>(shard_of(r.hash(), job.array))];
-  int64_t empty = std::count(sizes.begin(), sizes.end(), 0);
 
   const std::string text = sbatch_script(job);  // throws UserError for a path sbatch cannot read
   fs::create_directories(job.log_dir);
@@ -90,17 +140,7 @@ int write_slurm(const SlurmOptions& opt) {
   write_file_atomic(script, text);
   fs::permissions(script, fs::perms::owner_exec | fs::perms::group_exec, fs::perm_options::add, ec);
   std::printf("%s\n", script.c_str());
-  std::string shards;
-  for (size_t i = 0; i < sizes.size() && i < 64; ++i) shards += (i ? " " : "") + std::to_string(sizes[i]);
-  if (sizes.size() > 64) shards += " ...";
-  std::fprintf(stderr, "lmgrid: experiment '%s': %lld runs in %lld tasks (runs per task: %s)%s\n", exp.name.c_str(),
-               static_cast<long long>(job.n_runs), static_cast<long long>(job.array), shards.c_str(),
-               empty ? fmt::format("; {} tasks have no run", empty).c_str() : "");
-  std::fprintf(stderr, "lmgrid: shard databases: %s; when the array is done:\n  %s merge %s %s{0..%lld}.db\n",
-               shard_db_path(job, 0).parent_path().c_str(), job.lmgrid.c_str(),
-               shell_quote(default_db_path().string()).c_str(),
-               shell_quote((job.db_dir / (slurm_file_stem(job.experiment) + ".")).string()).c_str(),
-               static_cast<long long>(job.array - 1));
+  print_plan(job, sizes);
 
   if (opt.submit) {
     std::string all;
@@ -122,16 +162,39 @@ void add_slurm(CLI::App& app) {
       app.add_subcommand("slurm", "Write (and --submit) an sbatch array script: task I runs shard I of the grid");
   cmd->add_option("file", opt->file, "experiment TOML file")->required();
   auto* array = cmd->add_option("--array", opt->array, "tasks (= shards; default: the number of runs, at most 8)");
+  cmd->add_option("--nproc", opt->nproc,
+                  "array tasks: data-parallel ranks per run on the task's node (lmgrid run --nproc)")
+      ->check(CLI::Range(1, 256));
+  auto* nodes = cmd->add_option("--nodes", opt->nodes,
+                                "one data-parallel job on N nodes instead of an array: srun's tasks are the ranks of "
+                                "every run");
+  auto* per_node =
+      cmd->add_option("--ntasks-per-node", opt->ntasks_per_node, "with --nodes: ranks per node (default 1)");
+  auto* port = cmd->add_option("--master-port", opt->master_port,
+                               "with --nodes: rank 0's port (default 29500 + SLURM_JOB_ID % 1000)");
   cmd->add_option("--partition", opt->partition, "#SBATCH --partition");
   cmd->add_option("--time", opt->time, "#SBATCH --time (per task)");
-  cmd->add_option("--gpus", opt->gpus, "#SBATCH --gpus (per task)");
-  cmd->add_option("--cpus", opt->cpus, "#SBATCH --cpus-per-task (also the task's LMGRID_THREADS)");
+  cmd->add_option("--gpus", opt->gpus, "#SBATCH --gpus (per array task; with --nodes: --gpus-per-node)");
+  cmd->add_option("--cpus", opt->cpus,
+                  "#SBATCH --cpus-per-task (and LMGRID_THREADS = max(1, C / --nproc); with --nodes C per rank)");
   cmd->add_option("--db-dir", opt->db_dir, "folder of the shard databases (default results/shards)");
   cmd->add_option("--set", opt->sets, "override a key: section.key=value (repeatable; passed to every task)");
   cmd->add_flag("--submit", opt->submit, "submit the script with sbatch and print the job id");
-  cmd->callback([opt, array] {
+  cmd->callback([opt, array, nodes, per_node, port] {
     if (array->count() && opt->array < 1)
       throw UserError(fmt::format("--array {}: the number of tasks must be at least 1", opt->array));
+    if (nodes->count() && opt->nodes < 1) throw UserError(fmt::format("--nodes {}: must be at least 1", opt->nodes));
+    if (nodes->count() && array->count())
+      throw UserError(
+          "--nodes and --array together: --nodes makes one data-parallel job that runs the whole grid, --array an "
+          "array of shards (each task's runs on --nproc ranks); use one or the other");
+    if (!nodes->count() && per_node->count())
+      throw UserError(
+          "--ntasks-per-node without --nodes: a data-parallel job needs --nodes N (an array task takes --nproc)");
+    if (!nodes->count() && port->count())
+      throw UserError("--master-port without --nodes: only a data-parallel job has one");
+    if (port->count() && opt->master_port < 1)
+      throw UserError(fmt::format("--master-port {}: must be between 1 and 65535", opt->master_port));
     int rc = write_slurm(*opt);
     if (rc != 0) throw Exit{rc};
   });
