@@ -125,6 +125,11 @@ read -r d n <<<"$(max_diff train/loss launcher.db two_float32.db)"
 check "launcher mode: the same loss series as --nproc 2 ($n points, max |diff| $d)" -- test "$d" = 0 -a "$n" = 50
 check "launcher mode: rank 1 wrote no database" -- test ! -e results/lmgrid.db
 
+# GLOO_SOCKET_IFNAME picks Gloo's interface (here the loopback one).
+GLOO_SOCKET_IFNAME=lo "$BIN" run eq_float32.toml --db ifname.db --nproc 2 >ifname.log 2>&1 || { fail "GLOO_SOCKET_IFNAME=lo"; cat ifname.log; }
+read -r d n <<<"$(max_diff train/loss ifname.db two_float32.db)"
+check "GLOO_SOCKET_IFNAME=lo: the same loss series ($n points, max |diff| $d)" -- test "$d" = 0 -a "$n" = 50
+
 # 5. Bad launch settings: exit 2, nothing written.
 write_exp odd.toml odd
 setkey odd.toml batch_size 7

@@ -34,6 +34,8 @@ const std::vector<EnvVar>& env_vars() {
       {"LMGRID_DIST_TIMEOUT", "data parallel: seconds a rank waits for its peers before the run ends (default 300)"},
       {"LMGRID_DIST_BACKEND",
        "data parallel: `auto` (NCCL for CUDA tensors where LibTorch has it, Gloo otherwise), `gloo` or `nccl`"},
+      {"GLOO_SOCKET_IFNAME",
+       "data parallel: the network interface Gloo uses (e.g. `ib0`; default: the host name's address)"},
       {"XDG_CACHE_HOME", "base of the default cache folder"},
       {"HOME", "base of the default cache folder when `XDG_CACHE_HOME` is unset"},
   };

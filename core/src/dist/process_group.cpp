@@ -169,9 +169,12 @@ Group::Group(const LaunchEnv& env, c10::intrusive_ptr<c10d::Store> store, const 
     throw UserError("LMGRID_DIST_BACKEND=nccl but this LibTorch build has no NCCL (use the CUDA torch wheel)");
   impl_->use_nccl = backend != "gloo" && nccl_built();
   auto opts = c10d::ProcessGroupGloo::Options::create(env.timeout);
-  // Loopback for one machine; the address of this host's name (or loopback) otherwise.
+  // The network interface GLOO_SOCKET_IFNAME names (as in PyTorch); else loopback for one
+  // machine, and the address of this host's name (or loopback) otherwise.
   bool local = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
+  std::string ifname = env_or("GLOO_SOCKET_IFNAME", "");
   opts->devices.push_back(guarded("creating the Gloo device", [&] {
+    if (!ifname.empty()) return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
     return local ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                  : c10d::ProcessGroupGloo::createDefaultDevice();
   }));
