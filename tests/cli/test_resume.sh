@@ -47,6 +47,34 @@ t1=$("$BIN" sql "$tq" --db k.db --format csv | tail -1)
 t2=$("$BIN" sql "$tq" --db ref.db --format csv | tail -1)
 check "resumed run has the uninterrupted train loss series" -- test -n "$t1" -a "$t1" = "$t2"
 
+# A corrupted newest checkpoint: the run resumes from the one before it, not from step 0.
+write_exp c.toml corrupt 'steps = 300
+checkpoint_every = 50'
+"$BIN" run c.toml --db cref.db >/dev/null 2>&1 || fail "corrupt: reference run"
+setsid "$BIN" run c.toml --db c.db >c1.log 2>&1 &
+pid=$!
+for i in $(seq 1 600); do
+  st=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = 1 AND step >= 100" --db c.db --format csv 2>/dev/null | tail -1)
+  [ "${st:-0}" -ge 1 ] && break
+  sleep 0.1
+done
+kill -9 -- -"$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+steps=$("$BIN" sql "SELECT group_concat(step, ' ') FROM (SELECT step FROM checkpoints WHERE run_id = 1 ORDER BY step)" --db c.db --format csv | tail -1)
+newest=$("$BIN" sql "SELECT path FROM checkpoints WHERE run_id = 1 ORDER BY step DESC LIMIT 1" --db c.db --format csv | tail -n +2)
+case "$newest" in /* | "") ;; *) newest="$WORK/$newest" ;; esac
+older=${steps%% *}
+check "two checkpoints kept before the kill ($steps)" -- test "$older" != "$steps"
+size=$(stat -c %s "$newest")
+printf 'XXXXXXXX' | dd of="$newest" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null  # payload, not header
+"$BIN" run c.toml --db c.db >c2.log 2>&1 || { fail "corrupt: rerun"; cat c2.log; }
+grep -q "trying the checkpoint before it" c2.log && pass "the corrupted newest checkpoint is reported" || { fail "no report"; cat c2.log; }
+grep -q "resuming from step $older " c2.log && pass "resumed from the checkpoint before it (step $older)" || { fail "not from step $older"; cat c2.log; }
+check "the corrupted file is moved aside" -- test -e "$newest.corrupt"
+fq1=$("$BIN" sql "SELECT printf('%.17g', value) FROM metrics WHERE run_id = 1 AND name = 'val/loss' ORDER BY step DESC LIMIT 1" --db c.db --format csv | tail -n +2)
+fq2=$("$BIN" sql "SELECT printf('%.17g', value) FROM metrics WHERE run_id = 1 AND name = 'val/loss' ORDER BY step DESC LIMIT 1" --db cref.db --format csv | tail -n +2)
+check "and ends with the uninterrupted final val loss ($fq1 vs $fq2)" -- test -n "$fq1" -a "$fq1" = "$fq2"
+
 # A corrupted checkpoint is detected and not loaded.
 ck=$("$BIN" sql "SELECT path FROM checkpoints WHERE run_id = 1 ORDER BY step DESC LIMIT 1" --db k.db --format csv | tail -n +2)
 case "$ck" in /* | "") ;; *) ck="$WORK/$ck" ;; esac  # stored relative to the database's folder

@@ -277,11 +277,12 @@ class CheckpointManager {
     }
     return std::nullopt;
   }
-  // A checkpoint whose payload failed to load: moved aside, and every row forgotten.
-  void discard_all(const fs::path& bad, const std::string& why) {
-    warn(why, "starting from scratch");
+  // A checkpoint whose payload failed to load: moved aside and its row forgotten; the caller
+  // tries the one before it.
+  void discard(const fs::path& bad, int64_t step, const std::string& why) {
+    warn(why, "trying the checkpoint before it");
     move_aside(bad);
-    store_.delete_checkpoints(run_id_);
+    store_.delete_checkpoint(run_id_, step);
   }
   void save(int64_t step, const CheckpointMeta& meta, Model& model, const Optimizer* optimizer) {
     fs::path file = dir_ / fmt::format("ckpt-{:08d}.lmck", step);
@@ -392,20 +393,24 @@ class RunTrainer {
     if (writer()) {
       fs::path run_dir = store_->run_dir(row_.config_hash);  // beside the database, not the cwd
       fs::create_directories(run_dir);
+      // The newest checkpoint that loads: one whose payload fails its checksum is moved aside
+      // and the one before it tried, down to a fresh start.
       resume = ckpts_->newest_valid();
-      o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
-      if (resume) {
+      while (true) {
+        o_ = build_run(cfg_, registry_, true, resume ? resume->second.tokenizer_state : "");
+        if (!resume) break;
         try {  // load_checkpoint verifies the payload checksum before anything is loaded
           CheckpointMeta meta = load_checkpoint(resume->first, *o_.model, o_.optimizer.get(), true, o_.device);
           st_.restore(meta);
           scaler_state_ = meta.extra.value("loss_scale", nlohmann::json::object());
           std::fprintf(stderr, "lmgrid: run %lld: resuming from step %lld (%s)\n", static_cast<long long>(run_id_),
                        static_cast<long long>(st_.step), resume->first.c_str());
+          break;
         } catch (const CheckpointError& e) {
-          ckpts_->discard_all(resume->first, e.what());
-          resume.reset();
+          ckpts_->discard(resume->first, resume->second.step, e.what());
+          resume = ckpts_->newest_valid();
           st_ = TrainState{};
-          o_ = build_run(cfg_, registry_, true);
+          scaler_state_ = nlohmann::json();
         }
       }
     }
