@@ -176,7 +176,11 @@ int run_grid(const RunOptions& opt) {
     auto r = store.run(id);
     auto best = store.summary(id, "best_val_loss");
     if (is_unsuccessful(r->status)) ++n_unsuccessful;
-    if (r->status == RunStatus::interrupted) ++n_interrupted;
+    // A run this invocation claimed that is still `running`: its end could not be recorded (the
+    // database's disk is full); the next `lmgrid run` takes it over.
+    bool unrecorded = r->status == RunStatus::running && r->host == hostname() &&
+                      (!r->worker_pid || kill(static_cast<pid_t>(*r->worker_pid), 0) != 0);
+    if (r->status == RunStatus::interrupted || unrecorded) ++n_interrupted;
     rows.push_back({std::to_string(id), r->config_hash.substr(0, 12), status_name(r->status), std::to_string(r->step),
                     best ? fmt::format("{:.4f}", *best) : "", r->error.substr(0, 80)});
   }

@@ -21,9 +21,11 @@
 #include <lmgrid/dist/process_group.hpp>
 #include <lmgrid/plugin/boundary.hpp>
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/base/machine_error.hpp>
 #include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/sys/gpu.hpp>
 #include <lmgrid/plugin/registry.hpp>
+#include <lmgrid/run/supervisor.hpp>
 #include <lmgrid/store/store.hpp>
 #include <lmgrid/train/trainer.hpp>
 
@@ -93,6 +95,16 @@ int work(const WorkerOptions& opt) {
     }
     RunOutcome out = train_run(store, opt.run_id, Registry::instance(), hooks);
     return out == RunOutcome::interrupted ? 130 : 0;
+  } catch (const MachineError& e) {
+    // The disk filled, an I/O error: the run resumes once it clears. Recording that may fail on
+    // the same full disk; the supervisor then records it (exit status kMachineFaultExit).
+    std::string what = std::string(e.what()) + " (a fault of the machine: the run resumes on the next `lmgrid run`)";
+    try {
+      store.set_status(opt.run_id, RunStatus::interrupted, what);
+    } catch (const std::exception&) {
+    }
+    std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
+    return kMachineFaultExit;
   } catch (const dist::DistError& e) {
     std::string what = std::string(e.what()) + "; the run resumes from its last checkpoint on the next `lmgrid run`";
     store.set_status(opt.run_id, RunStatus::interrupted, what);

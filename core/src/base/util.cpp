@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -13,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/machine_error.hpp"
 
 namespace lmgrid {
 
@@ -83,25 +86,50 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+bool is_machine_errno(int err) { return err == ENOSPC || err == EDQUOT || err == EIO || err == EROFS; }
+
+void throw_io_error(const std::string& what, int err) {
+  std::string msg = what + ": " + std::strerror(err);
+  if (is_machine_errno(err)) throw MachineError(msg);
+  throw std::runtime_error(msg);
+}
+
+// Writes `data` to `file` through a temporary beside it, renamed over it only when complete and
+// synced: a reader never sees half a file. A failure removes the temporary and says why (errno).
 void write_file_atomic(const std::filesystem::path& file, const std::string& data) {
-  if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+  std::error_code ec;
+  if (file.has_parent_path()) {
+    std::filesystem::create_directories(file.parent_path(), ec);
+    if (ec) throw_io_error("cannot create " + file.parent_path().string(), ec.value());
+  }
   std::filesystem::path tmp = file;
   tmp += fmt::format(".tmp.{}", getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw std::runtime_error("cannot write " + tmp.string());
+  if (fd < 0) throw_io_error("cannot write " + tmp.string(), errno);
+  auto fail = [&](const char* what, int err) {
+    ::close(fd);
+    std::filesystem::remove(tmp, ec);
+    throw_io_error(std::string(what) + " " + tmp.string(), err);
+  };
   size_t off = 0;
   while (off < data.size()) {
     ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n <= 0) {
-      ::close(fd);
-      std::filesystem::remove(tmp);
-      throw std::runtime_error("write failed: " + tmp.string());
-    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) fail("write failed:", n < 0 ? errno : ENOSPC);
     off += static_cast<size_t>(n);
   }
-  ::fsync(fd);
-  ::close(fd);
-  std::filesystem::rename(tmp, file);
+  if (::fsync(fd) != 0) fail("fsync failed:", errno);
+  if (::close(fd) != 0) {
+    int err = errno;
+    std::filesystem::remove(tmp, ec);
+    throw_io_error("close failed: " + tmp.string(), err);
+  }
+  std::filesystem::rename(tmp, file, ec);
+  if (ec) {
+    int err = ec.value();
+    std::filesystem::remove(tmp, ec);
+    throw_io_error("cannot rename " + tmp.string() + " to " + file.string(), err);
+  }
 }
 
 std::string read_file(const std::filesystem::path& file) {

@@ -20,6 +20,8 @@
 #include <optional>
 #include <thread>
 
+#include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/machine_error.hpp"
 #include "lmgrid/dist/process_group.hpp"
 
 #include "lmgrid/base/env.hpp"
@@ -78,13 +80,19 @@ class Supervisor {
 
   void run() {
     while (true) {
-      while (!stopping() && static_cast<int>(active_.size()) < opt_.workers) {
+      while (!stopping() && machine_fault_.empty() && static_cast<int>(active_.size()) < opt_.workers) {
         // A run that ended here (even `interrupted` by a lost rank or a kill) is not claimed again
         // by this invocation: a fault that repeats must not loop; the next `lmgrid run` resumes it.
         std::vector<int64_t> open;
         for (int64_t id : ids_)
           if (!ended_.count(id)) open.push_back(id);
-        auto claimed = store_.claim_next(open, getpid());
+        std::optional<RunRow> claimed;
+        try {
+          claimed = store_.claim_next(open, getpid());
+        } catch (const MachineError& e) {
+          on_machine_fault(e.what());
+          break;
+        }
         if (!claimed) break;
         spawn_run(claimed->id);
       }
@@ -228,6 +236,8 @@ class Supervisor {
                                           : fmt::format("worker exited with status {}", WEXITSTATUS(status));
     if (!plugin.empty()) why += " in plugin " + plugin;
     RunGroup& g = active_[run_id];
+    const bool machine_exit = WIFEXITED(status) && WEXITSTATUS(status) == kMachineFaultExit;
+    if (machine_exit) on_machine_fault(fmt::format("run {}: a fault of the machine (see its error)", run_id));
     if (opt_.nproc > 1) why = fmt::format("rank {} of {}: {}", rank, opt_.nproc, why);
     // Rank 0 has ended: its run is recorded, so ranks still alive (a hung peer) are stopped,
     // SIGTERM then SIGKILL after 5 s, rather than left to hold the grid.
@@ -254,10 +264,15 @@ class Supervisor {
       // A kill from outside (SIGKILL from an OOM killer or a scheduler, SIGTERM) is a fault of
       // the machine: the run resumes on the next `lmgrid run`. A crash inside a plugin, or an
       // exit without an outcome, is the run's own failure.
-      bool machine = g.fault_is_kill;
-      store_.set_status(run_id, machine ? RunStatus::interrupted : RunStatus::failed,
-                        machine ? g.first_fault + "; the run resumes from its last checkpoint on the next `lmgrid run`"
-                                : g.first_fault);
+      bool machine = g.fault_is_kill || machine_exit;
+      try {
+        store_.set_status(run_id, machine ? RunStatus::interrupted : RunStatus::failed,
+                          machine
+                              ? g.first_fault + "; the run resumes from its last checkpoint on the next `lmgrid run`"
+                              : g.first_fault);
+      } catch (const MachineError& e) {  // the database's disk is full too: the next run takes it over
+        on_machine_fault(e.what());
+      }
       std::fprintf(stderr, "lmgrid: run %lld %s: %s\n", static_cast<long long>(run_id),
                    machine ? "interrupted" : "failed", g.first_fault.c_str());
     } else if (row && row->status == RunStatus::interrupted && !g.first_fault.empty() && rank_fault_first(g, *row)) {
@@ -266,6 +281,16 @@ class Supervisor {
     }
     active_.erase(run_id);
     ended_.insert(run_id);
+  }
+
+  // Disk full, an I/O error: the runs still training finish or stop by themselves, no new one starts.
+  void on_machine_fault(const std::string& why) {
+    if (!machine_fault_.empty()) return;
+    machine_fault_ = why;
+    std::fprintf(stderr,
+                 "lmgrid: %s; starting no new runs (the ones training go on); run the same command again once it "
+                 "is cleared\n",
+                 why.c_str());
   }
 
   struct RunGroup {
@@ -288,6 +313,7 @@ class Supervisor {
   std::optional<dist::StoreServer> server_;                           // data parallel: the rendezvous of every run
   int announced_ = 0;
   bool forwarded_ = false;
+  std::string machine_fault_;  // set: a fault of the machine was seen; nothing more is claimed
 };
 
 }  // namespace

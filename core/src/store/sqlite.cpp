@@ -3,15 +3,23 @@
 
 #include <stdexcept>
 
+#include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/machine_error.hpp"
+
 namespace lmgrid::sql {
 
-static std::runtime_error sql_error(sqlite3* db, const std::string& what) {
-  return std::runtime_error(what + ": " + (db ? sqlite3_errmsg(db) : "sqlite error"));
+// A full disk or an I/O error under the database is a fault of the machine (MachineError:
+// the run is interrupted, not failed); anything else is a runtime error.
+[[noreturn]] static void throw_sql_error(sqlite3* db, const std::string& what) {
+  std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : "sqlite error");
+  int code = db ? (sqlite3_extended_errcode(db) & 0xff) : SQLITE_ERROR;
+  if (code == SQLITE_FULL || code == SQLITE_IOERR) throw MachineError(msg);
+  throw std::runtime_error(msg);
 }
 
 Stmt::Stmt(sqlite3* db, const std::string& sql) : db_(db) {
   if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt_, nullptr) != SQLITE_OK)
-    throw sql_error(db, "preparing SQL [" + sql + "]");
+    throw_sql_error(db, "preparing SQL [" + sql + "]");
 }
 Stmt::Stmt(Stmt&& o) noexcept : db_(o.db_), stmt_(o.stmt_) { o.stmt_ = nullptr; }
 // Destructors cannot report: finalize returns the last step's error (already thrown), and close
@@ -23,7 +31,7 @@ Stmt::~Stmt() { (void)sqlite3_finalize(stmt_); }
 void Stmt::check_bind(int rc, int i) {
   if (rc == SQLITE_OK) return;
   std::string sql = sqlite3_sql(stmt_) ? sqlite3_sql(stmt_) : "";
-  throw sql_error(db_, "binding parameter " + std::to_string(i) + " of SQL [" + sql + "]");
+  throw_sql_error(db_, "binding parameter " + std::to_string(i) + " of SQL [" + sql + "]");
 }
 Stmt& Stmt::bind(int i, int64_t v) {
   check_bind(sqlite3_bind_int64(stmt_, i, v), i);
@@ -54,7 +62,7 @@ bool Stmt::step() {
   if (rc == SQLITE_DONE) return false;
   std::string sql = sqlite3_sql(stmt_) ? sqlite3_sql(stmt_) : "";
   sqlite3_reset(stmt_);
-  throw sql_error(db_, "running SQL [" + sql + "]");
+  throw_sql_error(db_, "running SQL [" + sql + "]");
 }
 void Stmt::run() {
   while (step()) {
@@ -94,9 +102,8 @@ Db::~Db() { (void)sqlite3_close(db_); }
 void Db::exec(const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "error";
     sqlite3_free(err);
-    throw std::runtime_error("SQL [" + sql.substr(0, 200) + "]: " + msg);
+    throw_sql_error(db_, "SQL [" + sql.substr(0, 200) + "]");
   }
 }
 int64_t Db::last_insert_id() const { return sqlite3_last_insert_rowid(db_); }

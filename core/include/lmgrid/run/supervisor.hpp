@@ -18,6 +18,10 @@
 
 namespace lmgrid {
 
+// A worker's exit status when a fault of the machine (MachineError: disk full, I/O error)
+// stopped its run: the run is `interrupted`, and the supervisor starts no new run.
+inline constexpr int kMachineFaultExit = 75;  // EX_TEMPFAIL
+
 struct SupervisorOptions {
   std::string argv0;                             // argv[0] the workers get (the path the user ran)
   std::filesystem::path exe = "/proc/self/exe";  // the program started as a worker
