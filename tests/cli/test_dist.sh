@@ -14,6 +14,15 @@ max_diff() {  # max_diff NAME DB1 DB2 [RUN]
 }
 # setkey FILE KEY VALUE: a [train] key replaced or added
 setkey() { if grep -q "^$2 = " "$1"; then sed -i "s/^$2 = .*/$2 = $3/" "$1"; else sed -i "s/^\[train\]$/[train]\n$2 = $3/" "$1"; fi; }
+# wait_checkpoint DB MIN_STEP: until run 1 of DB has a checkpoint at MIN_STEP or later (60 s at most)
+wait_checkpoint() {
+  local c i
+  for i in $(seq 1 600); do
+    c=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = 1 AND step >= $2" --db "$1" --format csv 2>/dev/null | tail -1)
+    [ "${c:-0}" -ge 1 ] && return
+    sleep 0.1
+  done
+}
 status_of() { "$BIN" sql "SELECT status FROM runs WHERE id = $2" --db "$1" --format csv | tail -n +2; }
 error_of() { "$BIN" sql "SELECT error FROM runs WHERE id = $2" --db "$1" --format csv | tail -n +2; }
 
@@ -55,11 +64,7 @@ printf '[grid]\n"optim.lr" = [3e-3, 2e-3]\n' >>k.toml
 "$BIN" run k.toml --db ref.db --nproc 2 >/dev/null 2>&1 || fail "reference grid"
 setsid "$BIN" run k.toml --db k.db --nproc 2 >k1.log 2>&1 &
 pid=$!
-for i in $(seq 1 600); do
-  c=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = 1 AND step >= 100" --db k.db --format csv 2>/dev/null | tail -1)
-  [ "${c:-0}" -ge 1 ] && break
-  sleep 0.1
-done
+wait_checkpoint k.db 100
 victim=$(pgrep -f -- "--follow --dist-prefix run1$")
 check "rank 1 of run 1 found (pid $victim)" -- test -n "$victim"
 t0=$(date +%s)
@@ -90,11 +95,7 @@ write_exp h.toml hang 'steps = 2000
 checkpoint_every = 50'
 setsid "$BIN" run h.toml --db h.db --nproc 2 >h.log 2>&1 &
 pid=$!
-for i in $(seq 1 600); do
-  c=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = 1" --db h.db --format csv 2>/dev/null | tail -1)
-  [ "${c:-0}" -ge 1 ] && break
-  sleep 0.1
-done
+wait_checkpoint h.db 0
 victim=$(pgrep -f -- "--follow --dist-prefix run1$")
 t0=$(date +%s)
 kill -STOP $victim

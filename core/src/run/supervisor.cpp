@@ -250,7 +250,6 @@ class Supervisor {
         }
     if (abnormal && !stopped_by_us && g.first_fault.empty()) {
       g.first_fault = why;
-      g.fault_is_crash = WIFSIGNALED(status) && !plugin.empty();
       // Signals sent from outside (an OOM killer, a scheduler's time limit, a user); a crash
       // signal (SIGSEGV, SIGABRT...) in host or plugin code is a failure of the run.
       const int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -294,8 +293,8 @@ class Supervisor {
   }
 
   struct RunGroup {
-    std::string first_fault;  // the first rank that ended abnormally, and how
-    bool fault_is_crash = false, fault_is_kill = false;
+    std::string first_fault;     // the first rank that ended abnormally, and how
+    bool fault_is_kill = false;  // ended by a signal from outside: a fault of the machine
   };
   static bool rank_fault_first(const RunGroup& g, const RunRow& row) {
     return row.error.rfind("data parallel:", 0) == 0 && g.first_fault.rfind("rank 0 ", 0) != 0;
