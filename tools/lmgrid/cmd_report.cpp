@@ -27,6 +27,13 @@ void add_report(CLI::App& app) {
   cmd->add_option("--best-over", opt->r.best_over, "per group of the other keys, the best value of this key");
   cmd->add_option("--x", opt->r.x, "x axis of the loss curves: step, tokens or time");
   auto* t = cmd->add_option("--target-loss", opt->target, "loss to reach for the tokens/time-to-target columns");
+  cmd->add_option("--metric", opt->r.metric,
+                  "what ranks groups and picks --best-over: loss (lowest mean best val loss), accuracy (highest "
+                  "mean best val accuracy) or auto (accuracy when every finished run has per-slice accuracies)");
+  cmd->add_option("--accuracy-x", opt->r.accuracy_x,
+                  "charts of final val accuracy vs this config key, one per value of --accuracy-slice");
+  cmd->add_option("--accuracy-slice", opt->r.accuracy_slice,
+                  "slice key of the --accuracy-x charts (e.g. seq_len; default: the only one)");
   cmd->add_option("--title", opt->r.title, "page title");
   cmd->add_option("--out,-o", opt->r.out, "output folder (default: <db dir>/<experiment>/)");
   cmd->callback([opt, t] {

@@ -158,12 +158,28 @@ ReportSpec parse_report(const toml::table& t, const std::string& file, std::map<
     } else if (key == "out") {
       spec.out = str(node, key);
       if (spec.out.empty()) throw UserError(fmt::format("{}: [report] out must not be empty", where_of(file, node)));
+    } else if (key == "metric") {
+      spec.metric = str(node, key);
+      if (spec.metric != "auto" && spec.metric != "loss" && spec.metric != "accuracy")
+        throw UserError(fmt::format("{}: [report] metric = \"{}\": expected \"auto\", \"loss\" or \"accuracy\"",
+                                    where_of(file, node), spec.metric));
+    } else if (key == "accuracy_x") {
+      spec.accuracy_x = str(node, key);
+      key_where[spec.accuracy_x] = where_of(file, node);
+    } else if (key == "accuracy_slice") {
+      spec.accuracy_slice = str(node, key);  // a slice of the val answers: checked when the report is built
+      if (spec.accuracy_slice.empty())
+        throw UserError(fmt::format("{}: [report] accuracy_slice must not be empty", where_of(file, node)));
     } else {
-      std::string hint = nearest(key, {"group_by", "best_over", "x", "target_loss", "out"});
+      std::string hint =
+          nearest(key, {"group_by", "best_over", "x", "target_loss", "out", "metric", "accuracy_x", "accuracy_slice"});
       throw UserError(fmt::format("{}: unknown key '{}' in [report]{}", where_of(file, node), key,
                                   hint.empty() ? "" : "; did you mean '" + hint + "'?"));
     }
   }
+  if (!spec.accuracy_slice.empty() && spec.accuracy_x.empty())
+    throw UserError(
+        fmt::format("{}: [report] accuracy_slice needs accuracy_x (the config key on the x axis)", where_of(file, t)));
   return spec;
 }
 
@@ -614,6 +630,9 @@ void dump_report(std::string& out, const ReportSpec& r) {
   out += "x = " + toml_string(r.x) + "\n";
   if (r.target_loss) out += "target_loss = " + toml_value(Value(*r.target_loss)) + "\n";
   if (!r.out.empty()) out += "out = " + toml_string(r.out) + "\n";
+  if (r.metric != "auto") out += "metric = " + toml_string(r.metric) + "\n";
+  if (!r.accuracy_x.empty()) out += "accuracy_x = " + toml_string(r.accuracy_x) + "\n";
+  if (!r.accuracy_slice.empty()) out += "accuracy_slice = " + toml_string(r.accuracy_slice) + "\n";
 }
 
 }  // namespace

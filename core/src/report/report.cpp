@@ -125,16 +125,82 @@ void check_key(const std::string& flag, const std::string& key, const std::vecto
       fmt::format("{}: unknown key '{}'{}", flag, key, hint.empty() ? "" : "; did you mean '" + hint + "'?"));
 }
 
+constexpr const char* kSlicePrefix = "final_val_accuracy/";
+
+// A summary key "final_val_accuracy/<key>=<value>" split into key and value; false otherwise.
+bool parse_slice(const std::string& summary, std::string& key, std::string& value) {
+  size_t n = std::char_traits<char>::length(kSlicePrefix);
+  if (summary.compare(0, n, kSlicePrefix) != 0) return false;
+  size_t eq = summary.find('=', n);
+  if (eq == std::string::npos || eq == n) return false;
+  key = summary.substr(n, eq - n), value = summary.substr(eq + 1);
+  return true;
+}
+
+// A text that is a whole number ("16", "1e-3", "-2.5"); sets x.
+bool as_number(const std::string& s, double& x) {
+  if (s.empty()) return false;
+  char* end;
+  x = std::strtod(s.c_str(), &end);
+  return *end == 0 && std::isfinite(x);
+}
+
 }  // namespace
+
+bool natural_less(const std::string& a, const std::string& b) {
+  double x, y;
+  bool na = as_number(a, x), nb = as_number(b, y);
+  if (na && nb) return x < y || (x == y && a < b);
+  if (na != nb) return na;  // numbers first
+  size_t i = 0, j = 0;
+  while (i < a.size() && j < b.size()) {
+    bool da = std::isdigit(static_cast<unsigned char>(a[i])), db = std::isdigit(static_cast<unsigned char>(b[j]));
+    if (da && db) {  // compare the digit runs by value: skip leading zeros, then length, then digits
+      size_t ie = i, je = j;
+      while (ie < a.size() && std::isdigit(static_cast<unsigned char>(a[ie]))) ++ie;
+      while (je < b.size() && std::isdigit(static_cast<unsigned char>(b[je]))) ++je;
+      size_t is = i, js = j;
+      while (is + 1 < ie && a[is] == '0') ++is;
+      while (js + 1 < je && b[js] == '0') ++js;
+      if (ie - is != je - js) return ie - is < je - js;
+      int c = a.compare(is, ie - is, b, js, je - js);
+      if (c != 0) return c < 0;
+      i = ie, j = je;
+    } else {
+      if (a[i] != b[j]) return a[i] < b[j];
+      ++i, ++j;
+    }
+  }
+  if ((i < a.size()) != (j < b.size())) return j < b.size();
+  return a < b;
+}
 
 void validate_report_options(sql::Db& db, const ReportOptions& opt) {
   if (opt.x != "step" && opt.x != "tokens" && opt.x != "time")
     throw UserError(fmt::format("--x '{}': expected step, tokens or time", opt.x));
   if (opt.target_loss && !(*opt.target_loss > 0))
     throw UserError(fmt::format("--target-loss {}: must be a positive loss", *opt.target_loss));
+  if (opt.metric != "auto" && opt.metric != "loss" && opt.metric != "accuracy")
+    throw UserError(fmt::format("--metric '{}': expected auto, loss or accuracy", opt.metric));
   auto keys = report_keys(db);
   for (const auto& k : opt.group_by) check_key("--group-by", k, keys);
   if (!opt.best_over.empty()) check_key("--best-over", opt.best_over, keys);
+  if (!opt.accuracy_x.empty()) check_key("--accuracy-x", opt.accuracy_x, keys);
+  if (!opt.accuracy_slice.empty()) {
+    if (opt.accuracy_x.empty()) throw UserError("--accuracy-slice needs --accuracy-x (the config key on the x axis)");
+    std::set<std::string> slice_keys;
+    std::string k, v;
+    for (const auto& s : keys)
+      if (parse_slice(s, k, v)) slice_keys.insert(k);
+    if (!slice_keys.count(opt.accuracy_slice)) {
+      std::vector<std::string> known(slice_keys.begin(), slice_keys.end());
+      std::string hint = nearest(opt.accuracy_slice, known), list;
+      for (const auto& x : known) list += (list.empty() ? "" : ", ") + x;
+      throw UserError(fmt::format("--accuracy-slice: unknown slice key '{}'{} (slice keys in the database: {})",
+                                  opt.accuracy_slice, hint.empty() ? "" : "; did you mean '" + hint + "'?",
+                                  list.empty() ? "none: no run has final_val_accuracy/<key>=<value>" : list));
+    }
+  }
   if (!opt.experiments.empty()) {
     std::vector<std::string> names = experiment_names(db);
     for (const auto& e : opt.experiments)
@@ -302,8 +368,8 @@ std::map<std::string, std::vector<std::string>> varying_values(const std::vector
 std::vector<std::string> grouping_keys(const ReportOptions& opt, const std::vector<RunRecord>& runs,
                                        const std::vector<std::string>& vkeys) {
   std::vector<std::string> keys = !opt.group_by.empty() ? opt.group_by : default_group_by(runs, vkeys);
-  if (!opt.best_over.empty() && std::find(keys.begin(), keys.end(), opt.best_over) == keys.end())
-    keys.push_back(opt.best_over);
+  for (const std::string* k : {&opt.best_over, &opt.accuracy_x})
+    if (!k->empty() && std::find(keys.begin(), keys.end(), *k) == keys.end()) keys.push_back(*k);
   return keys;
 }
 
@@ -341,7 +407,9 @@ RunGroups assign_groups(Report& rep, const std::vector<RunRecord>& runs) {
 
 // The finite summary values of one group's finished runs: the inputs of its statistics.
 struct GroupValues {
-  std::vector<double> best, final, acc, params, tps, mfu, wall;
+  std::vector<double> best, final, acc, facc, params, tps, mfu, wall;
+  std::map<std::string, std::map<std::string, std::vector<double>>> slice;  // key -> value -> per run
+  std::map<std::string, std::vector<double>> slice_mean;                    // key -> each run's mean
 };
 
 // Adds a finished run's finite summaries (and its parameter count) to its group's values.
@@ -353,6 +421,7 @@ void add_run_values(const RunRecord& r, GroupValues& v) {
   put("best_val_loss", v.best);
   put("final_val_loss", v.final);
   put("best_val_accuracy", v.acc);
+  put("final_val_accuracy", v.facc);
   put("tokens_per_s", v.tps);
   put("mfu", v.mfu);
   put("wall_time_s", v.wall);
@@ -360,12 +429,30 @@ void add_run_values(const RunRecord& r, GroupValues& v) {
     v.params.push_back(static_cast<double>(r.n_params));
   else
     put("n_params", v.params);
+  std::map<std::string, std::pair<double, int>> sums;  // slice key -> sum, count of this run
+  std::string key, value;
+  for (const auto& [name, x] : r.summaries)
+    if (std::isfinite(x) && parse_slice(name, key, value)) {
+      v.slice[key][value].push_back(x);
+      auto& [sum, n] = sums[key];
+      sum += x, ++n;
+    }
+  for (const auto& [k, sn] : sums) v.slice_mean[k].push_back(sn.first / sn.second);
+}
+
+// Whether a run has best_val_accuracy and at least one slice summary (metric auto -> accuracy).
+bool has_answers(const RunRecord& r) {
+  auto it = r.summaries.find("best_val_accuracy");
+  if (it == r.summaries.end() || !std::isfinite(it->second)) return false;
+  auto s = r.summaries.lower_bound(kSlicePrefix);
+  return s != r.summaries.end() && s->first.compare(0, std::char_traits<char>::length(kSlicePrefix), kSlicePrefix) == 0;
 }
 
 // Walks the runs once: counts and collects the finished ones per group (returned by group) and
 // lists the failed, diverged and interrupted ones in rep.problems. `done` gets the finished ids.
 std::vector<GroupValues> collect_runs(Report& rep, const std::vector<RunRecord>& runs, const RunGroups& run_group,
-                                      std::set<int64_t>& done) {
+                                      std::set<int64_t>& done, bool& all_answers) {
+  all_answers = true;
   std::vector<GroupValues> vals(rep.groups.size());
   for (const auto& r : runs) {
     size_t gi = run_group.at(r.id);
@@ -381,6 +468,7 @@ std::vector<GroupValues> collect_runs(Report& rep, const std::vector<RunRecord>&
     ++rep.n_done;
     g.seeds.push_back(r.seed);
     add_run_values(r, vals[gi]);
+    all_answers = all_answers && has_answers(r);
   }
   return vals;
 }
@@ -391,7 +479,12 @@ void group_statistics(Report& rep, const std::vector<GroupValues>& vals) {
     auto& g = rep.groups[i];
     const auto& v = vals[i];
     g.best_val_losses = v.best;
+    g.best_val_accuracies = v.acc;
     g.best_val_loss = stat_of(v.best), g.final_val_loss = stat_of(v.final), g.best_val_accuracy = stat_of(v.acc);
+    g.final_val_accuracy = stat_of(v.facc);
+    for (const auto& [k, by_value] : v.slice)
+      for (const auto& [val, xs] : by_value) g.slice_accuracy[k][val] = stat_of(xs);
+    for (const auto& [k, xs] : v.slice_mean) g.slice_mean[k] = stat_of(xs);
     g.n_params = stat_of(v.params), g.tokens_per_s = stat_of(v.tps), g.mfu = stat_of(v.mfu);
     g.wall_time_s = stat_of(v.wall);
     std::sort(g.seeds.begin(), g.seeds.end());
@@ -440,19 +533,43 @@ void group_curves(sql::Db& db, Report& rep, const std::set<int64_t>& done, const
   }
 }
 
-// Sorts the groups best first (groups without a finished run last, in their order), sets
-// rep.best_group and each group's Welch p-value against the best.
+// The ranking metric's statistics and per-run values of a group.
+const Stat& rank_stat(const Report& rep, const ReportGroup& g) {
+  return rep.metric == "accuracy" ? g.best_val_accuracy : g.best_val_loss;
+}
+const std::vector<double>& rank_values(const Report& rep, const ReportGroup& g) {
+  return rep.metric == "accuracy" ? g.best_val_accuracies : g.best_val_losses;
+}
+// a ranks before b by the metric: lower loss or higher accuracy.
+bool rank_better(const Report& rep, double a, double b) { return rep.metric == "accuracy" ? a > b : a < b; }
+
+// Sorts the groups best first by rep.metric (groups without its summary last, in their order),
+// sets rep.best_group and each group's Welch p-value against the best.
 void rank_groups(Report& rep) {
-  std::stable_sort(rep.groups.begin(), rep.groups.end(), [](const ReportGroup& a, const ReportGroup& b) {
-    bool ha = a.best_val_loss.n > 0, hb = b.best_val_loss.n > 0;
+  std::stable_sort(rep.groups.begin(), rep.groups.end(), [&](const ReportGroup& a, const ReportGroup& b) {
+    bool ha = rank_stat(rep, a).n > 0, hb = rank_stat(rep, b).n > 0;
     if (ha != hb) return ha;
-    return ha && a.best_val_loss.mean < b.best_val_loss.mean;
+    return ha && rank_better(rep, rank_stat(rep, a).mean, rank_stat(rep, b).mean);
   });
-  if (!rep.groups.empty() && rep.groups[0].best_val_loss.n > 0) rep.best_group = 0;
-  if (rep.best_group == 0 && rep.groups[0].best_val_losses.size() >= 2)
+  if (!rep.groups.empty() && rank_stat(rep, rep.groups[0]).n > 0) rep.best_group = 0;
+  if (rep.best_group == 0 && rank_values(rep, rep.groups[0]).size() >= 2)
     for (size_t i = 1; i < rep.groups.size(); ++i)
-      if (rep.groups[i].best_val_losses.size() >= 2)
-        rep.groups[i].p_value = welch_t_test(rep.groups[0].best_val_losses, rep.groups[i].best_val_losses).p;
+      if (rank_values(rep, rep.groups[i]).size() >= 2)
+        rep.groups[i].p_value = welch_t_test(rank_values(rep, rep.groups[0]), rank_values(rep, rep.groups[i])).p;
+}
+
+// opt.metric resolved: "auto" is accuracy when every finished run has best_val_accuracy and a
+// slice summary. An explicit "accuracy" with no best_val_accuracy anywhere is a UserError.
+void resolve_metric(Report& rep, bool all_answers) {
+  rep.metric_automatic = rep.opt.metric == "auto";
+  if (rep.opt.metric == "auto")
+    rep.metric = rep.n_done > 0 && all_answers ? "accuracy" : "loss";
+  else
+    rep.metric = rep.opt.metric;
+  if (rep.metric == "accuracy" && !rep.has_accuracy)
+    throw UserError(
+        "--metric accuracy: no finished run has best_val_accuracy (only data sets with answers record it); "
+        "use --metric loss");
 }
 
 // Order of the values tried for the best-over key: numeric when both are numbers, else as text.
@@ -463,14 +580,14 @@ bool best_over_value_less(const std::pair<std::string, double>& a, const std::pa
   return a.first < b.first;
 }
 
-// Best value of opt.best_over per bucket of the other group keys: the ranked group with the
-// lowest mean best_val_loss, with the mean of every value tried.
+// Best value of opt.best_over per bucket of the other group keys: the first ranked group (the
+// best by rep.metric), with the mean of the metric for every value tried.
 std::vector<BestOverRow> best_over_rows(const Report& rep) {
   const std::string& key = rep.opt.best_over;
   std::vector<BestOverRow> rows;
   std::map<std::string, size_t> bucket;
   for (const auto& g : rep.groups) {
-    if (g.best_val_loss.n == 0) continue;
+    if (rank_stat(rep, g).n == 0) continue;
     std::string label = keys_label(rep.group_by, g.keys, key);
     auto [it, fresh] = bucket.emplace(label, rows.size());
     if (fresh) {  // groups are sorted best first, so the first one met wins
@@ -478,12 +595,95 @@ std::vector<BestOverRow> best_over_rows(const Report& rep) {
       row.label = label;
       row.winner = g.keys.at(key);
       row.best_val_loss = g.best_val_loss;
+      row.best_val_accuracy = g.best_val_accuracy;
       rows.push_back(std::move(row));
     }
-    rows[it->second].means.emplace_back(g.keys.at(key), g.best_val_loss.mean);
+    rows[it->second].means.emplace_back(g.keys.at(key), rank_stat(rep, g).mean);
   }
   for (auto& row : rows) std::stable_sort(row.means.begin(), row.means.end(), best_over_value_less);
   return rows;
+}
+
+// The slice keys over the groups, each with its values in natural order.
+std::vector<SliceKey> slice_keys(const Report& rep) {
+  std::map<std::string, std::set<std::string>> seen;
+  for (const auto& g : rep.groups)
+    for (const auto& [k, by_value] : g.slice_accuracy)
+      for (const auto& [v, st] : by_value) seen[k].insert(v);
+  std::vector<SliceKey> out;
+  for (const auto& [k, vals] : seen) {
+    SliceKey sk;
+    sk.key = k;
+    sk.values.assign(vals.begin(), vals.end());
+    std::sort(sk.values.begin(), sk.values.end(), natural_less);
+    sk.numeric = true;
+    double x;
+    for (const auto& v : sk.values) sk.numeric = sk.numeric && as_number(v, x);
+    out.push_back(std::move(sk));
+  }
+  return out;
+}
+
+// The accuracy of a group at one slice value (the overall final_val_accuracy when key is "").
+const Stat* panel_stat(const ReportGroup& g, const std::string& key, const std::string& value) {
+  if (key.empty()) return g.final_val_accuracy.n ? &g.final_val_accuracy : nullptr;
+  auto k = g.slice_accuracy.find(key);
+  if (k == g.slice_accuracy.end()) return nullptr;
+  auto v = k->second.find(value);
+  return v == k->second.end() || v->second.n == 0 ? nullptr : &v->second;
+}
+
+// Panels of accuracy vs opt.accuracy_x: per value of the slice key (one overall panel without
+// slices), one line per group of the keys other than accuracy_x and best_over, at each x value
+// the group (over best_over's values) with the highest mean accuracy there. Sets
+// rep.accuracy_slice (UserError when several slice keys exist and none was chosen).
+void accuracy_panels(Report& rep) {
+  const std::string& xk = rep.opt.accuracy_x;
+  const std::string& bo = rep.opt.best_over;
+  std::string sk = rep.opt.accuracy_slice;
+  if (sk.empty() && rep.slices.size() == 1) sk = rep.slices[0].key;
+  if (sk.empty() && rep.slices.size() > 1) {
+    std::string list;
+    for (const auto& s : rep.slices) list += (list.empty() ? "" : ", ") + s.key;
+    throw UserError(
+        fmt::format("--accuracy-x {}: the runs have several slice keys ({}); choose one with "
+                    "--accuracy-slice (accuracy_slice in [report])",
+                    xk, list));
+  }
+  rep.accuracy_slice = sk;
+  std::vector<std::string> values{""};
+  for (const auto& s : rep.slices)
+    if (s.key == sk) values = s.values;
+  for (const auto& v : values) {
+    AccuracyPanel panel;
+    panel.slice_value = v;
+    // line label -> x value -> (the chosen group's stat, its best_over value)
+    std::map<std::string, std::map<std::string, std::pair<const Stat*, std::string>>> pts;
+    std::vector<std::string> order;  // line labels by their best group's rank
+    for (const auto& g : rep.groups) {
+      const Stat* st = panel_stat(g, sk, v);
+      if (!st) continue;
+      std::string label;
+      for (const auto& k : rep.group_by)
+        if (k != xk && k != bo && !g.keys.at(k).empty()) label += (label.empty() ? "" : " ") + k + "=" + g.keys.at(k);
+      if (!pts.count(label)) order.push_back(label);
+      auto& cell = pts[label][g.keys.at(xk)];
+      if (!cell.first || st->mean > cell.first->mean) cell = {st, bo.empty() ? "" : g.keys.at(bo)};
+    }
+    for (const auto& label : order) {
+      AccuracyLine line;
+      line.label = label;
+      for (const auto& [x, c] : pts[label]) line.x.push_back(x);
+      std::sort(line.x.begin(), line.x.end(), natural_less);
+      for (const auto& x : line.x) {
+        const auto& [st, chosen] = pts[label][x];
+        line.y.push_back(st->mean), line.lo.push_back(st->min), line.hi.push_back(st->max);
+        line.chosen.push_back(chosen);
+      }
+      panel.lines.push_back(std::move(line));
+    }
+    rep.accuracy_panels.push_back(std::move(panel));
+  }
 }
 
 }  // namespace
@@ -499,13 +699,17 @@ Report build_report(sql::Db& db, const ReportOptions& opt) {
   rep.group_by = grouping_keys(opt, runs, vkeys);
   RunGroups run_group = assign_groups(rep, runs);
   std::set<int64_t> done;
-  auto vals = collect_runs(rep, runs, run_group, done);
+  bool all_answers = false;
+  auto vals = collect_runs(rep, runs, run_group, done, all_answers);
   group_statistics(rep, vals);
+  resolve_metric(rep, all_answers);
   rep.target_automatic = !opt.target_loss;
   rep.target_loss = opt.target_loss ? *opt.target_loss : largest_best_loss(vals);
   group_curves(db, rep, done, run_group);
   rank_groups(rep);
   if (!opt.best_over.empty()) rep.best_over = best_over_rows(rep);
+  rep.slices = slice_keys(rep);
+  if (!opt.accuracy_x.empty()) accuracy_panels(rep);
   return rep;
 }
 

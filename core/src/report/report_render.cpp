@@ -1,6 +1,7 @@
 // Report rendering (see report.hpp): HTML with inline CSS and SVG, Markdown with SVG files.
 // Formats numbers the model computed; computes nothing new except chart geometry.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <set>
 
@@ -112,6 +113,9 @@ struct ChartSpec {
   std::string title, x_label, y_label;
   bool log_x = false, log_y = false;
   bool x_is_time = false;
+  std::vector<std::string> x_categories;  // non-empty: a categorical x axis, category i at x = i
+  bool y_unit = false;                    // y is a fraction: the axis spans 0..1
+  std::vector<double> x_ticks;            // non-empty: ticks at these values (a few discrete values)
 };
 
 std::string truncate(const std::string& s, size_t n) { return s.size() <= n ? s : s.substr(0, n - 1) + "…"; }
@@ -149,7 +153,10 @@ ChartFrame data_range(const ChartSpec& spec, const std::vector<Series>& series) 
 // Decides log or linear per axis (log only where the range is positive) and pads the ranges.
 void fit_axes(const ChartSpec& spec, ChartFrame& f) {
   f.log_y = spec.log_y && f.y0 > 0, f.log_x = spec.log_x && f.x0 > 0;
-  if (f.log_y) {
+  if (!spec.x_categories.empty()) f.x0 = -0.5, f.x1 = static_cast<double>(spec.x_categories.size()) - 0.5;
+  if (spec.y_unit) {
+    f.y0 = std::min(f.y0, 0.0) - 0.02, f.y1 = std::max(f.y1, 1.0) + 0.02;
+  } else if (f.log_y) {
     f.y0 /= 1.03, f.y1 *= 1.03;
   } else {
     double pad = (f.y1 - f.y0) * 0.04 + (f.y1 == f.y0 ? std::max(1e-3, std::abs(f.y0) * 0.05) : 0);
@@ -179,6 +186,11 @@ std::string svg_axes(const ChartSpec& spec, const ChartFrame& f) {
   using F = ChartFrame;
   auto yt = f.log_y ? log_ticks(f.y0, f.y1) : nice_ticks(f.y0, f.y1, 6);
   auto xt = f.log_x ? log_ticks(f.x0, f.x1) : nice_ticks(f.x0, f.x1, 7);
+  if (!spec.x_ticks.empty()) xt = spec.x_ticks;
+  if (!spec.x_categories.empty()) {
+    xt.clear();
+    for (size_t i = 0; i < spec.x_categories.size(); ++i) xt.push_back(static_cast<double>(i));
+  }
   std::string o = "<g font-size=\"11\" fill=\"#4b5563\">\n";
   for (double v : yt) {
     if (v < f.y0 || v > f.y1) continue;
@@ -192,6 +204,7 @@ std::string svg_axes(const ChartSpec& spec, const ChartFrame& f) {
     if (v < f.x0 || v > f.x1) continue;
     double x = f.fx(v);
     std::string label = spec.x_is_time && f.x1 >= 600 ? human_duration(v) : short_num(v);
+    if (!spec.x_categories.empty()) label = truncate(spec.x_categories[static_cast<size_t>(std::llround(v))], 12);
     o += fmt::format(
         "<line x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e5e7eb\"/>"
         "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
@@ -346,16 +359,115 @@ Table varying_table(const Report& r) {
   return t;
 }
 
+bool by_accuracy(const Report& r) { return r.metric == "accuracy"; }
+std::string metric_name(const Report& r) { return by_accuracy(r) ? "best val accuracy" : "best val loss"; }
+
 Table best_over_table(const Report& r) {
   Table t;
   const std::string& k = r.opt.best_over;
-  t.headers = {"group", "best " + k, "best val loss", "mean best val loss per " + k};
+  t.headers = {"group", "best " + k, metric_name(r), "mean " + metric_name(r) + " per " + k};
   for (const auto& row : r.best_over) {
     std::string all;
     for (const auto& [v, m] : row.means) all += (all.empty() ? "" : ", ") + v + ": " + num(m);
-    t.rows.push_back({row.label.empty() ? "all runs" : row.label, row.winner, pm(row.best_val_loss), all});
+    t.rows.push_back({row.label.empty() ? "all runs" : row.label, row.winner,
+                      pm(by_accuracy(r) ? row.best_val_accuracy : row.best_val_loss), all});
   }
   t.numeric = {false, true, true, false};
+  return t;
+}
+
+std::string best_over_note(const Report& r) {
+  return fmt::format("Per group of the other keys, the value of {} with the {} mean {}.", r.opt.best_over,
+                     by_accuracy(r) ? "highest" : "lowest", metric_name(r));
+}
+
+// The line saying what ranks the groups.
+std::string ranking_note(const Report& r) {
+  std::string s = by_accuracy(r) ? "Groups ranked by the highest mean best val accuracy (maximised"
+                                 : "Groups ranked by the lowest mean best val loss (minimised";
+  if (r.metric_automatic)
+    s += by_accuracy(r) ? "; metric auto: every finished run has best val accuracy and per-slice accuracies"
+                        : "; metric auto: not every finished run has best val accuracy and per-slice accuracies";
+  return s + "; --metric loss|accuracy, metric in [report], to choose).";
+}
+
+const char* kSliceNote =
+    "Final val accuracy (exact match over the answers, at each run's last evaluation; summaries "
+    "final_val_accuracy/<key>=<value>) per value of the key: mean ± sample standard deviation over the group's "
+    "finished runs. mean: each run's mean over the key's values, then mean ± sd over the runs.";
+
+Table slice_table(const Report& r, const SliceKey& sk) {
+  Table t;
+  t.headers = {"group"};
+  for (const auto& v : sk.values) t.headers.push_back(sk.key + "=" + v);
+  t.headers.push_back("mean");
+  for (size_t i = 0; i < r.groups.size(); ++i) {
+    const auto& g = r.groups[i];
+    auto k = g.slice_accuracy.find(sk.key);
+    if (k == g.slice_accuracy.end()) continue;
+    std::vector<std::string> row{g.label};
+    for (const auto& v : sk.values) {
+      auto c = k->second.find(v);
+      row.push_back(c == k->second.end() ? "–" : pm(c->second));
+    }
+    auto m = g.slice_mean.find(sk.key);
+    row.push_back(m == g.slice_mean.end() ? "–" : pm(m->second));
+    if (static_cast<int>(i) == r.best_group) t.highlight = static_cast<int>(t.rows.size());
+    t.rows.push_back(std::move(row));
+  }
+  t.numeric.assign(t.headers.size(), true);
+  t.numeric[0] = false;
+  return t;
+}
+
+std::string accuracy_x_title(const Report& r, const AccuracyPanel& p) {
+  return p.slice_value.empty()
+             ? "Final val accuracy vs " + r.opt.accuracy_x
+             : fmt::format("Final val accuracy at {}={} vs {}", r.accuracy_slice, p.slice_value, r.opt.accuracy_x);
+}
+
+std::string accuracy_x_note(const Report& r) {
+  std::string s = r.accuracy_slice.empty() ? "Final val accuracy (final_val_accuracy)"
+                                           : "Final val accuracy at each value of " + r.accuracy_slice +
+                                                 " (final_val_accuracy/" + r.accuracy_slice + "=<value>)";
+  s += " against " + r.opt.accuracy_x + ", one line per group of the other keys: mean over the finished runs";
+  if (!r.opt.best_over.empty())
+    s += ", at each point the value of " + r.opt.best_over + " with the highest mean accuracy there (in brackets)";
+  return s + "; the band spans min..max.";
+}
+
+// Rows: (line, slice value); columns: the accuracy_x values.
+Table accuracy_x_table(const Report& r) {
+  Table t;
+  std::vector<std::string> xs;
+  for (const auto& p : r.accuracy_panels)
+    for (const auto& l : p.lines)
+      for (const auto& x : l.x)
+        if (std::find(xs.begin(), xs.end(), x) == xs.end()) xs.push_back(x);
+  std::sort(xs.begin(), xs.end(), natural_less);
+  t.headers = {"group"};
+  if (!r.accuracy_slice.empty()) t.headers.push_back(r.accuracy_slice);
+  for (const auto& x : xs) t.headers.push_back(r.opt.accuracy_x + "=" + x);
+  for (const auto& p : r.accuracy_panels)
+    for (const auto& l : p.lines) {
+      std::vector<std::string> row{l.label.empty() ? "all runs" : l.label};
+      if (!r.accuracy_slice.empty()) row.push_back(p.slice_value);
+      for (const auto& x : xs) {
+        auto it = std::find(l.x.begin(), l.x.end(), x);
+        if (it == l.x.end()) {
+          row.push_back("–");
+          continue;
+        }
+        size_t i = static_cast<size_t>(it - l.x.begin());
+        std::string cell = num(l.y[i]);
+        if (!l.chosen[i].empty()) cell += " (" + r.opt.best_over + "=" + l.chosen[i] + ")";
+        row.push_back(cell);
+      }
+      t.rows.push_back(std::move(row));
+    }
+  t.numeric.assign(t.headers.size(), true);
+  t.numeric[0] = false;
+  if (!r.accuracy_slice.empty()) t.numeric[1] = false;
   return t;
 }
 
@@ -430,9 +542,11 @@ std::string target_note(const Report& r) {
                    r.target_loss);
 }
 
-const char* kStatsNote =
-    "Mean ± sample standard deviation over the finished runs (seeds) of each group. p vs best: two-sided Welch "
-    "t-test on best val loss between the best group and that group (both need at least 2 finished runs).";
+std::string stats_note(const Report& r) {
+  return "Mean ± sample standard deviation over the finished runs (seeds) of each group. p vs best: two-sided "
+         "Welch t-test on " +
+         metric_name(r) + " between the best group and that group (both need at least 2 finished runs).";
+}
 
 const char* kCss = R"CSS(
 :root { color-scheme: light; }
@@ -441,6 +555,7 @@ body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 main { max-width: 1240px; margin: 0 auto; }
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 8px; padding-bottom: 4px; border-bottom: 1px solid #e5e7eb; }
+h3 { font-size: 15px; margin: 16px 0 6px; }
 p.meta, p.note { color: #4b5563; margin: 4px 0 10px; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; background: #fff; border: 1px solid #e5e7eb; font-size: 13px; }
@@ -475,6 +590,97 @@ std::string charts_caption(const Report& r) {
   return s;
 }
 
+// A chart file name from text: letters, digits, '-', '_' and '.' kept, anything else '_'.
+std::string file_stem(const std::string& s) {
+  std::string o = s;
+  for (char& c : o)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') c = '_';
+  return o;
+}
+
+// Points (x, Stat) as a marked series sorted by x; the axis is numeric or categorical.
+Series stat_series(const std::string& label, size_t colour, std::vector<std::pair<double, const Stat*>> pts) {
+  std::sort(pts.begin(), pts.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  Series s{label, kPalette[colour % 10], {}, true};
+  for (const auto& [x, st] : pts)
+    s.c.x.push_back(x), s.c.y.push_back(st->mean), s.c.lo.push_back(st->min), s.c.hi.push_back(st->max);
+  return s;
+}
+
+// A numeric axis of geometrically swept values (lengths, sizes, counts) reads best on a log scale.
+bool geometric(const std::vector<double>& xs) {
+  if (xs.empty()) return false;
+  auto [lo, hi] = std::minmax_element(xs.begin(), xs.end());
+  return *lo > 0 && *hi / *lo >= 3;
+}
+
+// Accuracy against the values of one slice key, one line per group (the best kMaxChartGroups).
+std::string slice_chart(const Report& r, const SliceKey& sk, bool standalone) {
+  std::vector<Series> series;
+  std::vector<double> xs;
+  for (size_t i = 0; i < sk.values.size(); ++i)
+    xs.push_back(sk.numeric ? std::strtod(sk.values[i].c_str(), nullptr) : static_cast<double>(i));
+  for (const auto& g : r.groups) {
+    if (series.size() >= kMaxChartGroups) break;
+    auto k = g.slice_accuracy.find(sk.key);
+    if (k == g.slice_accuracy.end()) continue;
+    std::vector<std::pair<double, const Stat*>> pts;
+    for (size_t i = 0; i < sk.values.size(); ++i) {
+      auto c = k->second.find(sk.values[i]);
+      if (c != k->second.end() && c->second.n) pts.emplace_back(xs[i], &c->second);
+    }
+    if (!pts.empty()) series.push_back(stat_series(short_label(g, r.group_by), series.size(), std::move(pts)));
+  }
+  ChartSpec spec;
+  spec.title = "Final validation accuracy by " + sk.key;
+  spec.x_label = sk.key;
+  spec.y_label = "final val accuracy";
+  spec.y_unit = true;
+  if (!sk.numeric) spec.x_categories = sk.values;
+  spec.log_x = sk.numeric && geometric(xs);
+  if (sk.numeric && xs.size() <= 12) spec.x_ticks = xs;
+  return svg_chart(spec, series, standalone);
+}
+
+// One accuracy_x panel: accuracy against the config key, one line per group of the other keys.
+std::string accuracy_x_chart(const Report& r, const AccuracyPanel& p, bool standalone) {
+  std::vector<std::string> cats;
+  for (const auto& l : p.lines)
+    for (const auto& x : l.x)
+      if (std::find(cats.begin(), cats.end(), x) == cats.end()) cats.push_back(x);
+  std::sort(cats.begin(), cats.end(), natural_less);
+  bool numeric = !cats.empty();
+  std::vector<double> xs;
+  for (const auto& c : cats) {
+    char* end;
+    double x = std::strtod(c.c_str(), &end);
+    numeric = numeric && !c.empty() && *end == 0;
+    xs.push_back(x);
+  }
+  std::vector<Series> series;
+  for (const auto& l : p.lines) {
+    if (series.size() >= kMaxChartGroups) break;
+    Series s{l.label.empty() ? "all runs" : l.label, kPalette[series.size() % 10], {}, true};
+    for (size_t i = 0; i < l.x.size(); ++i) {
+      size_t ci = static_cast<size_t>(std::find(cats.begin(), cats.end(), l.x[i]) - cats.begin());
+      s.c.x.push_back(numeric ? xs[ci] : static_cast<double>(ci));
+      s.c.y.push_back(l.y[i]), s.c.lo.push_back(l.lo[i]), s.c.hi.push_back(l.hi[i]);
+    }
+    series.push_back(std::move(s));
+  }
+  ChartSpec spec;
+  spec.title = accuracy_x_title(r, p);
+  spec.x_label = r.opt.accuracy_x;
+  spec.y_label = "final val accuracy";
+  spec.y_unit = true;
+  if (!numeric) spec.x_categories = cats;
+  spec.log_x = numeric && geometric(xs);
+  if (numeric && xs.size() <= 12) spec.x_ticks = xs;
+  return svg_chart(spec, series, standalone);
+}
+
+bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
+
 }  // namespace
 
 static std::vector<std::pair<std::string, std::string>> report_charts_impl(const Report& r, bool standalone) {
@@ -503,7 +709,8 @@ static std::vector<std::pair<std::string, std::string>> report_charts_impl(const
         if (k != r.opt.best_over) other_keys.push_back(k);
       bool labelled = false;
       for (const auto& g : r.groups) {
-        if (g.best_val_loss.n == 0) continue;
+        const Stat& st = by_accuracy(r) ? g.best_val_accuracy : g.best_val_loss;
+        if (st.n == 0) continue;
         std::string label;
         for (const auto& k : r.group_by)
           if (k != r.opt.best_over && !g.keys.at(k).empty())
@@ -514,8 +721,8 @@ static std::vector<std::pair<std::string, std::string>> report_charts_impl(const
         const std::string& v = g.keys.at(r.opt.best_over);
         double x = std::strtod(v.c_str(), &end);
         if (v.empty() || *end) numeric = false;
-        s.c.x.push_back(x), s.c.y.push_back(g.best_val_loss.mean);
-        s.c.lo.push_back(g.best_val_loss.min), s.c.hi.push_back(g.best_val_loss.max);
+        s.c.x.push_back(x), s.c.y.push_back(st.mean);
+        s.c.lo.push_back(st.min), s.c.hi.push_back(st.max);
         lo = std::min(lo, x), hi = std::max(hi, x);
       }
       // Sort the points by x.
@@ -531,13 +738,19 @@ static std::vector<std::pair<std::string, std::string>> report_charts_impl(const
     }
     if (numeric) {
       ChartSpec spec;
-      spec.title = "Best validation loss vs " + r.opt.best_over;
+      spec.title = (by_accuracy(r) ? "Best validation accuracy vs " : "Best validation loss vs ") + r.opt.best_over;
       spec.x_label = r.opt.best_over;
-      spec.y_label = "best val loss (nats/token)";
+      spec.y_label = by_accuracy(r) ? "best val accuracy" : "best val loss (nats/token)";
+      spec.y_unit = by_accuracy(r);
       spec.log_x = lo > 0 && hi / lo >= 3;  // learning rates and sizes are swept geometrically
       out.emplace_back("best_over", svg_chart(spec, series, standalone));
     }
   }
+  for (const auto& sk : r.slices) out.emplace_back("accuracy_by_" + file_stem(sk.key), slice_chart(r, sk, standalone));
+  for (const auto& p : r.accuracy_panels)
+    out.emplace_back("accuracy_vs_" + file_stem(r.opt.accuracy_x) +
+                         (p.slice_value.empty() ? "" : "_at_" + file_stem(r.accuracy_slice + "_" + p.slice_value)),
+                     accuracy_x_chart(r, p, standalone));
   return out;
 }
 
@@ -555,13 +768,34 @@ std::string report_html(const Report& r) {
   else
     o += html_table(varying_table(r));
   o += "<h2>Summary by group</h2>\n";
-  o += "<p class=\"note\">" + html_escape(std::string(kStatsNote) + " " + target_note(r)) + "</p>\n";
+  o += "<p class=\"note\">" + html_escape(ranking_note(r)) + "</p>\n";
+  o += "<p class=\"note\">" + html_escape(stats_note(r) + " " + target_note(r)) + "</p>\n";
   o += html_table(summary_table(r));
   if (!r.opt.best_over.empty()) {
     o += "<h2>Best " + html_escape(r.opt.best_over) + "</h2>\n";
-    o += "<p class=\"note\">Per group of the other keys, the value of " + html_escape(r.opt.best_over) +
-         " with the lowest mean best val loss.</p>\n";
+    o += "<p class=\"note\">" + html_escape(best_over_note(r)) + "</p>\n";
     o += r.best_over.empty() ? "<p class=\"empty\">No finished runs.</p>\n" : html_table(best_over_table(r));
+  }
+  auto charts = report_charts_impl(r, false);
+  auto figures = [&](const char* prefix) {
+    std::string f;
+    for (const auto& [name, svg] : charts)
+      if (prefix[0] ? starts_with(name, prefix) : !starts_with(name, "accuracy_"))
+        f += "<figure>\n" + svg + "</figure>\n";
+    return f;
+  };
+  if (!r.slices.empty()) {
+    o += "<h2>Accuracy by slice</h2>\n<p class=\"note\">" + html_escape(kSliceNote) + "</p>\n";
+    for (const auto& sk : r.slices) o += "<h3>" + html_escape(sk.key) + "</h3>\n" + html_table(slice_table(r, sk));
+    o += figures("accuracy_by_");
+  }
+  if (!r.opt.accuracy_x.empty()) {
+    o += "<h2>Accuracy vs " + html_escape(r.opt.accuracy_x) + "</h2>\n";
+    o += "<p class=\"note\">" + html_escape(accuracy_x_note(r)) + "</p>\n";
+    bool any = false;
+    for (const auto& p : r.accuracy_panels) any |= !p.lines.empty();
+    o += any ? html_table(accuracy_x_table(r)) + figures("accuracy_vs_")
+             : "<p class=\"empty\">No finished run has final val accuracy.</p>\n";
   }
   o += "<h2>Failed, diverged and interrupted runs</h2>\n";
   if (r.problems.empty())
@@ -569,7 +803,7 @@ std::string report_html(const Report& r) {
   else
     o += html_table(problems_table(r));
   o += "<h2>Loss curves</h2>\n<p class=\"note\">" + html_escape(charts_caption(r)) + "</p>\n";
-  for (const auto& [name, svg] : report_charts_impl(r, false)) o += "<figure>\n" + svg + "</figure>\n";
+  o += figures("");
   o += "</main>\n</body>\n</html>\n";
   return o;
 }
@@ -578,16 +812,36 @@ std::string report_markdown(const Report& r, const std::vector<std::string>& cha
   std::string o = "# " + markdown_escape(r.title) + "\n\n" + markdown_escape(meta_line(r)) + "\n\n";
   o += "## What varies\n\n";
   o += r.varying.empty() ? "Every selected run has the same config.\n\n" : md_table(varying_table(r)) + "\n";
-  o += "## Summary by group\n\n" + markdown_escape(std::string(kStatsNote) + " " + target_note(r)) + "\n\n";
+  o += "## Summary by group\n\n" + markdown_escape(ranking_note(r)) + "\n\n";
+  o += markdown_escape(stats_note(r) + " " + target_note(r)) + "\n\n";
   o += md_table(summary_table(r)) + "\n";
   if (!r.opt.best_over.empty()) {
-    o += "## Best " + markdown_escape(r.opt.best_over) + "\n\n";
+    o += "## Best " + markdown_escape(r.opt.best_over) + "\n\n" + markdown_escape(best_over_note(r)) + "\n\n";
     o += r.best_over.empty() ? "No finished runs.\n\n" : md_table(best_over_table(r)) + "\n";
+  }
+  auto links = [&](const char* prefix) {
+    std::string l;
+    for (const auto& f : chart_files)
+      if (prefix[0] ? starts_with(f, prefix) : !starts_with(f, "accuracy_")) l += "![" + f + "](" + f + ")\n\n";
+    return l;
+  };
+  if (!r.slices.empty()) {
+    o += "## Accuracy by slice\n\n" + markdown_escape(kSliceNote) + "\n\n";
+    for (const auto& sk : r.slices)
+      o += "### " + markdown_escape(sk.key) + "\n\n" + md_table(slice_table(r, sk)) + "\n";
+    o += links("accuracy_by_");
+  }
+  if (!r.opt.accuracy_x.empty()) {
+    o += "## Accuracy vs " + markdown_escape(r.opt.accuracy_x) + "\n\n" + markdown_escape(accuracy_x_note(r)) + "\n\n";
+    bool any = false;
+    for (const auto& p : r.accuracy_panels) any |= !p.lines.empty();
+    o += any ? md_table(accuracy_x_table(r)) + "\n" + links("accuracy_vs_")
+             : "No finished run has final val accuracy.\n\n";
   }
   o += "## Failed, diverged and interrupted runs\n\n";
   o += r.problems.empty() ? "None.\n\n" : md_table(problems_table(r)) + "\n";
   o += "## Loss curves\n\n" + markdown_escape(charts_caption(r)) + "\n\n";
-  for (const auto& f : chart_files) o += "![" + f + "](" + f + ")\n\n";
+  o += links("");
   return o;
 }
 

@@ -41,6 +41,9 @@ struct RunConfig {
 // The optional [report] table: the same settings as `lmgrid report`'s flags.
 //   group_by = "key" or ["key", ...]   best_over = "key"   x = "step" | "tokens" | "time"
 //   target_loss = 1.5 (> 0)            out = "folder" (default: results/<experiment>/, beside the db)
+//   metric = "auto" | "loss" | "accuracy"   (what ranks groups and picks best_over's winner)
+//   accuracy_x = "key"                 (charts of accuracy vs this config key, one per slice value)
+//   accuracy_slice = "slice key"       (the slice key of those charts, e.g. "seq_len")
 // Keys named must be config keys of the experiment's runs (or "seed", "experiment").
 struct ReportSpec {
   std::vector<std::string> group_by;
@@ -48,6 +51,9 @@ struct ReportSpec {
   std::string x = "step";
   std::optional<double> target_loss;
   std::string out;
+  std::string metric = "auto";
+  std::string accuracy_x;
+  std::string accuracy_slice;
 };
 
 struct Experiment {
