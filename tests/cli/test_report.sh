@@ -81,6 +81,54 @@ write_exp bad2.toml bad '[report]
 best_over = "optim.lrr"'
 expect_exit 2 "unknown key named in [report]" -- "$BIN" run bad2.toml --db bad.db
 expect_out "did you mean 'optim.lr'" "[report] value hint"
+# Accuracy by slice, ranking on accuracy: the slice summaries the trainer records for data sets
+# with answers, written into a copy of the database for the runs of 'rep' (lr 0.01 is 0.2 more
+# accurate; seed s adds 0.01 s).
+cp r.db s.db
+sqlite3 s.db "INSERT OR REPLACE INTO summaries (run_id, key, value)
+  SELECT r.id, k.key, k.base + (CASE WHEN p.value = 0.01 THEN 0.2 ELSE 0 END) + 0.01 * r.seed
+  FROM runs r JOIN params p ON p.run_id = r.id AND p.key = 'optim.lr' CROSS JOIN (
+    SELECT 'best_val_accuracy' AS key, 0.5 AS base UNION ALL SELECT 'final_val_accuracy/seq_len=64', 0.6
+    UNION ALL SELECT 'final_val_accuracy/seq_len=256', 0.3 UNION ALL SELECT 'final_val_accuracy/task=qa10', 0.1
+    UNION ALL SELECT 'final_val_accuracy/task=qa2', 0.2) k
+  WHERE r.experiment = 'rep' AND r.status = 'done'"
+expect_exit 0 "report with slice summaries" -- "$BIN" report --db s.db -e rep --best-over optim.lr --out srpt
+for f in srpt/accuracy_by_seq_len.svg srpt/accuracy_by_task.svg; do check "$f written" -- test -s "$f"; done
+check "metric auto ranks on accuracy and says so" -- grep -qF 'Groups ranked by the highest mean best val accuracy (maximised; metric auto' srpt/report.html
+check "slice table: mean ± sd per value and the mean column" -- grep -qF 'optim.lr=0.003</td><td class="num">0.6150 ± 0.0071</td><td class="num">0.3150 ± 0.0071</td><td class="num">0.4650 ± 0.0071</td>' srpt/report.html
+check "slice values in natural order (qa2 before qa10)" -- grep -qF '<th class="num">task=qa2</th><th class="num">task=qa10</th>' srpt/report.html
+check "best-over caption names the maximised metric" -- grep -qF 'the value of optim.lr with the highest mean best val accuracy' srpt/report.html
+check "best-over on accuracy picks lr 0.01" -- grep -qF '<td>all runs</td><td class="num">0.01</td><td class="num">0.7150 ± 0.0071</td>' srpt/report.html
+check "Markdown has the slice tables and links their charts" -- grep -qF '![accuracy_by_task.svg](accuracy_by_task.svg)' srpt/report.md
+expect_exit 0 "--metric loss" -- "$BIN" report --db s.db -e rep --best-over optim.lr --metric loss --out srpt-loss
+check "metric loss minimises best val loss" -- grep -qF 'Groups ranked by the lowest mean best val loss (minimised;' srpt-loss/report.html
+best_lr=$("$BIN" sql "SELECT p.value FROM summaries s JOIN runs r ON r.id = s.run_id JOIN params p ON p.run_id = r.id AND p.key = 'optim.lr' WHERE s.key = 'best_val_loss' AND r.status = 'done' AND r.experiment = 'rep' GROUP BY p.value ORDER BY avg(s.value) LIMIT 1" --db s.db --format csv | tail -1)
+check "best-over on loss picks the lr of the lowest mean loss in SQL ($best_lr)" -- grep -qF "<td>all runs</td><td class=\"num\">$best_lr</td>" srpt-loss/report.html
+expect_exit 0 "--accuracy-x with --accuracy-slice" -- "$BIN" report --db s.db -e rep --accuracy-x optim.lr --accuracy-slice seq_len --out sx
+for v in 64 256; do check "accuracy vs optim.lr chart at seq_len=$v" -- test -s "sx/accuracy_vs_optim.lr_at_seq_len_$v.svg"; done
+check "accuracy-x table: seq_len=64 at lr 0.01 is 0.8150" -- grep -qE '<td>all runs</td><td>64</td><td class="num">0\.6150</td><td class="num">0\.8150</td>' sx/report.html
+expect_exit 2 "unknown --accuracy-x key" -- "$BIN" report --db s.db --accuracy-x optim.lrr
+expect_out "--accuracy-x: unknown key 'optim.lrr'; did you mean 'optim.lr'" "accuracy-x hint names the nearest key"
+expect_exit 2 "unknown --accuracy-slice key" -- "$BIN" report --db s.db --accuracy-x optim.lr --accuracy-slice seqlen
+expect_out "did you mean 'seq_len'" "accuracy-slice hint names the nearest slice key"
+expect_exit 2 "--accuracy-x with two slice keys and none chosen" -- "$BIN" report --db s.db -e rep --accuracy-x optim.lr
+expect_out "several slice keys \(seq_len, task\)" "names the slice keys to choose from"
+expect_exit 2 "bad --metric" -- "$BIN" report --db s.db --metric acc
+expect_out "expected auto, loss or accuracy" "metric error names the choices"
+expect_exit 2 "--metric accuracy where no run has accuracy" -- "$BIN" report --db r.db -e rep --metric accuracy
+expect_out "no finished run has best_val_accuracy" "says why"
+write_exp bad3.toml bad '[report]
+metric = "acc"'
+expect_exit 2 "bad [report] metric" -- "$BIN" run bad3.toml --db bad.db
+expect_out 'expected "auto", "loss" or "accuracy"' "[report] metric error"
+write_exp bad4.toml bad '[report]
+accuracy_x = "optim.lrr"'
+expect_exit 2 "unknown key in [report] accuracy_x" -- "$BIN" run bad4.toml --db bad.db
+expect_out "did you mean 'optim.lr'" "[report] accuracy_x hint"
+write_exp bad5.toml bad '[report]
+metrc = "loss"'
+expect_exit 2 "misspelt [report] metric" -- "$BIN" run bad5.toml --db bad.db
+expect_out "did you mean 'metric'" "[report] metric key hint"
 # Render in a real browser.
 CHROME=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$CHROME" ]; then

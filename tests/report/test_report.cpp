@@ -508,3 +508,227 @@ TEST_CASE("runs from named variants are grouped by the variant label", "[unit][r
   CHECK_FALSE(r.varying.count("model.n_layer"));
   REQUIRE(r.best_over.size() == 3);
 }
+
+TEST_CASE("natural order of slice values", "[unit][report]") {
+  std::vector<std::string> v{"qa10", "qa2", "qa1", "qa20", "qa3"};
+  std::sort(v.begin(), v.end(), natural_less);
+  CHECK(v == std::vector<std::string>{"qa1", "qa2", "qa3", "qa10", "qa20"});
+  std::vector<std::string> n{"1024", "256", "64", "1e-3", "word", "0.5"};
+  std::sort(n.begin(), n.end(), natural_less);
+  CHECK(n == std::vector<std::string>{"1e-3", "0.5", "64", "256", "1024", "word"});
+  CHECK(natural_less("a02", "a10"));
+  CHECK_FALSE(natural_less("a10", "a9"));
+}
+
+// Slice summaries as the trainer records them for data sets with answers: 2 architectures x 2
+// widths x 2 learning rates x 2 seeds. Loss prefers lr 1e-3, accuracy prefers lr 1e-2, so the
+// ranking metric decides best_over's winner.
+namespace {
+
+double acc_of(bool conv, int64_t d, double lr, int64_t seed, int64_t seq_len) {
+  return 0.5 + (d == 64 ? 0.2 : 0) - (conv ? 0.15 : 0) + (lr > 5e-3 ? 0.1 : 0) - (seq_len == 256 ? 0.1 : 0) +
+         0.01 * static_cast<double>(seed);
+}
+
+fs::path make_slice_db() {
+  static fs::path path;
+  if (!path.empty()) return path;
+  path = fresh_db("report-slices");
+  Store store(path);
+  Experiment exp;
+  exp.name = "zoo";
+  for (const char* arch : {"attn", "conv"})
+    for (int64_t d : {32, 64})
+      for (double lr : {1e-3, 1e-2})
+        for (int64_t seed : {1, 2}) {
+          RunConfig rc;
+          rc.experiment = "zoo";
+          rc.seed = seed;
+          rc.values["model.plugin"] = std::string(arch);
+          rc.values["model.d_model"] = d;
+          rc.values["optim.lr"] = lr;
+          exp.runs.push_back(rc);
+        }
+  auto ids = store.register_runs(exp, false);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const auto& rc = exp.runs[i];
+    int64_t id = ids[i], d = std::get<int64_t>(rc.values.at("model.d_model"));
+    bool conv = rc.values.at("model.plugin") == Value(std::string("conv"));
+    double lr = std::get<double>(rc.values.at("optim.lr"));
+    store.mark_started(id, 1000, "cpu");
+    double a64 = acc_of(conv, d, lr, rc.seed, 64), a256 = acc_of(conv, d, lr, rc.seed, 256);
+    store.set_summary(id, "best_val_loss",
+                      1.0 - (d == 64 ? 0.1 : 0) + (conv ? 0.02 : 0) + (lr > 5e-3 ? 0.05 : 0) + 0.01 * rc.seed);
+    store.set_summary(id, "final_val_accuracy", (a64 + a256) / 2);
+    store.set_summary(id, "best_val_accuracy", (a64 + a256) / 2 + 0.02);
+    store.set_summary(id, "final_val_accuracy/seq_len=64", a64);
+    store.set_summary(id, "final_val_accuracy/seq_len=256", a256);
+    store.set_summary(id, "best_val_accuracy/seq_len=64", a64 + 0.01);
+    for (const char* task : {"qa10", "qa2", "qa1"})
+      store.set_summary(id, std::string("final_val_accuracy/task=") + task, a64 - 0.01 * std::atoi(task + 2));
+    store.set_status(id, RunStatus::done);
+  }
+  return path;
+}
+
+const ReportGroup& group_of(const Report& r, const std::string& arch, const std::string& d, const std::string& lr) {
+  for (const auto& g : r.groups)
+    if (g.keys.at("model.plugin") == arch && g.keys.at("model.d_model") == d && g.keys.at("optim.lr") == lr) return g;
+  FAIL("no group " << arch << " " << d << " " << lr);
+  throw 0;
+}
+
+}  // namespace
+
+TEST_CASE("accuracy by slice, ranking on accuracy, accuracy vs a config key", "[unit][report]") {
+  Store store(make_slice_db(), true);
+  ReportOptions opt;
+  opt.best_over = "optim.lr";
+  opt.accuracy_x = "model.d_model";
+  opt.accuracy_slice = "seq_len";
+  Report r = build_report(store.db(), opt);
+  // auto: every finished run has best_val_accuracy and slice summaries -> accuracy.
+  CHECK(r.metric == "accuracy");
+  CHECK(r.metric_automatic);
+  REQUIRE(r.groups.size() == 8);
+
+  // Slice keys, values in natural order.
+  REQUIRE(r.slices.size() == 2);
+  CHECK(r.slices[0].key == "seq_len");
+  CHECK(r.slices[0].numeric);
+  CHECK(r.slices[0].values == std::vector<std::string>{"64", "256"});
+  CHECK(r.slices[1].key == "task");
+  CHECK_FALSE(r.slices[1].numeric);
+  CHECK(r.slices[1].values == std::vector<std::string>{"qa1", "qa2", "qa10"});
+
+  // Cells: attn, d 32, lr 0.01, seeds 1 and 2: seq_len=64 -> 0.61, 0.62; seq_len=256 -> 0.51, 0.52.
+  const ReportGroup& g = group_of(r, "attn", "32", "0.01");
+  const Stat& c64 = g.slice_accuracy.at("seq_len").at("64");
+  CHECK(c64.n == 2);
+  CHECK(c64.mean == Approx(0.615));
+  CHECK(c64.std == Approx(0.01 / std::sqrt(2.0)));
+  CHECK(g.slice_accuracy.at("seq_len").at("256").mean == Approx(0.515));
+  CHECK(g.slice_mean.at("seq_len").mean == Approx(0.565));  // per run (0.61 + 0.51) / 2, (0.62 + 0.52) / 2
+  CHECK(g.slice_mean.at("seq_len").std == Approx(0.01 / std::sqrt(2.0)));
+  CHECK(g.slice_accuracy.at("task").at("qa10").mean == Approx(0.515));
+  CHECK(g.slice_mean.at("task").mean == Approx(0.615 - 0.13 / 3));
+  CHECK_FALSE(g.slice_accuracy.count("best_val_accuracy"));  // only final_val_accuracy/ slices
+
+  // Ranking: the highest mean best_val_accuracy first: attn d 64 lr 0.01 (0.815 - 0.05 + 0.02).
+  REQUIRE(r.best_group == 0);
+  CHECK(r.groups[0].label == "model.d_model=64 model.plugin=attn optim.lr=0.01");
+  CHECK(r.groups[0].best_val_accuracy.mean == Approx(0.785));
+  for (size_t i = 1; i < r.groups.size(); ++i) {
+    CHECK(r.groups[i].best_val_accuracy.mean <= r.groups[i - 1].best_val_accuracy.mean);
+    REQUIRE(r.groups[i].p_value);
+    CHECK(*r.groups[i].p_value ==
+          Approx(welch_t_test(r.groups[0].best_val_accuracies, r.groups[i].best_val_accuracies).p).epsilon(1e-12));
+  }
+  // The winner by loss would be lr 0.001; by accuracy it is 0.01 in every bucket.
+  REQUIRE(r.best_over.size() == 4);
+  for (const auto& row : r.best_over) {
+    INFO(row.label);
+    CHECK(row.winner == "0.01");
+    REQUIRE(row.means.size() == 2);
+    CHECK(row.means[1].second - row.means[0].second == Approx(0.1));  // 0.01 minus 0.001 in accuracy
+  }
+
+  // accuracy vs model.d_model per seq_len, one line per architecture, best lr per point.
+  CHECK(r.accuracy_slice == "seq_len");
+  REQUIRE(r.accuracy_panels.size() == 2);
+  CHECK(r.accuracy_panels[0].slice_value == "64");
+  CHECK(r.accuracy_panels[1].slice_value == "256");
+  for (size_t p = 0; p < 2; ++p) {
+    const auto& panel = r.accuracy_panels[p];
+    REQUIRE(panel.lines.size() == 2);
+    CHECK(panel.lines[0].label == "model.plugin=attn");  // the best group's line first
+    CHECK(panel.lines[1].label == "model.plugin=conv");
+    for (size_t l = 0; l < 2; ++l) {
+      const auto& line = panel.lines[l];
+      CHECK(line.x == std::vector<std::string>{"32", "64"});
+      CHECK(line.chosen == std::vector<std::string>{"0.01", "0.01"});
+      double base = 0.615 - 0.15 * static_cast<double>(l) - 0.1 * static_cast<double>(p);
+      CHECK(line.y[0] == Approx(base));
+      CHECK(line.y[1] == Approx(base + 0.2));
+      CHECK(line.lo[1] == Approx(base + 0.2 - 0.005));
+      CHECK(line.hi[1] == Approx(base + 0.2 + 0.005));
+    }
+  }
+
+  // Rendering: the tables, the notes naming what is maximised, the charts.
+  std::string html = report_html(r);
+  CHECK(html.find("Groups ranked by the highest mean best val accuracy (maximised") != std::string::npos);
+  CHECK(html.find("the value of optim.lr with the highest mean best val accuracy") != std::string::npos);
+  CHECK(html.find("Welch t-test on best val accuracy") != std::string::npos);
+  CHECK(html.find("<th class=\"num\">seq_len=64</th><th class=\"num\">seq_len=256</th><th class=\"num\">mean</th>") !=
+        std::string::npos);
+  CHECK(html.find("<th class=\"num\">task=qa1</th><th class=\"num\">task=qa2</th><th class=\"num\">task=qa10</th>") !=
+        std::string::npos);
+  CHECK(html.find("<td>model.d_model=32 model.plugin=attn optim.lr=0.01</td><td class=\"num\">0.6150 ± 0.0071</td>"
+                  "<td class=\"num\">0.5150 ± 0.0071</td><td class=\"num\">0.5650 ± 0.0071</td>") != std::string::npos);
+  CHECK(html.find("0.8150 (optim.lr=0.01)") != std::string::npos);
+  std::string md = report_markdown(r, {"accuracy_by_seq_len.svg", "val_loss.svg"});
+  CHECK(md.find("## Accuracy by slice") != std::string::npos);
+  CHECK(md.find("![accuracy_by_seq_len.svg](accuracy_by_seq_len.svg)") < md.find("## Loss curves"));
+  CHECK(md.find("![val_loss.svg](val_loss.svg)") > md.find("## Loss curves"));
+  auto charts = report_charts(r);
+  std::vector<std::string> names;
+  for (const auto& [name, svg] : charts) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"train_loss", "val_loss", "best_over", "accuracy_by_seq_len",
+                                          "accuracy_by_task", "accuracy_vs_model.d_model_at_seq_len_64",
+                                          "accuracy_vs_model.d_model_at_seq_len_256"});
+  const std::string& by_task = charts[4].second;
+  CHECK(by_task.find(">qa10</text>") != std::string::npos);  // categorical axis labels
+  CHECK(by_task.find(">qa2</text>") < by_task.find(">qa10</text>"));
+  CHECK(charts[5].second.find("Final val accuracy at seq_len=64 vs model.d_model") != std::string::npos);
+  CHECK(charts[2].second.find("Best validation accuracy vs optim.lr") != std::string::npos);
+
+  // metric = loss: ranked by the lowest best_val_loss, best_over picks lr 0.001.
+  opt.metric = "loss";
+  Report lr = build_report(store.db(), opt);
+  CHECK(lr.metric == "loss");
+  CHECK(lr.groups[0].label == "model.d_model=64 model.plugin=attn optim.lr=0.001");
+  for (const auto& row : lr.best_over) CHECK(row.winner == "0.001");
+  CHECK(report_html(lr).find("Groups ranked by the lowest mean best val loss (minimised") != std::string::npos);
+}
+
+TEST_CASE("accuracy options are validated with hints", "[unit][report]") {
+  Store store(make_slice_db(), true);
+  ReportOptions opt;
+  opt.metric = "acc";
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("expected auto, loss or accuracy"));
+  opt.metric = "auto";
+  opt.accuracy_x = "model.d_modle";
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("--accuracy-x: unknown key 'model.d_modle'") &&
+                                                       Catch::Contains("did you mean 'model.d_model'"));
+  opt.accuracy_x = "model.d_model";
+  opt.accuracy_slice = "seqlen";
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("did you mean 'seq_len'"));
+  opt.accuracy_slice = "";
+  // Two slice keys and none chosen.
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("several slice keys (seq_len, task)"));
+  opt.accuracy_x = "";
+  opt.accuracy_slice = "seq_len";
+  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("needs --accuracy-x"));
+  // The first database: only its gpt runs have best_val_accuracy, none has slices.
+  Store loss_only(make_db(), true);
+  ReportOptions o2;
+  o2.experiments = {"rep"};
+  CHECK(build_report(loss_only.db(), o2).metric == "loss");  // auto: not every run has accuracy
+  o2.metric = "accuracy";
+  Report acc = build_report(loss_only.db(), o2);  // gpt runs have best_val_accuracy: ranked on it
+  CHECK(acc.groups[0].keys.at("model.plugin") == "gpt");
+  CHECK(acc.slices.empty());
+}
+
+TEST_CASE("[report] accuracy keys in experiment files", "[unit][report]") {
+  auto e = load("[report]\nmetric = 'accuracy'\naccuracy_x = 'optim.lr'\naccuracy_slice = 'seq_len'\n");
+  CHECK(e.report.metric == "accuracy");
+  CHECK(e.report.accuracy_x == "optim.lr");
+  CHECK(e.report.accuracy_slice == "seq_len");
+  CHECK(load("").report.metric == "auto");
+  CHECK_THROWS_WITH(load("[report]\nmetric = 'acc'\n"), Catch::Contains("expected \"auto\", \"loss\" or \"accuracy\""));
+  CHECK_THROWS_WITH(load("[report]\naccuracy_x = 'optim.lrr'\n"), Catch::Contains("did you mean 'optim.lr'"));
+  CHECK_THROWS_WITH(load("[report]\naccuracy_slice = 'seq_len'\n"), Catch::Contains("needs accuracy_x"));
+  CHECK_THROWS_WITH(load("[report]\nmetrc = 'loss'\n"), Catch::Contains("did you mean 'metric'"));
+}
