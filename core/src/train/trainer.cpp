@@ -8,9 +8,12 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <map>
 #include <set>
+#include <sstream>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "lmgrid/dist/process_group.hpp"
 #include "lmgrid/plugin/boundary.hpp"
@@ -183,23 +186,94 @@ struct Progress {
   }
 };
 
+// Sums over scored answers: the whole split's, or one slice's.
+struct AnswerSums {
+  double loss = 0, weight = 0;      // loss summed over scored positions, and their count
+  double correct = 0, answers = 0;  // answers right at every position (exact match), answers
+};
+
 struct EvalResult {
   double loss = NAN;
-  double accuracy = NAN;  // only when the dataset scores a subset (loss mask)
+  double accuracy = NAN;        // answers exactly right; only when the dataset scores a subset (loss mask)
+  double token_accuracy = NAN;  // scored positions right; only when the dataset groups answers
+  std::map<std::string, std::pair<double, double>> slices;  // tag -> (accuracy, loss)
 };
+
+// Answer and slice statistics of one evaluation batch (on the CPU: B x T is small). A row's
+// answers are its scored positions grouped by answer_ids (each position alone when undefined);
+// an answer is correct when the argmax is right at all of its positions.
+void add_answers(const Batch& b, const torch::Tensor& hit, const torch::Tensor& position_loss,
+                 std::map<std::string, AnswerSums>& slices, double& correct, double& answers) {
+  const int64_t B = hit.size(0), T = hit.size(1);
+  auto hit_c = hit.to(torch::kCPU).to(torch::kBool).contiguous();
+  auto mask_c = b.loss_mask.to(torch::kCPU).to(torch::kFloat32).contiguous();
+  auto loss_c = position_loss.to(torch::kCPU).to(torch::kFloat64).contiguous();
+  torch::Tensor ids_c =
+      b.answer_ids.defined() ? b.answer_ids.to(torch::kCPU).to(torch::kLong).contiguous() : torch::Tensor();
+  auto hits = hit_c.accessor<bool, 2>();
+  auto mask = mask_c.accessor<float, 2>();
+  auto loss = loss_c.accessor<double, 2>();
+  for (int64_t r = 0; r < B; ++r) {
+    AnswerSums row;
+    std::map<int64_t, bool> grouped;  // answer id -> right so far
+    for (int64_t t = 0; t < T; ++t) {
+      if (mask[r][t] <= 0) continue;
+      row.loss += loss[r][t];
+      row.weight += 1;
+      if (!ids_c.defined()) {
+        row.answers += 1;
+        row.correct += hits[r][t] ? 1 : 0;
+        continue;
+      }
+      int64_t id = ids_c.accessor<int64_t, 2>()[r][t];
+      if (id < 0) continue;
+      auto [it, fresh] = grouped.emplace(id, true);
+      it->second = it->second && hits[r][t];
+    }
+    for (const auto& [id, right] : grouped) row.answers += 1, row.correct += right ? 1 : 0;
+    correct += row.correct, answers += row.answers;
+    if (static_cast<size_t>(r) >= b.tags.size()) continue;
+    std::istringstream words(b.tags[static_cast<size_t>(r)]);
+    for (std::string tag; words >> tag;) {
+      auto& s = slices[tag];
+      s.loss += row.loss, s.weight += row.weight, s.correct += row.correct, s.answers += row.answers;
+    }
+  }
+}
+
+// Data parallel: every rank's slice sums, summed in rank order on every rank. The slices a
+// rank saw depend on its shard of the batches, so they travel as JSON through the group's
+// store rather than as a tensor of agreed shape.
+void reduce_slices(dist::Group& group, int64_t round, std::map<std::string, AnswerSums>& slices) {
+  nlohmann::json mine = nlohmann::json::object();
+  for (const auto& [tag, s] : slices) mine[tag] = {s.loss, s.weight, s.correct, s.answers};
+  const std::string key = fmt::format("eval-slices/{}/", round);
+  group.set(key + std::to_string(group.rank()), mine.dump());
+  std::map<std::string, AnswerSums> all;
+  for (int r = 0; r < group.size(); ++r) {
+    auto j = r == group.rank() ? mine : nlohmann::json::parse(group.get(key + std::to_string(r)));
+    for (const auto& [tag, v] : j.items()) {
+      auto& s = all[tag];
+      s.loss += v[0].get<double>(), s.weight += v[1].get<double>();
+      s.correct += v[2].get<double>(), s.answers += v[3].get<double>();
+    }
+  }
+  slices = std::move(all);
+}
 
 // Scores the first `batches` val batches. Data parallel: rank r scores batches r, r + world, ...
 // and the sums are all-reduced, so every rank gets the single-process result (up to the order
-// of the additions).
+// of the additions). `round` names this evaluation among the run's (for the slice exchange).
 EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string& data_id, int64_t batches,
-                    int64_t batch_size, dist::Group* group) {
+                    int64_t batch_size, dist::Group* group, int64_t round) {
   const torch::Device device = o.device;
   torch::NoGradGuard ng;
   o.model->eval();
   int64_t n =
       std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
-  double total = 0, weight = 0, correct = 0, scored = 0;
-  bool masked = false;
+  double total = 0, weight = 0, correct = 0, scored = 0, answers_right = 0, answers = 0;
+  bool masked = false, grouped = false;
+  std::map<std::string, AnswerSums> slices;
   const int64_t first = group ? group->rank() : 0, stride = group ? group->size() : 1;
   for (int64_t i = first; i < n; i += stride) {
     Batch b = call_plugin(data_id, [&] { return o.dataset->eval_batch(Split::val, i, batch_size); });
@@ -214,21 +288,42 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
     weight += w;
     if (mask.defined()) {
       masked = true;
-      auto hit = (logits.argmax(-1) == targets).to(torch::kFloat32) * mask.to(torch::kFloat32);
-      correct += hit.sum().item<double>();
+      auto hit = logits.argmax(-1) == targets;
+      correct += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
       scored += mask.sum().item<double>();
+      if (b.answer_ids.defined() || !b.tags.empty()) {
+        grouped = grouped || b.answer_ids.defined();
+        auto V = logits.size(-1);
+        auto position_loss = torch::nn::functional::cross_entropy(
+                                 logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
+                                 torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
+                                 .reshape(targets.sizes());
+        add_answers(b, hit, position_loss, slices, answers_right, answers);
+      } else {
+        answers_right += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
+        answers += mask.sum().item<double>();
+      }
     }
   }
   o.model->train();
+  bool any_slices = !slices.empty();
   if (group) {
-    auto sums = torch::tensor({total, weight, correct, scored, masked ? 1.0 : 0.0}, torch::kFloat64);
+    auto sums = torch::tensor({total, weight, correct, scored, masked ? 1.0 : 0.0, answers_right, answers,
+                               grouped ? 1.0 : 0.0, any_slices ? 1.0 : 0.0},
+                              torch::kFloat64);
     group->allreduce_sum(sums);
     total = sums[0].item<double>(), weight = sums[1].item<double>(), correct = sums[2].item<double>();
     scored = sums[3].item<double>(), masked = sums[4].item<double>() > 0;
+    answers_right = sums[5].item<double>(), answers = sums[6].item<double>();
+    grouped = sums[7].item<double>() > 0, any_slices = sums[8].item<double>() > 0;
+    if (any_slices) reduce_slices(*group, round, slices);
   }
   EvalResult r;
   if (weight > 0) r.loss = total / weight;
-  if (masked && scored > 0) r.accuracy = correct / scored;
+  if (masked && answers > 0) r.accuracy = answers_right / answers;
+  if (grouped && scored > 0) r.token_accuracy = correct / scored;
+  for (const auto& [tag, s] : slices)
+    r.slices[tag] = {s.answers > 0 ? s.correct / s.answers : NAN, s.weight > 0 ? s.loss / s.weight : NAN};
   return r;
 }
 
@@ -381,7 +476,7 @@ class RunTrainer {
   // One process: the signal flag. Data parallel: the flag as all-reduced in the last step, so
   // that a stop reaching any rank stops them all after the same step.
   bool stop_requested() const { return group_ ? collective_stop_ : hooks_.stop && hooks_.stop->load(); }
-  void metric(const char* name, double value) {
+  void metric(const std::string& name, double value) {
     if (metrics_) metrics_->add(st_.step, st_.tokens, elapsed(), name, value);
   }
 
@@ -571,10 +666,15 @@ class RunTrainer {
 
   // Scores the val split, records it, tracks the best. True when early stopping says stop.
   bool evaluate_now() {
-    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, group_);
+    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, group_, eval_round_++);
     st_.last_val = ev.loss;
     metric("val/loss", ev.loss);
     if (std::isfinite(ev.accuracy)) metric("val/accuracy", ev.accuracy);
+    if (std::isfinite(ev.token_accuracy)) metric("val/token_accuracy", ev.token_accuracy);
+    for (const auto& [tag, v] : ev.slices) {
+      if (std::isfinite(v.first)) metric("val/accuracy/" + tag, v.first);
+      if (std::isfinite(v.second)) metric("val/loss/" + tag, v.second);
+    }
     bool stop = false;
     if (!std::isfinite(st_.best_val) || ev.loss < st_.best_val - ts_.early_stop_min_delta) {
       st_.best_val = std::isfinite(st_.best_val) ? std::min(st_.best_val, ev.loss) : ev.loss;
@@ -648,9 +748,17 @@ class RunTrainer {
     if (group_) store_->set_summary(run_id_, "world_size", static_cast<double>(group_->size()));
     // Accuracy exists only for datasets that score a subset (loss mask); read back from the
     // metrics so that a resumed run counts the evaluations of every session.
-    if (auto acc = store_->metric_stats(run_id_, "val/accuracy")) {
-      store_->set_summary(run_id_, "best_val_accuracy", acc->max);
-      store_->set_summary(run_id_, "final_val_accuracy", acc->last);
+    // Slices (val/accuracy/<key>=<value>, val/loss/<key>=<value>) and token accuracy likewise:
+    // best_ and final_ of each, best the highest accuracy or the lowest loss.
+    for (const std::string& name : store_->metric_names(run_id_)) {
+      bool accuracy = name == "val/accuracy" || name == "val/token_accuracy" || name.rfind("val/accuracy/", 0) == 0;
+      bool slice_loss = name.rfind("val/loss/", 0) == 0;
+      if (!accuracy && !slice_loss) continue;
+      auto stats = store_->metric_stats(run_id_, name);
+      if (!stats) continue;
+      std::string suffix = name.substr(4);  // "accuracy/num_kv_pairs=16"
+      store_->set_summary(run_id_, "best_val_" + suffix, accuracy ? stats->max : stats->min);
+      store_->set_summary(run_id_, "final_val_" + suffix, stats->last);
     }
     store_->set_summary(run_id_, "n_params", static_cast<double>(o_.model->parameter_count()));
   }
@@ -677,6 +785,7 @@ class RunTrainer {
   double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0, peak_flops_ = 0;
   LossScaler scaler_{false};
   bool collective_stop_ = false;
+  int64_t eval_round_ = 0;  // evaluations in this session (names the data-parallel slice exchange)
   double bad_loss_ = 0;
   int64_t bad_tokens_ = 0;
 };

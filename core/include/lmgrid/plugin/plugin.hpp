@@ -1,4 +1,5 @@
-// lmgrid plugin ABI, version 3 (3: Tokenizer::bos_id/eos_id, the document markers).
+// lmgrid plugin ABI, version 4 (3: Tokenizer::bos_id/eos_id, the document markers; 4: Batch's
+// answer_ids and tags, for accuracy by answer and by slice).
 //
 // This header is the contract between the host (`lmgrid`) and every plugin library. A plugin
 // is a shared library that exports exactly one symbol through Boost.DLL's alias mechanism:
@@ -39,7 +40,7 @@
 
 namespace lmgrid {
 
-inline constexpr uint32_t kPluginAbiVersion = 3;
+inline constexpr uint32_t kPluginAbiVersion = 4;
 
 // ---------------------------------------------------------------------------------------------
 // Build stamp: plain data, layout frozen, compared before anything else is called.
@@ -121,10 +122,21 @@ const char* split_name(Split s);
 
 // One batch. inputs and targets are int64 (B, T); loss_mask is float (B, T) with 1 where the
 // target is scored, or undefined when every position counts.
+//
+// Tasks with answers (MQAR, bAbI) may add, on evaluation batches:
+//   answer_ids  int64 (B, T): the scored positions of a row that hold the same id >= 0 form one
+//               answer, correct when the model's argmax is right at every one of them (exact
+//               match of a multi-token answer; -1 elsewhere). Undefined: every scored position
+//               is an answer of its own (token accuracy).
+//   tags        one string per row naming the slices it belongs to, "key=value" pairs separated
+//               by spaces ("seq_len=256 num_kv_pairs=16"); empty: no slices. The trainer records
+//               accuracy and loss per slice (val/accuracy/num_kv_pairs=16).
 struct Batch {
   torch::Tensor inputs;
   torch::Tensor targets;
   torch::Tensor loss_mask;
+  torch::Tensor answer_ids;
+  std::vector<std::string> tags;
 };
 
 // Datasets are deterministic functions of (seed, index): the data cursor the trainer saves in
