@@ -26,7 +26,7 @@ case "$torch" in pip | debian) ;; *) echo "lmgrid setup: LMGRID_TORCH must be pi
 
 packages=(build-essential cmake ninja-build pkg-config libboost-dev libtomlplusplus-dev libfmt-dev
           libsqlite3-dev catch2 libcurl4-openssl-dev libgloo-dev libcli11-dev nlohmann-json3-dev libssl-dev sqlite3
-          libicu-dev libsentencepiece-dev)  # ICU: the bpe tokenizer's Unicode classes
+          libicu-dev libsentencepiece-dev libarchive-dev)  # ICU: the bpe tokenizer's Unicode classes; libarchive: data/babi reads .tar.xz
 if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); else packages+=(python3-venv); fi
 # Test mode also renders reports in a real browser (tests/cli/test_report.sh), checks the C++
 # formatting (tests/cli/test_format.sh), encodes with the reference SentencePiece (spm_encode,

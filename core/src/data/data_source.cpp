@@ -134,6 +134,27 @@ const std::vector<DataSource>& known_sources() {
          "Austen, Persuasion",
          "whole",
          {}},
+        // bAbI (Weston et al. 2015, tasks 1-20 v1.2; data/babi). A relative path ending in '/' is
+        // a folder source: the folder must exist, nothing in it is verified or downloaded. The
+        // official release (http://www.thespermwhale.com/jaseweston/babi/tasks_1-20_v1-2.tar.gz)
+        // is laid out differently (tasks_1-20_v1-2/{en,en-10k,hn,...}/); data/babi reads it given
+        // as a path, so neither source downloads it.
+        {"babi_en",
+         "babi/en/",
+         "",
+         5901983,
+         "",
+         "bAbI tasks 1-20 v1.2, 1k training questions per task (a folder of 40 files, 5.9 MB; data/babi)",
+         "whole",
+         {}},
+        {"babi_en10k",
+         "babi/en-10k.tar.xz",
+         "",
+         1688844,
+         "a821dc5c4f7bf747860db1d3226bc11446efc7834018b9f3b67017c6a46a74fc",
+         "bAbI tasks 1-20 v1.2, 10k training questions per task (tar.xz of 39 files: no qa3 train; data/babi)",
+         "whole",
+         {}},
     };
     // A group: Austen's six novels, each a document.
     v.push_back({"austen",
@@ -217,15 +238,26 @@ fs::path resolve_source(const std::string& name_or_path) {
     throw UserError(
         fmt::format("data source '{}' is neither a known source ({}) nor an existing file", name_or_path, names));
   }
+  // A folder source (relative path ending in '/') resolves to an existing folder.
+  const bool folder = !src->relative_path.empty() && src->relative_path.back() == '/';
+  auto present = [&](const fs::path& p) { return folder ? fs::is_directory(p) : fs::is_regular_file(p); };
+  auto found = [&](const fs::path& p) { return folder ? p.parent_path() : p; };  // "a/b/" -> "a/b"
   std::vector<fs::path> searched;
   for (const auto& dir : split(env_or("LMGRID_DATA_PATH", ""), ':')) {
     fs::path p = fs::path(dir) / src->relative_path;
     searched.push_back(p);
-    if (fs::is_regular_file(p)) return p;
+    if (present(p)) return found(p);
   }
   fs::path cached = cache_dir() / src->relative_path;
   searched.push_back(cached);
-  if (fs::is_regular_file(cached)) return cached;
+  if (present(cached)) return found(cached);
+  if (folder) {
+    std::string where;
+    for (const auto& p : searched) where += "\n  " + p.string();
+    throw UserError(fmt::format(
+        "data source '{}' not found; looked in:{}\nPut the folder {} ({}) into a folder of LMGRID_DATA_PATH or at {}",
+        src->name, where, src->relative_path, src->doc, cached.string()));
+  }
   std::string why = "LMGRID_OFFLINE=1";
   if (!src->url.empty() && env_or("LMGRID_OFFLINE", "") != "1") {
     why = download(src->url, cached, src->sha256);
