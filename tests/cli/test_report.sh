@@ -111,8 +111,9 @@ expect_exit 2 "unknown --accuracy-x key" -- "$BIN" report --db s.db --accuracy-x
 expect_out "--accuracy-x: unknown key 'optim.lrr'; did you mean 'optim.lr'" "accuracy-x hint names the nearest key"
 expect_exit 2 "unknown --accuracy-slice key" -- "$BIN" report --db s.db --accuracy-x optim.lr --accuracy-slice seqlen
 expect_out "did you mean 'seq_len'" "accuracy-slice hint names the nearest slice key"
-expect_exit 2 "--accuracy-x with two slice keys and none chosen" -- "$BIN" report --db s.db -e rep --accuracy-x optim.lr
-expect_out "several slice keys \(seq_len, task\)" "names the slice keys to choose from"
+expect_exit 0 "--accuracy-x with two slice keys and none chosen" -- "$BIN" report --db s.db -e rep --accuracy-x optim.lr --out sx2
+check "one chart of the overall accuracy" -- test -s sx2/accuracy_vs_optim.lr.svg
+check "the page names the slice keys to choose from" -- grep -qF 'several slice keys (seq_len, task): choose one with --accuracy-slice' sx2/report.html
 expect_exit 2 "bad --metric" -- "$BIN" report --db s.db --metric acc
 expect_out "expected auto, loss or accuracy" "metric error names the choices"
 expect_exit 2 "--metric accuracy where no run has accuracy" -- "$BIN" report --db r.db -e rep --metric accuracy

@@ -705,8 +705,20 @@ TEST_CASE("accuracy options are validated with hints", "[unit][report]") {
   opt.accuracy_slice = "seqlen";
   CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("did you mean 'seq_len'"));
   opt.accuracy_slice = "";
-  // Two slice keys and none chosen.
-  CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("several slice keys (seq_len, task)"));
+  // Two slice keys and none chosen: one panel of the overall final_val_accuracy, and a note.
+  opt.best_over = "optim.lr";
+  Report overall = build_report(store.db(), opt);
+  CHECK(overall.accuracy_slice.empty());
+  REQUIRE(overall.accuracy_panels.size() == 1);
+  CHECK(overall.accuracy_panels[0].slice_value.empty());
+  REQUIRE(overall.accuracy_panels[0].lines.size() == 2);
+  const auto& attn = overall.accuracy_panels[0].lines[0];
+  CHECK(attn.label == "model.plugin=attn");
+  CHECK(attn.y[0] == Approx(0.565));  // d 32: best lr 0.01, (0.615 + 0.515) / 2
+  CHECK(attn.y[1] == Approx(0.765));
+  CHECK(report_html(overall).find("several slice keys (seq_len, task): choose one with --accuracy-slice") !=
+        std::string::npos);
+  CHECK(report_charts(overall).back().first == "accuracy_vs_model.d_model");
   opt.accuracy_x = "";
   opt.accuracy_slice = "seq_len";
   CHECK_THROWS_WITH(build_report(store.db(), opt), Catch::Contains("needs --accuracy-x"));
@@ -726,6 +738,11 @@ TEST_CASE("[report] accuracy keys in experiment files", "[unit][report]") {
   CHECK(e.report.metric == "accuracy");
   CHECK(e.report.accuracy_x == "optim.lr");
   CHECK(e.report.accuracy_slice == "seq_len");
+  // The dumped experiment (lmgrid grid --dump) keeps them.
+  auto back = load_experiment_text(dump_experiment_toml(e), "dump.toml", {}, test::built_plugins());
+  CHECK(back.report.metric == "accuracy");
+  CHECK(back.report.accuracy_x == "optim.lr");
+  CHECK(back.report.accuracy_slice == "seq_len");
   CHECK(load("").report.metric == "auto");
   CHECK_THROWS_WITH(load("[report]\nmetric = 'acc'\n"), Catch::Contains("expected \"auto\", \"loss\" or \"accuracy\""));
   CHECK_THROWS_WITH(load("[report]\naccuracy_x = 'optim.lrr'\n"), Catch::Contains("did you mean 'optim.lr'"));

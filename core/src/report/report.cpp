@@ -634,22 +634,14 @@ const Stat* panel_stat(const ReportGroup& g, const std::string& key, const std::
 }
 
 // Panels of accuracy vs opt.accuracy_x: per value of the slice key (one overall panel without
-// slices), one line per group of the keys other than accuracy_x and best_over, at each x value
-// the group (over best_over's values) with the highest mean accuracy there. Sets
-// rep.accuracy_slice (UserError when several slice keys exist and none was chosen).
+// slices, or several and none chosen), one line per group of the keys other than accuracy_x and
+// best_over, at each x value the group (over best_over's values) with the highest mean accuracy
+// there. Sets rep.accuracy_slice.
 void accuracy_panels(Report& rep) {
   const std::string& xk = rep.opt.accuracy_x;
   const std::string& bo = rep.opt.best_over;
   std::string sk = rep.opt.accuracy_slice;
-  if (sk.empty() && rep.slices.size() == 1) sk = rep.slices[0].key;
-  if (sk.empty() && rep.slices.size() > 1) {
-    std::string list;
-    for (const auto& s : rep.slices) list += (list.empty() ? "" : ", ") + s.key;
-    throw UserError(
-        fmt::format("--accuracy-x {}: the runs have several slice keys ({}); choose one with "
-                    "--accuracy-slice (accuracy_slice in [report])",
-                    xk, list));
-  }
+  if (sk.empty() && rep.slices.size() == 1) sk = rep.slices[0].key;  // several: the overall accuracy
   rep.accuracy_slice = sk;
   std::vector<std::string> values{""};
   for (const auto& s : rep.slices)

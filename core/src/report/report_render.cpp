@@ -433,7 +433,14 @@ std::string accuracy_x_note(const Report& r) {
   s += " against " + r.opt.accuracy_x + ", one line per group of the other keys: mean over the finished runs";
   if (!r.opt.best_over.empty())
     s += ", at each point the value of " + r.opt.best_over + " with the highest mean accuracy there (in brackets)";
-  return s + "; the band spans min..max.";
+  s += "; the band spans min..max.";
+  if (r.accuracy_slice.empty() && r.slices.size() > 1) {
+    std::string list;
+    for (const auto& k : r.slices) list += (list.empty() ? "" : ", ") + k.key;
+    s += " The runs have several slice keys (" + list +
+         "): choose one with --accuracy-slice (accuracy_slice in [report]) for one chart per value.";
+  }
+  return s;
 }
 
 // Rows: (line, slice value); columns: the accuracy_x values.

@@ -19,9 +19,11 @@
 // on the val answers whose tag has that value) give, per slice key, a table of groups x values
 // (mean ± sd over the group's finished runs) and a chart of accuracy against the value (numeric
 // values on a numeric axis, words such as qa1..qa20 in natural order on a categorical one).
-// accuracy_x = K adds, per value of one slice key (accuracy_slice; needed when there are several),
-// a chart of accuracy against the config key K, one line per group of the other keys, each point
-// the best best_over value at that point (the highest mean accuracy plotted there).
+// accuracy_x = K adds, per value of one slice key (accuracy_slice; the only one by default), a
+// chart of accuracy against the config key K, one line per group of the other keys, each point
+// the best best_over value at that point (the highest mean accuracy plotted there); without a
+// slice key (none, or several and none chosen) one chart of the overall final_val_accuracy. K,
+// like best_over, is added to the group-by keys.
 //
 // Curves: the runs of a group are aligned by step (their configs differ only in the seed, so
 // they log at the same steps); at each step the line is the mean over the runs that logged it and
