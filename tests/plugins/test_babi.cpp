@@ -37,9 +37,9 @@ struct Made {
   std::shared_ptr<Dataset> data;
 };
 
-Made make_babi(std::map<std::string, Value> values, uint64_t seed = 1) {
+Made make_babi(std::map<std::string, Value> values, uint64_t seed = 1, const std::string& tokenizer = "words") {
   const Registry& reg = test::built_plugins();
-  const auto& tp = static_cast<const TokenizerPlugin&>(*reg.get(PluginKind::tokenizer, "words").plugin);
+  const auto& tp = static_cast<const TokenizerPlugin&>(*reg.get(PluginKind::tokenizer, tokenizer).plugin);
   const auto& dp = static_cast<const DataPlugin&>(*reg.get(PluginKind::data, "babi").plugin);
   Params p = validate_params(dp.params(), values, "[data]");
   dp.check(p);
@@ -358,6 +358,14 @@ TEST_CASE("babi: a long story keeps its newest statements", "[unit][babi]") {
   CHECK_THROWS(make_babi({{"source", std::string("babi_en")}, {"tasks", std::string("19")}, {"seq_len", int64_t{8}}}));
 }
 
+TEST_CASE("babi: a tokenizer without EOS ends the answer with its newline", "[unit][babi]") {
+  auto m = make_babi({{"source", std::string("babi_en")}, {"tasks", std::string("1")}, {"seq_len", int64_t{128}}}, 1,
+                     "char");
+  REQUIRE(m.tok->eos_id() < 0);
+  Batch x = m.data->eval_batch(Split::val, 0, 1);
+  CHECK(m.tok->decode(scored(x, 0)) == " hallway\n");  // the answer's leading space is its first token
+}
+
 TEST_CASE("babi: val = train holds out the last 10% of each task's stories", "[unit][babi]") {
   auto m =
       make_babi({{"source", std::string("babi_en")}, {"tasks", std::string("1,2")}, {"val", std::string("train")}});
@@ -409,6 +417,8 @@ TEST_CASE("babi: BABILong mode puts every fact in order into filler of the targe
       // Evaluation rows do not depend on the run's seed.
       CHECK(torch::equal(x.inputs, m2.data->eval_batch(Split::val, j, 1).inputs));
     }
+  // val = test: the val rows are the test rows, filler and all.
+  CHECK(torch::equal(m.data->eval_batch(Split::val, 4321, 1).inputs, m.data->eval_batch(Split::test, 4321, 1).inputs));
   // Training rows: a length drawn per row; the same seed and index give the same rows.
   Batch a = m.data->train_batch(3, 16), b = make_babi(v).data->train_batch(3, 16);
   CHECK(torch::equal(a.inputs, b.inputs));

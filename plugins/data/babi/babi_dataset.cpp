@@ -289,7 +289,7 @@ class BabiDataset : public Dataset {
       size_t j = static_cast<size_t>(index + b * count);
       const auto& [i, l] = all[j];
       const Item& it = items(split)[i];
-      auto rng = batch_rng(kEvalSeed + static_cast<uint64_t>(split), static_cast<int64_t>(j));
+      auto rng = batch_rng(kEvalSeed, static_cast<int64_t>(j));  // val = test: the same rows
       rows.push_back(build(it, lengths_[l], filler_eval_, filler_eval_len_, rng));
       tags.push_back(babilong_ ? fmt::format("task=qa{} length={}", it.task, lengths_[l])
                                : fmt::format("task=qa{}", it.task));
