@@ -18,6 +18,7 @@
 #include "lmgrid/dist/process_group.hpp"
 #include "lmgrid/plugin/boundary.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
+#include "lmgrid/train/answers.hpp"
 #include "lmgrid/train/checkpoint.hpp"
 #include "lmgrid/train/tokenizer_cache.hpp"
 #include "lmgrid/base/errors.hpp"
@@ -186,60 +187,12 @@ struct Progress {
   }
 };
 
-// Sums over scored answers: the whole split's, or one slice's.
-struct AnswerSums {
-  double loss = 0, weight = 0;      // loss summed over scored positions, and their count
-  double correct = 0, answers = 0;  // answers right at every position (exact match), answers
-};
-
 struct EvalResult {
   double loss = NAN;
   double accuracy = NAN;        // answers exactly right; only when the dataset scores a subset (loss mask)
   double token_accuracy = NAN;  // scored positions right; only when the dataset groups answers
   std::map<std::string, std::pair<double, double>> slices;  // tag -> (accuracy, loss)
 };
-
-// Answer and slice statistics of one evaluation batch (on the CPU: B x T is small). A row's
-// answers are its scored positions grouped by answer_ids (each position alone when undefined);
-// an answer is correct when the argmax is right at all of its positions.
-void add_answers(const Batch& b, const torch::Tensor& hit, const torch::Tensor& position_loss,
-                 std::map<std::string, AnswerSums>& slices, double& correct, double& answers) {
-  const int64_t B = hit.size(0), T = hit.size(1);
-  auto hit_c = hit.to(torch::kCPU).to(torch::kBool).contiguous();
-  auto mask_c = b.loss_mask.to(torch::kCPU).to(torch::kFloat32).contiguous();
-  auto loss_c = position_loss.to(torch::kCPU).to(torch::kFloat64).contiguous();
-  torch::Tensor ids_c =
-      b.answer_ids.defined() ? b.answer_ids.to(torch::kCPU).to(torch::kLong).contiguous() : torch::Tensor();
-  auto hits = hit_c.accessor<bool, 2>();
-  auto mask = mask_c.accessor<float, 2>();
-  auto loss = loss_c.accessor<double, 2>();
-  for (int64_t r = 0; r < B; ++r) {
-    AnswerSums row;
-    std::map<int64_t, bool> grouped;  // answer id -> right so far
-    for (int64_t t = 0; t < T; ++t) {
-      if (mask[r][t] <= 0) continue;
-      row.loss += loss[r][t];
-      row.weight += 1;
-      if (!ids_c.defined()) {
-        row.answers += 1;
-        row.correct += hits[r][t] ? 1 : 0;
-        continue;
-      }
-      int64_t id = ids_c.accessor<int64_t, 2>()[r][t];
-      if (id < 0) continue;
-      auto [it, fresh] = grouped.emplace(id, true);
-      it->second = it->second && hits[r][t];
-    }
-    for (const auto& [id, right] : grouped) row.answers += 1, row.correct += right ? 1 : 0;
-    correct += row.correct, answers += row.answers;
-    if (static_cast<size_t>(r) >= b.tags.size()) continue;
-    std::istringstream words(b.tags[static_cast<size_t>(r)]);
-    for (std::string tag; words >> tag;) {
-      auto& s = slices[tag];
-      s.loss += row.loss, s.weight += row.weight, s.correct += row.correct, s.answers += row.answers;
-    }
-  }
-}
 
 // Data parallel: every rank's slice sums, summed in rank order on every rank. The slices a
 // rank saw depend on its shard of the batches, so they travel as JSON through the group's
@@ -252,11 +205,8 @@ void reduce_slices(dist::Group& group, int64_t round, std::map<std::string, Answ
   std::map<std::string, AnswerSums> all;
   for (int r = 0; r < group.size(); ++r) {
     auto j = r == group.rank() ? mine : nlohmann::json::parse(group.get(key + std::to_string(r)));
-    for (const auto& [tag, v] : j.items()) {
-      auto& s = all[tag];
-      s.loss += v[0].get<double>(), s.weight += v[1].get<double>();
-      s.correct += v[2].get<double>(), s.answers += v[3].get<double>();
-    }
+    for (const auto& [tag, v] : j.items())
+      all[tag].add({v[0].get<double>(), v[1].get<double>(), v[2].get<double>(), v[3].get<double>()});
   }
   slices = std::move(all);
 }
@@ -271,7 +221,8 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
   o.model->eval();
   int64_t n =
       std::min(batches, call_plugin(data_id, [&] { return o.dataset->eval_batch_count(Split::val, batch_size); }));
-  double total = 0, weight = 0, correct = 0, scored = 0, answers_right = 0, answers = 0;
+  double total = 0, weight = 0, correct = 0, scored = 0;
+  AnswerSums answer_sums;
   bool masked = false, grouped = false;
   std::map<std::string, AnswerSums> slices;
   const int64_t first = group ? group->rank() : 0, stride = group ? group->size() : 1;
@@ -298,14 +249,15 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
                                  logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
                                  .reshape(targets.sizes());
-        add_answers(b, hit, position_loss, slices, answers_right, answers);
+        add_answers(b, hit, position_loss, answer_sums, slices);
       } else {
-        answers_right += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
-        answers += mask.sum().item<double>();
+        answer_sums.correct += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
+        answer_sums.answers += mask.sum().item<double>();
       }
     }
   }
   o.model->train();
+  double answers_right = answer_sums.correct, answers = answer_sums.answers;
   bool any_slices = !slices.empty();
   if (group) {
     auto sums = torch::tensor({total, weight, correct, scored, masked ? 1.0 : 0.0, answers_right, answers,
