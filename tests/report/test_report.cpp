@@ -749,3 +749,40 @@ TEST_CASE("[report] accuracy keys in experiment files", "[unit][report]") {
   CHECK_THROWS_WITH(load("[report]\naccuracy_slice = 'seq_len'\n"), Catch::Contains("needs accuracy_x"));
   CHECK_THROWS_WITH(load("[report]\nmetrc = 'loss'\n"), Catch::Contains("did you mean 'metric'"));
 }
+
+TEST_CASE("equal accuracies rank by the lower loss", "[unit][report]") {
+  fs::path path = fresh_db("report-acc-ties");
+  {
+    Store store(path);
+    Experiment exp;
+    exp.name = "ties";
+    for (double lr : {1e-3, 3e-3, 1e-2})
+      for (int64_t seed : {1, 2}) {
+        RunConfig rc;
+        rc.experiment = "ties";
+        rc.seed = seed;
+        rc.values["model.plugin"] = std::string("gpt");
+        rc.values["optim.lr"] = lr;
+        exp.runs.push_back(rc);
+      }
+    auto ids = store.register_runs(exp, false);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      double lr = std::get<double>(exp.runs[i].values.at("optim.lr"));
+      store.set_summary(ids[i], "best_val_accuracy", lr > 5e-3 ? 0.25 : 0.0);  // 1e-3 and 3e-3 tie at 0
+      store.set_summary(ids[i], "final_val_accuracy/task=qa1", 0.0);
+      store.set_summary(ids[i], "best_val_loss", lr < 2e-3 ? 3.0 : 2.0);  // 3e-3 has the lower loss
+      store.set_status(ids[i], RunStatus::done);
+    }
+  }
+  Store store(path, true);
+  ReportOptions opt;
+  opt.best_over = "optim.lr";
+  Report r = build_report(store.db(), opt);
+  CHECK(r.metric == "accuracy");
+  REQUIRE(r.groups.size() == 3);
+  CHECK(r.groups[0].label == "optim.lr=0.01");
+  CHECK(r.groups[1].label == "optim.lr=0.003");  // tie at 0 with 0.001, lower loss
+  CHECK(r.groups[2].label == "optim.lr=0.001");
+  REQUIRE(r.best_over.size() == 1);
+  CHECK(r.best_over[0].winner == "0.01");
+}

@@ -543,13 +543,19 @@ const std::vector<double>& rank_values(const Report& rep, const ReportGroup& g) 
 // a ranks before b by the metric: lower loss or higher accuracy.
 bool rank_better(const Report& rep, double a, double b) { return rep.metric == "accuracy" ? a > b : a < b; }
 
-// Sorts the groups best first by rep.metric (groups without its summary last, in their order),
+// Sorts the groups best first by rep.metric (groups without its summary last, in their order;
+// equal mean accuracies, common in short runs that score 0 or 1, by the lower mean best_val_loss),
 // sets rep.best_group and each group's Welch p-value against the best.
 void rank_groups(Report& rep) {
   std::stable_sort(rep.groups.begin(), rep.groups.end(), [&](const ReportGroup& a, const ReportGroup& b) {
     bool ha = rank_stat(rep, a).n > 0, hb = rank_stat(rep, b).n > 0;
     if (ha != hb) return ha;
-    return ha && rank_better(rep, rank_stat(rep, a).mean, rank_stat(rep, b).mean);
+    if (!ha) return false;
+    double ma = rank_stat(rep, a).mean, mb = rank_stat(rep, b).mean;
+    if (ma != mb || rep.metric != "accuracy") return rank_better(rep, ma, mb);
+    bool la = a.best_val_loss.n > 0, lb = b.best_val_loss.n > 0;
+    if (la != lb) return la;
+    return la && a.best_val_loss.mean < b.best_val_loss.mean;
   });
   if (!rep.groups.empty() && rank_stat(rep, rep.groups[0]).n > 0) rep.best_group = 0;
   if (rep.best_group == 0 && rank_values(rep, rep.groups[0]).size() >= 2)

@@ -9,7 +9,8 @@
 // key that varies across the selected runs, except the seed and run-identity keys such as the
 // variant label). Per group: mean ± sample std (n-1) over its finished runs. The ranking metric
 // (ReportSpec::metric) orders the groups: "loss", the lowest mean best_val_loss first, or
-// "accuracy", the highest mean best_val_accuracy first; "auto" is accuracy when every selected
+// "accuracy", the highest mean best_val_accuracy first (ties by the lower mean best_val_loss);
+// "auto" is accuracy when every selected
 // finished run has best_val_accuracy and at least one slice summary (final_val_accuracy/<k>=<v>,
 // a data set with answers), else loss. A two-sided Welch t-test on that summary compares the best
 // group with every other group where both have >= 2 finished runs; best_over picks per bucket the
