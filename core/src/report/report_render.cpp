@@ -388,7 +388,8 @@ std::string ranking_note(const Report& r) {
   if (r.metric_automatic)
     s += by_accuracy(r) ? "; metric auto: every finished run has best val accuracy and per-slice accuracies"
                         : "; metric auto: not every finished run has best val accuracy and per-slice accuracies";
-  return s + "; --metric loss|accuracy, metric in [report], to choose).";
+  s += "; --metric loss|accuracy, metric in [report], to choose).";
+  return by_accuracy(r) ? s + " Equal mean accuracies rank by the lower mean best val loss." : s;
 }
 
 const char* kSliceNote =
