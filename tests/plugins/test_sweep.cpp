@@ -7,6 +7,8 @@
 //   optim:     minimises a quadratic; save/load continues identically.
 #include <catch2/catch.hpp>
 
+#include <lmgrid/base/errors.hpp>
+
 #include <filesystem>
 
 #include <lmgrid/check/conformance.hpp>
@@ -105,7 +107,10 @@ TEST_CASE("sweep: every tokenizer plugin", "[sweep]") {
     const auto& plugin = static_cast<const TokenizerPlugin&>(*lp->plugin);
     DYNAMIC_SECTION("tokenizer/" << plugin.name()) {
       auto tok = plugin.create(tiny(plugin));
-      std::string text = "First Citizen:\nBefore we proceed any further, hear me speak. caf\xc3\xa9";
+      // tokenizer/ids reads token ids written as numbers (the synthetic tasks' text), nothing else.
+      std::string text = plugin.name() == "ids"
+                             ? "12 7 4095 0 12 3"
+                             : "First Citizen:\nBefore we proceed any further, hear me speak. caf\xc3\xa9";
       tok->fit(text);
       auto ids = tok->encode(text);
       REQUIRE(!ids.empty());
@@ -120,13 +125,24 @@ TEST_CASE("sweep: every tokenizer plugin", "[sweep]") {
 }
 
 TEST_CASE("sweep: every data plugin", "[sweep]") {
-  const auto& tp = static_cast<const TokenizerPlugin&>(*reg().get(PluginKind::tokenizer, "char").plugin);
   for (const auto* lp : reg().list(PluginKind::data)) {
     const auto& plugin = static_cast<const DataPlugin&>(*lp->plugin);
     DYNAMIC_SECTION("data/" << plugin.name()) {
       Params p = tiny(plugin);
+      // Text datasets take the char tokenizer; the synthetic tasks generate ids and refuse it,
+      // asking for tokenizer/ids instead (a UserError naming it).
+      std::string tokenizer = "char";
+      try {
+        const auto& c = static_cast<const TokenizerPlugin&>(*reg().get(PluginKind::tokenizer, "char").plugin);
+        plugin.create(p, {c.create(validate_params(c.params(), {}, "char")), 1});
+      } catch (const UserError& e) {
+        INFO(e.what());
+        REQUIRE(std::string(e.what()).find("[tokenizer] plugin = \"ids\"") != std::string::npos);
+        tokenizer = "ids";
+      }
+      const auto& tp = static_cast<const TokenizerPlugin&>(*reg().get(PluginKind::tokenizer, tokenizer).plugin);
       auto make = [&](uint64_t seed) {
-        return plugin.create(p, {tp.create(validate_params(tp.params(), {}, "char")), seed});
+        return plugin.create(p, {tp.create(validate_params(tp.params(), {}, tokenizer)), seed});
       };
       auto a = make(1), b = make(1), c = make(2);
       int64_t T = plugin.seq_len(p);
