@@ -312,6 +312,10 @@ void add_data(CLI::App& app) {
     for (const auto& name : names) {
       auto p = resolve_source(name);
       auto member = find_source(name);
+      if (std::filesystem::is_directory(p)) {  // a folder source (babi_en): nothing to hash
+        std::printf("%s\t(folder)\n", p.c_str());
+        continue;
+      }
       std::string sha = sha256_file(p);
       if (member && !member->sha256.empty() && sha != member->sha256)
         throw UserError(fmt::format("{} has sha256 {}, expected {}", p.string(), sha, member->sha256));
