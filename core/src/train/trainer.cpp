@@ -235,24 +235,28 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
       return o.model->forward(inputs, nullptr).logits;
     });
     double w = mask.defined() ? mask.sum().item<double>() : static_cast<double>(targets.numel());
-    total += lm_loss(logits, targets, mask).item<double>() * w;
     weight += w;
+    const bool answers_in_batch = mask.defined() && (b.answer_ids.defined() || !b.tags.empty());
+    if (!answers_in_batch) total += lm_loss(logits, targets, mask).item<double>() * w;
     if (mask.defined()) {
       masked = true;
       auto hit = logits.argmax(-1) == targets;
-      correct += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
-      scored += mask.sum().item<double>();
-      if (b.answer_ids.defined() || !b.tags.empty()) {
+      double right = (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
+      correct += right;
+      scored += w;
+      if (answers_in_batch) {
+        // One cross entropy per position serves the split's loss and the slices' losses.
         grouped = grouped || b.answer_ids.defined();
         auto V = logits.size(-1);
         auto position_loss = torch::nn::functional::cross_entropy(
                                  logits.reshape({-1, V}).to(torch::kFloat32), targets.reshape({-1}),
                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone))
                                  .reshape(targets.sizes());
+        total += (position_loss * mask.to(torch::kFloat32)).sum().item<double>();
         add_answers(b, hit, position_loss, answer_sums, slices);
       } else {
-        answer_sums.correct += (hit.to(torch::kFloat32) * mask.to(torch::kFloat32)).sum().item<double>();
-        answer_sums.answers += mask.sum().item<double>();
+        answer_sums.correct += right;  // each scored position is an answer of its own
+        answer_sums.answers += w;
       }
     }
   }

@@ -240,18 +240,24 @@ TaskFile parse_task_file(const std::string& text, int task, const std::string& o
   return tf;
 }
 
-std::set<int> parse_tasks(const std::string& spec) {
-  std::set<int> out;
-  auto bad = [&](const std::string& why) {
-    return UserError(fmt::format("tasks = \"{}\": {} (write e.g. \"1-20\", \"1,2,3\" or \"1-2,4-20\")", spec, why));
-  };
+// "a,b,,c" -> {"a", "b", "", "c"} (empty items kept, for the callers' messages).
+static std::vector<std::string> split_commas(const std::string& text) {
   std::vector<std::string> parts{""};
-  for (char c : spec) {
+  for (char c : text) {
     if (c == ',')
       parts.emplace_back();
     else
       parts.back().push_back(c);
   }
+  return parts;
+}
+
+std::set<int> parse_tasks(const std::string& spec) {
+  std::set<int> out;
+  auto bad = [&](const std::string& why) {
+    return UserError(fmt::format("tasks = \"{}\": {} (write e.g. \"1-20\", \"1,2,3\" or \"1-2,4-20\")", spec, why));
+  };
+  std::vector<std::string> parts = split_commas(spec);
   for (std::string part : parts) {
     part = trim(part);
     if (part.empty()) throw bad("an empty item");
@@ -269,13 +275,7 @@ std::vector<int64_t> parse_lengths(const std::string& spec) {
   std::string s = trim(spec);
   if (!s.empty() && s.front() == '[' && s.back() == ']') s = s.substr(1, s.size() - 2);
   std::vector<int64_t> out;
-  std::vector<std::string> parts{""};
-  for (char c : s) {
-    if (c == ',')
-      parts.emplace_back();
-    else
-      parts.back().push_back(c);
-  }
+  std::vector<std::string> parts = split_commas(s);
   for (std::string part : parts) {
     part = trim(part);
     if (!all_digits(part) || part.size() > 12)

@@ -13,39 +13,11 @@
 // position is filler: id 0, or a uniform random id when random_non_queries (Zoology's default;
 // its Figure 2 turns it off), which may collide with keys and values, as upstream.
 // A dataset mixes settings ("64:4,128:8,256:16"), tagged seq_len=L num_kv_pairs=D.
-#include <cmath>
-#include <unordered_set>
-
 #include <lmgrid/plugin/example_dataset.hpp>
 
 namespace {
 
 using namespace lmgrid;
-
-// `n` distinct ids uniformly from [lo, hi).
-std::vector<int64_t> distinct_ids(int64_t n, int64_t lo, int64_t hi, std::mt19937_64& rng) {
-  std::uniform_int_distribution<int64_t> pick(lo, hi - 1);
-  std::unordered_set<int64_t> seen;
-  std::vector<int64_t> out;
-  while (static_cast<int64_t>(out.size()) < n)
-    if (int64_t x = pick(rng); seen.insert(x).second) out.push_back(x);
-  return out;
-}
-
-// `n` distinct slots of [0, space) with P(j) ~ a (j+1)^(a-1), drawn one after another without
-// replacement (what numpy's choice(replace=False, p=...) does).
-std::vector<int64_t> power_law_slots(int64_t n, int64_t space, double a, std::mt19937_64& rng) {
-  std::vector<double> w(static_cast<size_t>(space));
-  for (int64_t j = 0; j < space; ++j) w[static_cast<size_t>(j)] = a * std::pow(static_cast<double>(j + 1), a - 1.0);
-  std::vector<int64_t> out;
-  for (int64_t i = 0; i < n; ++i) {
-    std::discrete_distribution<int64_t> pick(w.begin(), w.end());
-    int64_t j = pick(rng);
-    out.push_back(j);
-    w[static_cast<size_t>(j)] = 0;
-  }
-  return out;
-}
 
 struct MqarSpec {
   int64_t vocab_size;
@@ -56,11 +28,7 @@ struct MqarSpec {
 Example mqar_example(const MqarSpec& spec, const TaskSetting& s, std::mt19937_64& rng) {
   const int64_t L = s.seq_len, D = s.size, V = spec.vocab_size, context = 2 * D, space = (L - context) / 2;
   auto keys = distinct_ids(D, 1, V / 2, rng), values = distinct_ids(D, V / 2, V, rng);
-  Example e;
-  e.inputs.assign(static_cast<size_t>(L), 0);
-  e.targets.assign(static_cast<size_t>(L), 0);
-  e.mask.assign(static_cast<size_t>(L), 0.0f);
-  e.answer_ids.assign(static_cast<size_t>(L), -1);
+  Example e = blank_example(L);
   std::vector<bool> filler(static_cast<size_t>(L), true);
   for (int64_t i = 0; i < D; ++i) {
     e.inputs[static_cast<size_t>(2 * i)] = keys[static_cast<size_t>(i)];
@@ -123,9 +91,7 @@ class MqarPlugin : public DataPlugin {
     }
   }
   int64_t seq_len(const Params& p) const override {
-    int64_t L = 0;
-    for (const auto& s : parse_task_settings(p.s("settings"), "[data] settings")) L = std::max(L, s.seq_len);
-    return L;
+    return max_seq_len(parse_task_settings(p.s("settings"), "[data] settings"));
   }
   std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
     check(p);

@@ -13,7 +13,6 @@
 // Only the D query positions are scored, each its own answer. Settings ("128:8,256:16") are
 // tagged seq_len=L num_kv_pairs=D.
 #include <cmath>
-#include <unordered_set>
 
 #include <lmgrid/plugin/example_dataset.hpp>
 
@@ -34,21 +33,9 @@ int64_t context_length(double fraction, int64_t L) {
 Example noisy_example(const NoisySpec& spec, const TaskSetting& s, std::mt19937_64& rng) {
   const int64_t L = s.seq_len, D = s.size, V = spec.vocab_size, third = V / 3;
   const int64_t C = context_length(spec.context_fraction, L), space = (L - C) / 2;
-  auto distinct = [&](int64_t n, int64_t lo, int64_t hi) {
-    std::uniform_int_distribution<int64_t> pick(lo, hi - 1);
-    std::unordered_set<int64_t> seen;
-    std::vector<int64_t> out;
-    while (static_cast<int64_t>(out.size()) < n)
-      if (int64_t x = pick(rng); seen.insert(x).second) out.push_back(x);
-    return out;
-  };
-  auto keys = distinct(D, 1, third), values = distinct(D, third, 2 * third);
-  auto pair_slots = distinct(D, 0, C / 2);  // bigram i at offset 2 x pair_slots[i]
-  Example e;
-  e.inputs.assign(static_cast<size_t>(L), 0);
-  e.targets.assign(static_cast<size_t>(L), 0);
-  e.mask.assign(static_cast<size_t>(L), 0.0f);
-  e.answer_ids.assign(static_cast<size_t>(L), -1);
+  auto keys = distinct_ids(D, 1, third, rng), values = distinct_ids(D, third, 2 * third, rng);
+  auto pair_slots = distinct_ids(D, 0, C / 2, rng);  // bigram i at offset 2 x pair_slots[i]
+  Example e = blank_example(L);
   std::uniform_int_distribution<int64_t> noise(2 * third, V - 1);
   for (int64_t t = 0; t < C; ++t) e.inputs[static_cast<size_t>(t)] = noise(rng);
   for (int64_t i = 0; i < D; ++i) {
@@ -56,13 +43,9 @@ Example noisy_example(const NoisySpec& spec, const TaskSetting& s, std::mt19937_
     e.inputs[at] = keys[static_cast<size_t>(i)];
     e.inputs[at + 1] = values[static_cast<size_t>(i)];
   }
-  std::vector<double> w(static_cast<size_t>(space));
-  for (int64_t j = 0; j < space; ++j)
-    w[static_cast<size_t>(j)] = spec.power_a * std::pow(static_cast<double>(j + 1), spec.power_a - 1.0);
+  auto slots = power_law_slots(D, space, spec.power_a, rng);
   for (int64_t i = 0; i < D; ++i) {
-    std::discrete_distribution<int64_t> pick(w.begin(), w.end());
-    int64_t j = pick(rng);
-    w[static_cast<size_t>(j)] = 0;
+    int64_t j = slots[static_cast<size_t>(i)];
     size_t at = static_cast<size_t>(C + 2 * j);
     e.inputs[at] = keys[static_cast<size_t>(i)];
     e.targets[at] = values[static_cast<size_t>(i)];
@@ -113,9 +96,7 @@ class NoisyRecallPlugin : public DataPlugin {
     }
   }
   int64_t seq_len(const Params& p) const override {
-    int64_t L = 0;
-    for (const auto& s : parse_task_settings(p.s("settings"), "[data] settings")) L = std::max(L, s.seq_len);
-    return L;
+    return max_seq_len(parse_task_settings(p.s("settings"), "[data] settings"));
   }
   std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
     check(p);

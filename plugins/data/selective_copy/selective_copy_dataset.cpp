@@ -20,11 +20,7 @@ constexpr int64_t kBlank = 0, kMarker = 1, kFirstData = 2;
 
 Example selective_copy_example(int64_t vocab_size, const TaskSetting& s, std::mt19937_64& rng) {
   const int64_t L = s.seq_len, K = s.size, C = L - K;
-  Example e;
-  e.inputs.assign(static_cast<size_t>(L), kBlank);
-  e.targets.assign(static_cast<size_t>(L), 0);
-  e.mask.assign(static_cast<size_t>(L), 0.0f);
-  e.answer_ids.assign(static_cast<size_t>(L), -1);
+  Example e = blank_example(L);  // inputs kBlank (0)
   // K distinct positions of [0, C), in increasing order: a random subset (selection sampling).
   std::vector<int64_t> where;
   for (int64_t t = 0, need = K; t < C && need > 0; ++t) {
@@ -69,9 +65,7 @@ class SelectiveCopyPlugin : public DataPlugin {
                         ": needs seq_len > 2 x num_tokens (the tokens, at least one blank, and the markers)");
   }
   int64_t seq_len(const Params& p) const override {
-    int64_t L = 0;
-    for (const auto& s : parse_task_settings(p.s("settings"), "[data] settings")) L = std::max(L, s.seq_len);
-    return L;
+    return max_seq_len(parse_task_settings(p.s("settings"), "[data] settings"));
   }
   std::shared_ptr<Dataset> create(const Params& p, const DataContext& ctx) const override {
     check(p);

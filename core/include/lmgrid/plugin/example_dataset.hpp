@@ -15,12 +15,14 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <numeric>
 #include <random>
 #include <sstream>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "lmgrid/base/errors.hpp"
@@ -34,6 +36,41 @@ struct Example {
   std::vector<int64_t> inputs, targets, answer_ids;
   std::vector<float> mask;
 };
+
+// An example of L positions: inputs and targets 0, nothing scored, no answers.
+inline Example blank_example(int64_t L) {
+  Example e;
+  e.inputs.assign(static_cast<size_t>(L), 0);
+  e.targets.assign(static_cast<size_t>(L), 0);
+  e.mask.assign(static_cast<size_t>(L), 0.0f);
+  e.answer_ids.assign(static_cast<size_t>(L), -1);
+  return e;
+}
+
+// `n` distinct ids uniformly from [lo, hi).
+inline std::vector<int64_t> distinct_ids(int64_t n, int64_t lo, int64_t hi, std::mt19937_64& rng) {
+  std::uniform_int_distribution<int64_t> pick(lo, hi - 1);
+  std::unordered_set<int64_t> seen;
+  std::vector<int64_t> out;
+  while (static_cast<int64_t>(out.size()) < n)
+    if (int64_t x = pick(rng); seen.insert(x).second) out.push_back(x);
+  return out;
+}
+
+// `n` distinct slots of [0, space) with P(j) ~ a (j+1)^(a-1), drawn one after another without
+// replacement (what numpy's choice(replace=False, p=...) does): MQAR's query gaps.
+inline std::vector<int64_t> power_law_slots(int64_t n, int64_t space, double a, std::mt19937_64& rng) {
+  std::vector<double> w(static_cast<size_t>(space));
+  for (int64_t j = 0; j < space; ++j) w[static_cast<size_t>(j)] = a * std::pow(static_cast<double>(j + 1), a - 1.0);
+  std::vector<int64_t> out;
+  for (int64_t i = 0; i < n; ++i) {
+    std::discrete_distribution<int64_t> pick(w.begin(), w.end());
+    int64_t j = pick(rng);
+    out.push_back(j);
+    w[static_cast<size_t>(j)] = 0;
+  }
+  return out;
+}
 
 // One (seq_len, size) setting of a task mixture; `size` is the task's own count (key-value pairs,
 // tokens to copy).
@@ -65,6 +102,13 @@ inline std::vector<TaskSetting> parse_task_settings(const std::string& text, con
   }
   if (out.empty()) throw UserError(where + ": no setting given (e.g. \"64:4,256:16\")");
   return out;
+}
+
+// The longest seq_len of a mixture (the dataset's DataPlugin::seq_len).
+inline int64_t max_seq_len(const std::vector<TaskSetting>& settings) {
+  int64_t L = 0;
+  for (const auto& s : settings) L = std::max(L, s.seq_len);
+  return L;
 }
 
 // A stream for example k of (split, setting) under `seed` (the run's seed for training, a fixed
