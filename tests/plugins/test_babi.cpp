@@ -423,11 +423,33 @@ TEST_CASE("babi: BABILong mode puts every fact in order into filler of the targe
   Batch a = m.data->train_batch(3, 16), b = make_babi(v).data->train_batch(3, 16);
   CHECK(torch::equal(a.inputs, b.inputs));
   CHECK_FALSE(torch::equal(a.inputs, m2.data->train_batch(3, 16).inputs));
-  // A length drawn per row: some rows have filler (their answer after 256 tokens), some not.
-  int64_t long_rows = 0;
-  for (int64_t r = 0; r < 16; ++r) long_rows += a.loss_mask[r].nonzero()[0][0].item<int64_t>() >= 256;
-  CHECK(long_rows > 0);
-  CHECK(long_rows < 16);
+  // A length drawn per batch: in a batch of length 256 or 512 every row's answer comes after 256
+  // tokens; at length 0 only a long qa2 story's can (drawn per row, 2/3 of the rows of each batch
+  // would be long). Over 30 batches both kinds happen; a batch is cut to its longest row, rounded up
+  // to 64.
+  std::set<int64_t> widths;
+  int64_t long_batches = 0, short_batches = 0;
+  for (int64_t i = 0; i < 30; ++i) {
+    Batch x = m.data->train_batch(i, 16);
+    int64_t long_rows = 0, longest = 0;
+    for (int64_t r = 0; r < 16; ++r) {
+      auto scored_at = x.loss_mask[r].nonzero();
+      long_rows += scored_at[0][0].item<int64_t>() >= 256;
+      longest = std::max(longest, scored_at[-1][0].item<int64_t>() + 1);  // the terminator's target is the last
+    }
+    INFO("batch " << i);
+    CHECK((long_rows == 16 || long_rows <= 2));
+    long_batches += long_rows == 16;
+    short_batches += long_rows <= 2;
+    CHECK(x.inputs.size(1) == std::min<int64_t>(540, (longest + 63) / 64 * 64));
+    CHECK(x.targets.sizes() == x.inputs.sizes());
+    CHECK(x.loss_mask.sizes() == x.inputs.sizes());
+    widths.insert(x.inputs.size(1));
+  }
+  CHECK(long_batches > 0);
+  CHECK(short_batches > 0);
+  CHECK(widths.size() >= 2);
+  CHECK(*widths.begin() < 512);  // batches of lengths 0 and 256 are cut below seq_len
 }
 
 TEST_CASE("babi: inconsistent parameters are bad input saying which", "[unit][babi]") {

@@ -42,6 +42,7 @@ namespace bb = lmgrid::babi;
 
 constexpr uint64_t kEvalSeed = 0xBAB1;  // the evaluation rows' filler streams
 constexpr int64_t kMinRoom = 8;         // check(): tokens left after max(lengths) for question + answer
+constexpr int64_t kPadTo = 64;          // batches are cut to a multiple of this (whole chunks, segments)
 
 struct Settings {
   std::set<int> tasks;
@@ -265,10 +266,12 @@ class BabiDataset : public Dataset {
   Batch train_batch(int64_t index, int64_t batch_size) override {
     auto rng = batch_rng(seed_, index);
     std::uniform_int_distribution<size_t> pick(0, train_.size() - 1), length(0, lengths_.size() - 1);
+    // One length per batch (as mqar draws one setting per batch): the batch is then cut to that
+    // length's rows instead of padding every row to the longest length (assemble).
+    const int64_t L = lengths_[length(rng)];
     std::vector<Row> rows;
     for (int64_t b = 0; b < batch_size; ++b) {
       const Item& it = train_[pick(rng)];
-      int64_t L = lengths_[length(rng)];
       rows.push_back(build(it, L, filler_train_, filler_train_len_, rng));
     }
     return assemble(rows, {}, false);
@@ -340,9 +343,15 @@ class BabiDataset : public Dataset {
     return r;
   }
 
-  // inputs/targets (B, T), padded with 0 (never scored); the answer and terminator scored.
+  // inputs/targets (B, T), padded with 0 (never scored); the answer and terminator scored. T is the
+  // longest row's target count rounded up to a multiple of kPadTo, at most seq_len: the padding
+  // comes after every scored position, so for causal models the cut changes no scored logit and
+  // saves the work of padding (bAbI rows are mostly far shorter than seq_len).
   Batch assemble(const std::vector<Row>& rows, std::vector<std::string> tags, bool answers) const {
-    const int64_t B = static_cast<int64_t>(rows.size()), T = seq_len_;
+    int64_t longest = 1;
+    for (const Row& r : rows) longest = std::max<int64_t>(longest, static_cast<int64_t>(r.tokens.size()) - 1);
+    const int64_t B = static_cast<int64_t>(rows.size());
+    const int64_t T = std::min(seq_len_, (longest + kPadTo - 1) / kPadTo * kPadTo);
     auto seq = torch::zeros({B, T + 1}, torch::kLong);
     auto mask = torch::zeros({B, T}, torch::kFloat32);
     auto ids = torch::full({B, T}, -1, torch::kLong);
