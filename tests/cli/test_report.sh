@@ -102,6 +102,14 @@ check "best-over on accuracy picks lr 0.01" -- grep -qF '<td>all runs</td><td cl
 check "Markdown has the slice tables and links their charts" -- grep -qF '![accuracy_by_task.svg](accuracy_by_task.svg)' srpt/report.md
 expect_exit 0 "--metric loss" -- "$BIN" report --db s.db -e rep --best-over optim.lr --metric loss --out srpt-loss
 check "metric loss minimises best val loss" -- grep -qF 'Groups ranked by the lowest mean best val loss (minimised;' srpt-loss/report.html
+# --where: the filters of lmgrid runs; the pairwise Welch test of two groups is then the only p-value.
+expect_exit 0 "--where keeps the matching runs" -- "$BIN" report --db s.db -e rep --where 'optim.lr>0.005' --group-by optim.lr --out wrpt
+check "--where: the group of lr 0.01 only" -- sh -c 'grep -qF "optim.lr=0.01</td>" wrpt/report.html && ! grep -qF "optim.lr=0.003</td>" wrpt/report.html'
+check "the unfiltered report has both groups" -- sh -c 'grep -qF "optim.lr=0.01</td>" srpt/report.html && grep -qF "optim.lr=0.003</td>" srpt/report.html'
+expect_exit 2 "--where with an unknown key" -- "$BIN" report --db s.db -e rep --where optim.lrr=1 --out wrpt2
+expect_out "unknown key 'optim.lrr'" "--where names the unknown key"
+expect_exit 2 "--where matching nothing" -- "$BIN" report --db s.db -e rep --where 'optim.lr>1' --out wrpt3
+expect_out "check --experiment, --where and --db" "an empty selection says which options select"
 best_lr=$("$BIN" sql "SELECT p.value FROM summaries s JOIN runs r ON r.id = s.run_id JOIN params p ON p.run_id = r.id AND p.key = 'optim.lr' WHERE s.key = 'best_val_loss' AND r.status = 'done' AND r.experiment = 'rep' GROUP BY p.value ORDER BY avg(s.value) LIMIT 1" --db s.db --format csv | tail -1)
 check "best-over on loss picks the lr of the lowest mean loss in SQL ($best_lr)" -- grep -qF "<td>all runs</td><td class=\"num\">$best_lr</td>" srpt-loss/report.html
 expect_exit 0 "--accuracy-x with --accuracy-slice" -- "$BIN" report --db s.db -e rep --accuracy-x optim.lr --accuracy-slice seq_len --out sx

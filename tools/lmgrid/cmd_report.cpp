@@ -24,6 +24,8 @@ void add_report(CLI::App& app) {
   cmd->add_option("--experiment,-e", opt->r.experiments, "only these experiments (repeatable; default all)");
   cmd->add_option("--group-by,-g", opt->r.group_by,
                   "group runs by this key (repeatable; default: every varying key except the seed)");
+  cmd->add_option("--where,-w", opt->r.where,
+                  "only runs where KEY OP VALUE holds, as lmgrid runs --where (repeatable, all must hold)");
   cmd->add_option("--best-over", opt->r.best_over, "per group of the other keys, the best value of this key");
   cmd->add_option("--x", opt->r.x, "x axis of the loss curves: step, tokens or time");
   auto* t = cmd->add_option("--target-loss", opt->target, "loss to reach for the tokens/time-to-target columns");

@@ -59,6 +59,7 @@ inline constexpr size_t kMaxChartGroups = 10;   // lines per chart: the best gro
 struct ReportOptions : ReportSpec {
   std::vector<std::string> experiments;  // empty: every experiment in the database
   std::vector<int64_t> run_ids;          // empty: every run of those experiments
+  std::vector<std::string> where;        // lmgrid runs --where filters, all must hold (empty: none)
   std::string title;                     // "" -> "lmgrid report: <experiments>"
 };
 
