@@ -304,18 +304,14 @@ std::vector<std::string> default_group_by(const std::vector<RunRecord>& runs, co
   return keys;
 }
 
-// The runs to report on: those of opt.experiments (all when empty) that pass opt.where, then only
-// opt.run_ids when given; UserError when none is left.
+// The runs to report on: those of opt.experiments (all when empty) that pass opt.where, only
+// opt.run_ids when given (the query's own filters); UserError when none is left.
 std::vector<RunRecord> select_runs(sql::Db& db, const ReportOptions& opt) {
   RunQuery q;
   q.experiments = opt.experiments;
   q.where = opt.where;
+  q.ids = opt.run_ids;
   auto runs = query_runs(db, q);
-  if (!opt.run_ids.empty()) {
-    std::set<int64_t> want(opt.run_ids.begin(), opt.run_ids.end());
-    runs.erase(std::remove_if(runs.begin(), runs.end(), [&](const RunRecord& r) { return !want.count(r.id); }),
-               runs.end());
-  }
   if (runs.empty()) throw UserError("no runs to report on (check --experiment, --where and --db)");
   return runs;
 }
