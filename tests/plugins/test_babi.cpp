@@ -269,8 +269,8 @@ TEST_CASE("babi: BABILong composition keeps the facts in order at the target len
 
 TEST_CASE("babi: rows are statements, question, answer and EOS; only the answer is scored", "[unit][babi]") {
   auto m = make_babi({{"source", std::string("babi_en")}, {"tasks", std::string("1,8,19")}, {"seq_len", int64_t{96}}});
-  // val = test: 3,000 questions; batch i takes questions i, i + count, ...: with 3 rows per
-  // batch, batch 0 holds the first question of each task.
+  // val = test: 3,000 questions, the tasks in turn: with 3 rows per batch, batch 0 holds the
+  // first question of each task.
   REQUIRE(m.data->eval_batch_count(Split::val, 3) == 1000);
   CHECK(m.data->eval_batch_count(Split::test, 1) == 3000);
   Batch x = m.data->eval_batch(Split::val, 0, 3);
@@ -384,13 +384,15 @@ TEST_CASE("babi: BABILong mode puts every fact in order into filler of the targe
                                  {"lengths", std::string("0,256,512")},
                                  {"seq_len", int64_t{540}}};
   auto m = make_babi(v), m2 = make_babi(v, 7);
-  // Every val question at each length: 2,000 x 3 rows; lengths outermost, then the tasks.
+  // Every val question at each length: 2,000 x 3 rows. The tasks in turn (qa1's k-th question is
+  // row 2k, qa2's row 2k + 1), each row at the 3 lengths in consecutive batches.
   REQUIRE(m.data->eval_batch_count(Split::val, 1) == 6000);
+  REQUIRE(m.data->eval_batch_count(Split::val, 8) == 250 * 3);
   auto qa1 = parse("babi_en", 1, false), qa2 = parse("babi_en", 2, false);
   const std::vector<int64_t> lengths{0, 256, 512};
   for (size_t l = 0; l < 3; ++l)
-    for (int64_t e : {int64_t{0}, int64_t{4}, int64_t{1500}, int64_t{1999}}) {
-      int64_t j = static_cast<int64_t>(l) * 2000 + e;
+    for (int64_t e : {int64_t{0}, int64_t{4}, int64_t{1500}, int64_t{1999}}) {  // e >= 1000: qa2's question e - 1000
+      int64_t j = (e < 1000 ? 2 * e : 2 * (e - 1000) + 1) * 3 + static_cast<int64_t>(l);
       Batch x = m.data->eval_batch(Split::val, j, 1);
       const auto& tf = e < 1000 ? qa1 : qa2;
       const auto& ex = tf.examples[static_cast<size_t>(e % 1000)];
@@ -417,9 +419,37 @@ TEST_CASE("babi: BABILong mode puts every fact in order into filler of the targe
       // Evaluation rows do not depend on the run's seed.
       CHECK(torch::equal(x.inputs, m2.data->eval_batch(Split::val, j, 1).inputs));
     }
+  // Any prefix of the batches is balanced: in the first 6 batches of 8 (every length twice),
+  // each (task, length) has 8 rows; batches 3k, 3k + 1, 3k + 2 ask the same questions, one length
+  // each; a row is the same at batch size 8 as at batch size 1 (cut to its own width there).
+  std::map<std::string, int> per_slice;
+  for (int64_t i = 0; i < 6; ++i) {
+    Batch x = m.data->eval_batch(Split::val, i, 8);
+    for (int64_t b = 0; b < 8; ++b) {
+      per_slice[x.tags[static_cast<size_t>(b)]]++;
+      CHECK(x.tags[static_cast<size_t>(b)].find(fmt::format("length={}", lengths[static_cast<size_t>(i % 3)])) !=
+            std::string::npos);
+      Batch one = m.data->eval_batch(Split::val, (i / 3 * 8 + b) * 3 + i % 3, 1);
+      auto w = one.inputs.size(1);
+      CHECK(torch::equal(x.inputs[b].narrow(0, 0, w), one.inputs[0]));
+      CHECK(torch::equal(x.loss_mask[b].narrow(0, 0, w), one.loss_mask[0]));
+      if (i % 3 > 0) {  // the same question as at length 0: the same answer tokens and question
+        Batch zero = m.data->eval_batch(Split::val, i / 3 * 3, 8);
+        CHECK(scored(x, b) == scored(zero, b));
+        const auto& t = x.tags[static_cast<size_t>(b)];
+        const auto& t0 = zero.tags[static_cast<size_t>(b)];
+        CHECK(t.substr(0, t.find(' ')) == t0.substr(0, t0.find(' ')));
+      }
+    }
+  }
+  REQUIRE(per_slice.size() == 6);
+  for (const auto& [slice, n] : per_slice) {
+    INFO(slice);
+    CHECK(n == 8);
+  }
   // val = test: the val rows are the test rows, filler and all.
   CHECK(torch::equal(m.data->eval_batch(Split::val, 4321, 1).inputs, m.data->eval_batch(Split::test, 4321, 1).inputs));
-  // Training rows: a length drawn per row; the same seed and index give the same rows.
+  // Training rows: the same seed and index give the same rows.
   Batch a = m.data->train_batch(3, 16), b = make_babi(v).data->train_batch(3, 16);
   CHECK(torch::equal(a.inputs, b.inputs));
   CHECK_FALSE(torch::equal(a.inputs, m2.data->train_batch(3, 16).inputs));

@@ -241,10 +241,16 @@ class BabiDataset : public Dataset {
         throw UserError(fmt::format("filler '{}' has {} tokens in its {} part, fewer than lengths' {}", p.s("filler"),
                                     f->total(), f == &filler_train_len_ ? "training" : "evaluation", longest));
 
-    // Evaluation items: every question once at every length, lengths outermost, then tasks.
-    for (int s = 0; s < 3; ++s)
-      for (size_t l = 0; l < lengths_.size(); ++l)
-        for (size_t i = 0; i < items(static_cast<Split>(s)).size(); ++i) eval_[s].push_back({i, l});
+    // Evaluation order: the tasks in turn (each task's k-th question, then the (k+1)-th, ...), so
+    // that any prefix of the evaluation batches holds every task about equally (eval_batch).
+    for (int s = 0; s < 3; ++s) {
+      const auto& all = items(static_cast<Split>(s));
+      std::map<int, std::vector<uint32_t>> by_task;
+      for (size_t i = 0; i < all.size(); ++i) by_task[all[i].task].push_back(static_cast<uint32_t>(i));
+      for (size_t k = 0; eval_order_[s].size() < all.size(); ++k)
+        for (const auto& [task, ids] : by_task)
+          if (k < ids.size()) eval_order_[s].push_back(ids[k]);
+    }
 
     // Rows that lose statements to seq_len (the same at every length: filler only fills the room
     // that the statements leave), reported once.
@@ -277,22 +283,32 @@ class BabiDataset : public Dataset {
     return assemble(rows, {}, false);
   }
 
+  // Blocks of batch_size questions, each block once at every length: lengths() batches per block.
   int64_t eval_batch_count(Split split, int64_t batch_size) const override {
-    return static_cast<int64_t>(eval_[static_cast<int>(split)].size()) / batch_size;
+    const auto n = static_cast<int64_t>(eval_order_[static_cast<int>(split)].size());
+    return n / batch_size * static_cast<int64_t>(lengths_.size());
   }
 
-  // Batch i takes items i, i+count, i+2*count ... so any prefix of batches spans every task and length.
+  // Batch i holds questions [b * batch_size, (b + 1) * batch_size) of the task-interleaved order,
+  // b = i / L, at length i % L (L lengths): one length per batch (cut to its rows, as in
+  // training), and the same questions at every length in consecutive batches. So a prefix of
+  // batches (the trainer's eval_batches) is balanced over tasks and, taken in multiples of L,
+  // paired across lengths: the per-length slices differ in length only. A row's filler depends on
+  // its question and length alone (not the batch size or the run's seed).
   Batch eval_batch(Split split, int64_t index, int64_t batch_size) override {
-    int64_t count = eval_batch_count(split, batch_size);
+    const int64_t count = eval_batch_count(split, batch_size);
     if (index < 0 || index >= count) throw std::out_of_range("eval batch index out of range");
-    const auto& all = eval_[static_cast<int>(split)];
+    const auto L = static_cast<int64_t>(lengths_.size());
+    const int64_t block = index / L;
+    const size_t l = static_cast<size_t>(index % L);
+    const auto& order = eval_order_[static_cast<int>(split)];
     std::vector<Row> rows;
     std::vector<std::string> tags;
     for (int64_t b = 0; b < batch_size; ++b) {
-      size_t j = static_cast<size_t>(index + b * count);
-      const auto& [i, l] = all[j];
+      const uint32_t i = order[static_cast<size_t>(block * batch_size + b)];
       const Item& it = items(split)[i];
-      auto rng = batch_rng(kEvalSeed, static_cast<int64_t>(j));  // val = test: the same rows
+      auto rng =
+          batch_rng(kEvalSeed, static_cast<int64_t>(i) * L + static_cast<int64_t>(l));  // val = test: the same rows
       rows.push_back(build(it, lengths_[l], filler_eval_, filler_eval_len_, rng));
       tags.push_back(babilong_ ? fmt::format("task=qa{} length={}", it.task, lengths_[l])
                                : fmt::format("task=qa{}", it.task));
@@ -385,7 +401,7 @@ class BabiDataset : public Dataset {
   Runs qa_, filler_train_, filler_eval_;
   bb::FillerLengths filler_train_len_, filler_eval_len_;
   std::vector<Item> train_, val_, test_;
-  std::vector<std::pair<size_t, size_t>> eval_[3];  // (item, length index)
+  std::vector<uint32_t> eval_order_[3];  // per split: its items, the tasks in turn
   int64_t train_tokens_ = 0;
 };
 
