@@ -24,6 +24,7 @@ struct GEMConfig {
   int64_t vocab_size, padded_vocab, block_size, n_layer, d_model, memory_size, minibatch_size;
   double eta;
   bool learn_eta, self_write;
+  bool mlp = true;  // false: memory-only blocks (Zoology's MQAR models have no MLP)
 };
 
 // One layer's memory while decoding.
@@ -45,6 +46,7 @@ class MemoryBlockImpl : public nn::BlockOf<GEMLayer> {
     // A fixed eta is a buffer, so the parameter count stays GEM's 874,240.
     eta = c.learn_eta ? register_parameter("eta", torch::full({}, c.eta))
                       : register_buffer("eta", torch::full({}, c.eta));
+    if (!c.mlp) return;
     ln_2 = register_module("ln_2", nn::LayerNorm(C, false));
     mlp = register_module("mlp", nn::MLP(C, 4 * C, true, 0.0));
   }
@@ -66,7 +68,7 @@ class MemoryBlockImpl : public nn::BlockOf<GEMLayer> {
     auto r =
         K::gem_memory(aq, ak, y.narrow(2, 2 * M, C), st.mem, c_.minibatch_size, eta, c_.self_write, V0, step.decoding);
     auto h = x + proj(r);
-    return h + mlp(ln_2(h));
+    return mlp.is_empty() ? h : h + mlp(ln_2(h));
   }
 
   nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
@@ -131,6 +133,7 @@ class GEMPlugin : public ArchPlugin {
         bool_param("learn_eta", false, "make eta a trainable parameter per layer (GEM: fixed)"),
         bool_param("self_write", false,
                    "a token reads the memory including its own write (GEM: false, strictly causal)"),
+        bool_param("mlp", true, "a GELU MLP in every block (false: memory-only blocks, as Zoology's MQAR models)"),
         int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
   }
@@ -143,7 +146,7 @@ class GEMPlugin : public ArchPlugin {
     GEMConfig c{ctx.vocab_size,        p.i("vocab_size"), nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
                 p.i("n_layer"),        p.i("d_model"),    p.i("memory_size"),
                 p.i("minibatch_size"), p.f("eta"),        p.b("learn_eta"),
-                p.b("self_write")};
+                p.b("self_write"),     p.b("mlp")};
     return std::make_shared<GEM>(c);
   }
 };

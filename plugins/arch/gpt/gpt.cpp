@@ -15,7 +15,7 @@ using namespace lmgrid;
 struct GPTConfig {
   int64_t vocab_size, padded_vocab, block_size, n_layer, n_head, d_model;
   double dropout;
-  bool bias;
+  bool bias, mlp;
 };
 
 class BlockImpl : public nn::BlockOf<nn::KVCache> {
@@ -23,12 +23,13 @@ class BlockImpl : public nn::BlockOf<nn::KVCache> {
   explicit BlockImpl(const GPTConfig& c) {
     ln_1 = register_module("ln_1", nn::LayerNorm(c.d_model, c.bias));
     attn = register_module("attn", nn::CausalSelfAttention(c.d_model, c.n_head, c.bias, c.dropout));
+    if (!c.mlp) return;  // attention-only blocks (Zoology's MQAR models)
     ln_2 = register_module("ln_2", nn::LayerNorm(c.d_model, c.bias));
     mlp = register_module("mlp", nn::MLP(c.d_model, 4 * c.d_model, c.bias, c.dropout));
   }
   torch::Tensor forward(const torch::Tensor& x, nn::KVCache& cache, const nn::Step& step) override {
     auto h = x + attn(ln_1(x), step.decoding ? &cache : nullptr);
-    return h + mlp(ln_2(h));
+    return mlp.is_empty() ? h : h + mlp(ln_2(h));
   }
   nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   nn::CausalSelfAttention attn{nullptr};
@@ -54,7 +55,7 @@ class GPT : public nn::CausalLM {
     for (size_t i = 0; i < n_block(); ++i) {
       auto& b = block<BlockImpl>(i);
       b.attn->c_proj->weight.normal_(0.0, nn::gpt2_residual_std(0.02, c.n_layer));
-      b.mlp->c_proj->weight.normal_(0.0, nn::gpt2_residual_std(0.02, c.n_layer));
+      if (!b.mlp.is_empty()) b.mlp->c_proj->weight.normal_(0.0, nn::gpt2_residual_std(0.02, c.n_layer));
     }
   }
 
@@ -65,11 +66,12 @@ class GPT : public nn::CausalLM {
     return 6.0 * n + 12.0 * c_.n_layer * c_.n_head * q * c_.block_size;
   }
   int64_t state_size() const override { return 2 * c_.n_layer * c_.block_size * c_.d_model; }
-  // wte (tied head) + wpe + per block 2 LayerNorms, c_attn (3C^2), c_proj (C^2), MLP (8C^2), biases
-  // where bias = true; + ln_f.
+  // wte (tied head) + wpe + per block ln_1, c_attn (3C^2), c_proj (C^2) and, with mlp, ln_2 and
+  // the MLP (8C^2), biases where bias = true; + ln_f.
   int64_t declared_parameter_count() const override {
     const int64_t C = c_.d_model, b = c_.bias ? 1 : 0, V = c_.padded_vocab ? c_.padded_vocab : c_.vocab_size;
-    const int64_t block = 2 * C * (1 + b) + 12 * C * C + b * (3 * C + C + 4 * C + C);
+    const int64_t attn = C * (1 + b) + 4 * C * C + b * (3 * C + C), mlp = C * (1 + b) + 8 * C * C + b * (4 * C + C);
+    const int64_t block = attn + (c_.mlp ? mlp : 0);
     return V * C + c_.block_size * C + c_.n_layer * block + C * (1 + b);
   }
 
@@ -91,6 +93,7 @@ class GPTPlugin : public ArchPlugin {
         int_param("d_model", 128, "embedding width", 1, 65536),
         real_param("dropout", 0.0, "dropout on embeddings, attention and residuals", 0.0, 1.0),
         bool_param("bias", false, "biases in Linear and LayerNorm (GPT-2: true)"),
+        bool_param("mlp", true, "an MLP in every block (false: attention-only blocks, as Zoology's MQAR models)"),
         int_param("block_size", 0, "maximum context (0 = the dataset's seq_len)", 0),
         int_param("vocab_size", 0, "embedding rows (0 = the tokenizer's; larger pads, never smaller)", 0),
     };
@@ -106,7 +109,7 @@ class GPTPlugin : public ArchPlugin {
   std::shared_ptr<Model> create(const Params& p, const ModelContext& ctx) const override {
     GPTConfig c{ctx.vocab_size, p.i("vocab_size"), nn::resolve_block_size(p.i("block_size"), ctx.seq_len),
                 p.i("n_layer"), p.i("n_head"),     p.i("d_model"),
-                p.f("dropout"), p.b("bias")};
+                p.f("dropout"), p.b("bias"),       p.b("mlp")};
     if (c.d_model % c.n_head != 0)
       throw std::invalid_argument("d_model (" + std::to_string(c.d_model) + ") must be divisible by n_head (" +
                                   std::to_string(c.n_head) + ")");

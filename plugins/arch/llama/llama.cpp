@@ -17,7 +17,7 @@ using namespace lmgrid;
 struct LlamaConfig {
   int64_t vocab_size, padded_vocab, block_size, n_layer, d_model, n_head, n_kv_head, mlp_hidden;
   double rope_base, norm_eps, init_std, embedding_dropout, attention_dropout, residual_dropout, mlp_dropout;
-  bool tied_head, shared_norm;
+  bool tied_head, shared_norm, mlp;
 };
 
 class BlockImpl : public nn::BlockOf<nn::KVCache> {
@@ -34,16 +34,17 @@ class BlockImpl : public nn::BlockOf<nn::KVCache> {
     else
       attn_norm = register_module("attn_norm", nn::RMSNorm(c.d_model, c.norm_eps));
     attn = register_module("attn", nn::CausalSelfAttention(opts));
+    resid_drop = register_module("resid_drop", torch::nn::Dropout(c.residual_dropout));
+    if (!c.mlp) return;  // attention-only blocks (Zoology's MQAR models)
     if (!c.shared_norm) mlp_norm = register_module("mlp_norm", nn::RMSNorm(c.d_model, c.norm_eps));
     mlp = register_module("mlp", nn::SwiGLU(c.d_model, c.mlp_hidden));
-    resid_drop = register_module("resid_drop", torch::nn::Dropout(c.residual_dropout));
     mlp_drop = register_module("mlp_drop", torch::nn::Dropout(c.mlp_dropout));
   }
   torch::Tensor forward(const torch::Tensor& x, nn::KVCache& cache, const nn::Step& step) override {
     auto& n1 = norm.is_empty() ? attn_norm : norm;
     auto& n2 = norm.is_empty() ? mlp_norm : norm;
     auto h = x + resid_drop(attn(n1(x), step.decoding ? &cache : nullptr));  // (B,T,C)
-    return h + mlp_drop(mlp(n2(h)));
+    return mlp.is_empty() ? h : h + mlp_drop(mlp(n2(h)));
   }
   nn::RMSNorm norm{nullptr}, attn_norm{nullptr}, mlp_norm{nullptr};
   nn::CausalSelfAttention attn{nullptr};
@@ -70,15 +71,15 @@ class Llama : public nn::CausalLM {
     for (size_t i = 0; i < n_block(); ++i) {
       auto& b = block<BlockImpl>(i);
       b.attn->o_proj->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
-      b.mlp->w2->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
+      if (!b.mlp.is_empty()) b.mlp->w2->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
     }
   }
 
-  // The count the equations give: embedding (and head), per block norms + attention + SwiGLU.
+  // The count the equations give: embedding (and head), per block norms + attention + SwiGLU (when mlp).
   int64_t declared_parameter_count() const override {
     const int64_t C = c_.d_model, D = C / c_.n_head, Vp = c_.padded_vocab;
-    const int64_t attn = 2 * C * C + 2 * C * c_.n_kv_head * D, mlp = 3 * C * c_.mlp_hidden;
-    const int64_t norms = (c_.shared_norm ? 1 : 2) * C;
+    const int64_t attn = 2 * C * C + 2 * C * c_.n_kv_head * D, mlp = c_.mlp ? 3 * C * c_.mlp_hidden : 0;
+    const int64_t norms = (c_.shared_norm || !c_.mlp ? 1 : 2) * C;
     return Vp * C * (c_.tied_head ? 1 : 2) + c_.n_layer * (norms + attn + mlp) + C;
   }
   // 6 N (without the embedding table when the head is untied: a lookup, not a matmul)
@@ -113,6 +114,7 @@ class LlamaPlugin : public ArchPlugin {
         real_param("norm_eps", 1e-5, "RMSNorm epsilon", 0.0, 1.0),
         bool_param("tied_head", true, "output head tied to the token embedding"),
         bool_param("shared_norm", false, "BLM's quirk: one RMSNorm for both sub-layers of a block"),
+        bool_param("mlp", true, "a SwiGLU MLP in every block (false: attention-only blocks, as Zoology's MQAR models)"),
         real_param("init_std", 0.02, "std of the N(0, std) init (output projections / sqrt(2 n_layer))", 0.0),
         real_param("embedding_dropout", 0.0, "dropout on the token embeddings", 0.0, 1.0),
         real_param("attention_dropout", 0.0, "dropout on attention weights (lmgrid_nn also drops its output)", 0.0,
@@ -152,7 +154,8 @@ class LlamaPlugin : public ArchPlugin {
                   p.f("residual_dropout"),
                   p.f("mlp_dropout"),
                   p.b("tied_head"),
-                  p.b("shared_norm")};
+                  p.b("shared_norm"),
+                  p.b("mlp")};
     if (c.padded_vocab == 0) c.padded_vocab = c.vocab_size;
     return std::make_shared<Llama>(c);
   }

@@ -29,6 +29,7 @@ struct LM2Config {
   double rope_base, norm_eps, init_std, memory_dropout, forget_bias, input_bias;
   bool tied_head, carry, code;
   std::vector<bool> has_memory;  // per layer
+  bool mlp = true;               // false: no SwiGLU (mixer-only blocks, as Zoology's MQAR models)
 };
 
 // A layer's decoding state: its KV cache, and (paper mode) its memory bank and the tokens of the
@@ -166,6 +167,7 @@ class BlockImpl : public nn::BlockOf<LM2State> {
           "memory", CodeMemory(c.d_model, c.memory_heads, c.memory_dropout, c.forget_bias, c.input_bias));
     else if (memory)
       paper_memory = register_module("memory", PaperMemory(c.d_model, c.segment_len));
+    if (!c.mlp) return;
     mlp_norm = register_module("mlp_norm", nn::RMSNorm(c.d_model, c.norm_eps));
     mlp = register_module("mlp", nn::SwiGLU(c.d_model, c.mlp_hidden));
   }
@@ -182,7 +184,7 @@ class BlockImpl : public nn::BlockOf<LM2State> {
       chain_->memory = code_memory(a, chain_->memory);
       y = y + chain_->memory;  // x + a + M'
     }
-    return y + mlp(mlp_norm(y));
+    return mlp.is_empty() ? y : y + mlp(mlp_norm(y));
   }
   // The bank a fresh sequence starts from: identity slots, or (carry, training) the bank the
   // previous training step ended with, detached.
@@ -224,7 +226,7 @@ class LM2 : public nn::CausalLM {
     for (size_t i = 0; i < n_block(); ++i) {
       auto& b = block<BlockImpl>(i);
       b.attn->o_proj->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
-      b.mlp->w2->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
+      if (!b.mlp.is_empty()) b.mlp->w2->weight.normal_(0.0, nn::gpt2_residual_std(c.init_std, c.n_layer));
     }
   }
 
@@ -246,7 +248,7 @@ class LM2 : public nn::CausalLM {
   }
   int64_t declared_parameter_count() const override {
     const int64_t C = c_.d_model, D = C / c_.n_head;
-    const int64_t layer = 2 * C + 2 * C * C + 2 * C * c_.n_kv_head * D + 3 * C * c_.mlp_hidden;
+    const int64_t layer = C + 2 * C * C + 2 * C * c_.n_kv_head * D + (c_.mlp ? C + 3 * C * c_.mlp_hidden : 0);
     const int64_t memory = c_.code ? CodeMemoryImpl::parameter_count(C) : 6 * C * C;
     int64_t n = c_.padded_vocab * C * (c_.tied_head ? 1 : 2) + c_.n_layer * layer + C;
     for (bool m : c_.has_memory) n += m ? memory : 0;
@@ -324,6 +326,8 @@ class LM2Plugin : public ArchPlugin {
         real_param("rope_base", 1e4, "RoPE base (theta)", 1.0),
         real_param("norm_eps", 1e-5, "RMSNorm epsilon", 0.0, 1.0),
         bool_param("tied_head", true, "output head tied to the token embedding"),
+        bool_param("mlp", true,
+                   "a SwiGLU MLP in every block (false: attention + memory only, as Zoology's MQAR models)"),
         real_param("init_std", 0.02, "std of the N(0, std) init (output projections / sqrt(2 n_layer))", 0.0),
         string_param("memory_layers", "all", "layers with memory: all, first:K, or indices like 0,2"),
         int_param("memory_slots", 16, "paper mode: slots N of the memory bank", 1, 1 << 20),
@@ -379,7 +383,8 @@ class LM2Plugin : public ArchPlugin {
                 p.b("tied_head"),
                 p.b("memory_carry"),
                 p.s("mode") == "code",
-                parse_memory_layers(p.s("memory_layers"), p.i("n_layer"))};
+                parse_memory_layers(p.s("memory_layers"), p.i("n_layer")),
+                p.b("mlp")};
     if (c.code && ctx.seq_len != 0 && ctx.seq_len != C)
       throw UserError("mode code needs seq_len = d_model (the released code's T = M = d constraint); got seq_len " +
                       std::to_string(ctx.seq_len) + ", d_model " + std::to_string(C));

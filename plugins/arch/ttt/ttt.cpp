@@ -24,6 +24,7 @@ struct TTTConfig {
   std::string inner;
   double base_lr, rope_theta, rms_eps, init_std;
   bool pre_conv, share_qk, use_gate;
+  bool mlp = true;  // false: no SwiGLU (mixer-only blocks, as Zoology's MQAR models)
 };
 
 // One layer's decoding state.
@@ -122,6 +123,7 @@ class BlockImpl : public nn::BlockOf<TTTLayerState> {
     }
     seq_norm = register_module("seq_norm", nn::RMSNorm(c.d_model, c.rms_eps));
     ttt = register_module("ttt", TTTLayer(c));
+    if (!c.mlp) return;
     ffn_norm = register_module("ffn_norm", nn::RMSNorm(c.d_model, c.rms_eps));
     mlp = register_module("mlp", nn::SwiGLU(c.d_model, c.intermediate));
   }
@@ -129,7 +131,7 @@ class BlockImpl : public nn::BlockOf<TTTLayerState> {
     auto x = x0;
     if (c_.pre_conv) x = x + conv(conv_norm(x), step.decoding ? &st.conv_pre : nullptr);
     x = x + ttt(seq_norm(x), st, step.pos, step.decoding);
-    return x + mlp(ffn_norm(x));
+    return mlp.is_empty() ? x : x + mlp(ffn_norm(x));
   }
   nn::RMSNorm conv_norm{nullptr}, seq_norm{nullptr}, ffn_norm{nullptr};
   nn::CausalConv1d conv{nullptr};
@@ -192,6 +194,7 @@ class TTTPlugin : public ArchPlugin {
         bool_param("pre_conv", false, "Mamba backbone: causal depthwise conv before the TTT layer"),
         bool_param("share_qk", false, "Mamba backbone: q and k from one projection through two causal convs"),
         bool_param("use_gate", false, "Mamba backbone: output gate gelu(g_proj x)"),
+        bool_param("mlp", true, "a SwiGLU MLP in every block (false: TTT-only blocks, as Zoology's MQAR models)"),
         int_param("conv_kernel", 4, "causal conv width", 1, 64),
         real_param("rope_theta", 10000.0, "RoPE base (positions restart every mini-batch)", 1.0),
         real_param("rms_norm_eps", 1e-6, "RMSNorm epsilon", 0.0),
@@ -222,14 +225,23 @@ class TTTPlugin : public ArchPlugin {
     check(p);
     const int64_t C = p.i("d_model");
     int64_t inter = p.i("intermediate") > 0 ? p.i("intermediate") : nn::swiglu_hidden(C);
-    TTTConfig c{ctx.vocab_size,         p.i("vocab_size"),
-                p.i("n_layer"),         C,
-                p.i("n_head"),          inter,
-                p.i("mini_batch_size"), p.i("conv_kernel"),
-                p.s("inner"),           p.f("base_lr"),
-                p.f("rope_theta"),      p.f("rms_norm_eps"),
-                p.f("init_std"),        p.b("pre_conv"),
-                p.b("share_qk"),        p.b("use_gate")};
+    TTTConfig c{ctx.vocab_size,
+                p.i("vocab_size"),
+                p.i("n_layer"),
+                C,
+                p.i("n_head"),
+                inter,
+                p.i("mini_batch_size"),
+                p.i("conv_kernel"),
+                p.s("inner"),
+                p.f("base_lr"),
+                p.f("rope_theta"),
+                p.f("rms_norm_eps"),
+                p.f("init_std"),
+                p.b("pre_conv"),
+                p.b("share_qk"),
+                p.b("use_gate"),
+                p.b("mlp")};
     return std::make_shared<TTTModel>(c);
   }
 };
