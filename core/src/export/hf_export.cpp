@@ -94,8 +94,12 @@ struct Mapped {
 };
 
 Mapped map_gpt(const RunConfig& cfg, Model& model, int64_t V) {
-  check_known_keys("gpt", cfg, {"n_layer", "n_head", "d_model", "dropout", "bias", "block_size", "vocab_size"});
+  check_known_keys("gpt", cfg, {"n_layer", "n_head", "d_model", "dropout", "bias", "mlp", "block_size", "vocab_size"});
   Params p = cfg.section_params("model");
+  if (!p.b("mlp"))
+    throw UserError(
+        "the hf export of arch/gpt: mlp = false (attention-only blocks) has no GPT-2 equivalent; "
+        "--format raw exports the tensors as they are");
   const int64_t L = p.i("n_layer"), H = p.i("n_head"), C = p.i("d_model"), T = model.max_context();
   const bool bias = p.b("bias");
   Tensors t(model, "gpt");
@@ -156,8 +160,12 @@ Mapped map_llama(const RunConfig& cfg, Model& model, int64_t V) {
   check_known_keys("llama", cfg,
                    {"n_layer", "d_model", "n_head", "n_kv_head", "mlp_hidden", "rope_base", "norm_eps", "tied_head",
                     "shared_norm", "init_std", "embedding_dropout", "attention_dropout", "residual_dropout",
-                    "mlp_dropout", "block_size", "vocab_size"});
+                    "mlp_dropout", "mlp", "block_size", "vocab_size"});
   Params p = cfg.section_params("model");
+  if (!p.b("mlp"))
+    throw UserError(
+        "the hf export of arch/llama: mlp = false (attention-only blocks) has no Llama equivalent; "
+        "--format raw exports the tensors as they are");
   const int64_t L = p.i("n_layer"), C = p.i("d_model"), H = p.i("n_head");
   const int64_t Hkv = p.i("n_kv_head") ? p.i("n_kv_head") : H, D = C / H, T = model.max_context();
   const bool tied = p.b("tied_head"), shared = p.b("shared_norm");
