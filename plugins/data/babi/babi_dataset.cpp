@@ -283,7 +283,7 @@ class BabiDataset : public Dataset {
     return assemble(rows, {}, false);
   }
 
-  // Blocks of batch_size questions, each block once at every length: lengths() batches per block.
+  // Blocks of batch_size questions, each block once at every length: one batch per block and length.
   int64_t eval_batch_count(Split split, int64_t batch_size) const override {
     const auto n = static_cast<int64_t>(eval_order_[static_cast<int>(split)].size());
     return n / batch_size * static_cast<int64_t>(lengths_.size());
