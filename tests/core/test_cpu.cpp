@@ -81,3 +81,36 @@ TEST_CASE("machine_peak_gflops keeps the best rate measured here", "[unit]") {
   }
   fs::remove_all(dir);
 }
+
+TEST_CASE("plan_workers: --workers auto fills the cores with one-thread workers, up to the runs", "[unit]") {
+  auto p = plan_workers(2, 12, 1, 0, 0);  // this project's machines: 2 cores, a 12-run grid
+  CHECK(p.workers == 2);
+  CHECK(p.threads == 1);
+  CHECK(p.why == "--workers auto: 2 usable cores, 12 runs to run");
+  p = plan_workers(2, 1, 1, 0, 0);  // one run: one worker on every core
+  CHECK(p.workers == 1);
+  CHECK(p.threads == 2);
+  CHECK(p.why == "--workers auto: 2 usable cores, 1 run to run");
+  p = plan_workers(16, 3, 1, 0, 0);  // fewer runs than cores: the cores shared among them
+  CHECK(p.workers == 3);
+  CHECK(p.threads == 5);
+  p = plan_workers(16, 40, 2, 0, 0);  // data parallel: each worker is 2 processes
+  CHECK(p.workers == 8);
+  CHECK(p.threads == 1);
+  p = plan_workers(8, 40, 1, 0, 4);  // threads fixed (--threads or LMGRID_THREADS): workers from them
+  CHECK(p.workers == 2);
+  CHECK(p.threads == 4);
+  p = plan_workers(2, 40, 1, 0, 4);  // more threads than cores: still one worker
+  CHECK(p.workers == 1);
+  CHECK(p.threads == 4);
+  p = plan_workers(8, 40, 1, 3, 0);  // workers fixed: the cores divided among them
+  CHECK(p.workers == 3);
+  CHECK(p.threads == 2);
+  CHECK(p.why == "threads auto: 8 usable cores / 3 workers");
+  p = plan_workers(8, 0, 1, 0, 0);  // nothing to run
+  CHECK(p.workers == 1);
+  p = plan_workers(4, 10, 1, 5, 3);
+  CHECK(p.workers == 5);
+  CHECK(p.threads == 3);
+  CHECK(p.why == "as asked");
+}

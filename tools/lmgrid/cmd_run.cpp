@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/base/env.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/config/train_settings.hpp>
 #include <lmgrid/dist/process_group.hpp>
@@ -40,8 +41,9 @@ void on_stop_signal(int) {
 struct RunOptions {
   std::string file;
   std::string db;
-  int workers = 1;
-  int nproc = 1;  // data-parallel ranks per run on this machine
+  std::string workers = "auto";  // "auto" or a count (parse_workers)
+  int threads = 0;               // --threads; 0: LMGRID_THREADS, else auto
+  int nproc = 1;                 // data-parallel ranks per run on this machine
   std::vector<std::string> sets;
   bool retry_failed = false;
   bool dry_run = false;
@@ -67,7 +69,30 @@ void write_run_report(Store& store, const Experiment& exp, const std::vector<int
   }
 }
 
+// --workers: "auto" is 0; else a count from 1 to 256.
+int parse_workers(const std::string& v) {
+  if (v == "auto") return 0;
+  size_t used = 0;
+  int n = 0;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != v.size() || used == 0 || n < 1 || n > 256)
+    throw UserError("--workers " + v + ": expected auto or a number of workers from 1 to 256");
+  return n;
+}
+
+// Threads per process the user fixed: --threads, else LMGRID_THREADS; 0 when neither.
+int asked_threads(const RunOptions& opt) {
+  if (opt.threads > 0) return opt.threads;
+  const std::string env = env_or("LMGRID_THREADS", "");
+  return env.empty() ? 0 : std::max(1, std::atoi(env.c_str()));
+}
+
 int run_grid(const RunOptions& opt) {
+  const int workers_asked = parse_workers(opt.workers);
   const Registry& registry = Registry::instance();
   // Everything is validated before the database is touched: bad input writes nothing.
   Experiment exp = load_experiment(opt.file, opt.sets, registry);
@@ -114,32 +139,27 @@ int run_grid(const RunOptions& opt) {
   if (launch.distributed() && opt.nproc > 1)
     throw UserError(fmt::format("--nproc {} under a launcher (WORLD_SIZE={} in the environment): use one or the other",
                                 opt.nproc, launch.world));
-  if (launch.distributed() && opt.workers > 1)
+  if (launch.distributed() && workers_asked > 1)
     throw UserError("--workers > 1 under a launcher (WORLD_SIZE > 1): one run at a time spans every rank");
-  int workers = std::max(1, opt.workers);
   int procs_per_run = launch.distributed() ? 1 : std::max(1, opt.nproc);
-  int threads = default_threads(workers * procs_per_run);
   if (launch.distributed() && launch.rank > 0) {
     SupervisorOptions fo;
     fo.argv0 = g_argv[0];
-    fo.threads = threads;
+    fo.threads = asked_threads(opt) > 0 ? asked_threads(opt) : default_threads(1);
     fo.stop = &g_stop;
     std::fprintf(stderr, "lmgrid: rank %d of %d: following the runs of rank 0 (%s:%d)\n", launch.rank, launch.world,
                  launch.master_addr.c_str(), launch.master_port);
     return follow_grid(fo);
   }
-  // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
-  // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
-  // down when the workers together ask for more threads than there are cores.
-  PeakGflops pk = machine_peak_gflops(threads);
-  double cores = available_cores();
-  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers * procs_per_run));
-
+  // Bad input writes nothing: a bad LMGRID_PEAK_GFLOPS is refused here, before the database exists
+  // (the peak itself is taken below, once the thread count is known).
+  if (env_set("LMGRID_PEAK_GFLOPS")) (void)machine_peak_gflops(1);
   Store store(db_path);
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory
   std::vector<int64_t> ids = store.register_runs(exp, opt.retry_failed);
+  int todo = 0;
   {
-    int done = 0, todo = 0;
+    int done = 0;
     for (int64_t id : ids) {
       auto r = store.run(id);
       if (r->status == RunStatus::done)
@@ -150,6 +170,18 @@ int run_grid(const RunOptions& opt) {
     std::fprintf(stderr, "lmgrid: experiment '%s': %zu runs (%d done, %d to run) -> %s\n", exp.name.c_str(), ids.size(),
                  done, todo, db_path.c_str());
   }
+  const int cores = available_cores();
+  const WorkerPlan plan =
+      plan_workers(cores, todo, procs_per_run, launch.distributed() ? 1 : workers_asked, asked_threads(opt));
+  const int workers = plan.workers, threads = plan.threads;
+  std::fprintf(stderr, "lmgrid: %d worker%s x %d thread%s%s (%s)\n", workers, workers == 1 ? "" : "s", threads,
+               threads == 1 ? "" : "s", procs_per_run > 1 ? fmt::format(" x {} processes", procs_per_run).c_str() : "",
+               plan.why.c_str());
+  // MFU's denominator: one worker's share of the machine, i.e. the best matmul rate measured here
+  // at the worker's thread count (machine_peak_gflops: a busy machine must not lower it), scaled
+  // down when the workers together ask for more threads than there are cores.
+  PeakGflops pk = machine_peak_gflops(threads);
+  double peak = pk.gflops * 1e9 * std::min(1.0, cores / (static_cast<double>(threads) * workers * procs_per_run));
 
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
@@ -216,8 +248,11 @@ void add_run(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Run an experiment grid (skips done runs, resumes interrupted ones)");
   cmd->add_option("file", opt->file, "experiment TOML file")->required();
   cmd->add_option("--db", opt->db, "results database (default $LMGRID_DB or results/lmgrid.db)");
-  cmd->add_option("--workers,-j", opt->workers, "runs trained at once, each in its own process")
-      ->check(CLI::Range(1, 256));
+  cmd->add_option("--workers,-j", opt->workers,
+                  "runs trained at once, each in its own process: auto (default: as many as the cores and runs "
+                  "allow, the cores shared among them) or N");
+  cmd->add_option("--threads", opt->threads, "threads per worker process (default: LMGRID_THREADS, else auto)")
+      ->check(CLI::Range(1, 1024));
   cmd->add_option("--nproc", opt->nproc,
                   "data-parallel processes per run on this machine (c10d Gloo; [train] batch_size is split over them)")
       ->check(CLI::Range(1, 256));

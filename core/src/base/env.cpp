@@ -17,7 +17,8 @@ const std::vector<EnvVar>& env_vars() {
       {"LMGRID_OFFLINE", "`1`: never download; a missing source says which file to put where"},
       {"LMGRID_PLUGIN_PATH", "extra plugin folders (colon-separated), searched after `build/plugins/`"},
       {"LMGRID_THREADS",
-       "threads per worker, for LibTorch and OpenBLAS (default: the usable cores / (`--workers` x `--nproc`))"},
+       "threads per worker, for LibTorch and OpenBLAS (`--threads` wins; default: the usable cores / (workers x "
+       "`--nproc`), see \"CPU speed\")"},
       {"LMGRID_CPU_ATTENTION",
        "`auto` (default: lmgrid's tiled kernel on LibTorch 1.13, `scaled_dot_product_attention` on 2.x), "
        "`tiled` or `library` (LibTorch's own: SDPA on 2.x, the plain math on 1.13), for CPU tensors"},

@@ -165,6 +165,30 @@ int default_threads(int workers) {
   return std::max(1, available_cores() / std::max(1, workers));
 }
 
+WorkerPlan plan_workers(int cores, int runs_to_run, int nproc, int workers, int threads) {
+  cores = std::max(1, cores);
+  nproc = std::max(1, nproc);
+  const int runs = std::max(1, runs_to_run);
+  WorkerPlan plan;
+  if (workers > 0 && threads > 0) {
+    plan.workers = workers, plan.threads = threads;
+    plan.why = "as asked";
+  } else if (workers > 0) {
+    plan.workers = workers;
+    plan.threads = std::max(1, cores / (workers * nproc));
+    plan.why =
+        nproc > 1 ? fmt::format("threads auto: {} usable cores / ({} workers x {} processes)", cores, workers, nproc)
+                  : fmt::format("threads auto: {} usable cores / {} worker{}", cores, workers, workers == 1 ? "" : "s");
+  } else {
+    plan.threads = threads > 0 ? threads : 1;
+    plan.workers = std::max(1, std::min(runs, cores / (plan.threads * nproc)));
+    if (threads <= 0) plan.threads = std::max(1, cores / (plan.workers * nproc));
+    plan.why = fmt::format("--workers auto: {} usable cores, {} run{} to run{}", cores, runs_to_run,
+                           runs_to_run == 1 ? "" : "s", nproc > 1 ? fmt::format(", {} processes each", nproc) : "");
+  }
+  return plan;
+}
+
 void configure_threads(int threads) {
   torch::set_num_threads(std::max(1, threads));
   // LibTorch sizes only its own pool; OpenBLAS's is sized here unless the user set it.

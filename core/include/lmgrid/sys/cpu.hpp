@@ -30,6 +30,19 @@ int available_cores();
 // Threads for one worker: LMGRID_THREADS, else the available cores divided among `workers`
 // (at least 1).
 int default_threads(int workers = 1);
+
+// How a grid uses the machine: `workers` runs at once, each on `nproc` processes of `threads`
+// threads. Asked for 0 (auto), the workers are as many as the cores allow (cores / (threads x
+// nproc), at most the runs to run) and the threads the cores left to each; several one-thread
+// workers beat one worker with the same threads here because a small model's step does not scale
+// over threads (two 1-thread workers ~38K tokens/s in all, one 2-thread worker ~20K: issue 15).
+// `why` says how the choice was made, for the line `lmgrid run` prints.
+struct WorkerPlan {
+  int workers = 1, threads = 1;
+  std::string why;
+};
+// workers, threads: the user's (--workers N, --threads T or LMGRID_THREADS), 0 for auto.
+WorkerPlan plan_workers(int cores, int runs_to_run, int nproc, int workers, int threads);
 // The one place thread pools are sized: LibTorch's intra-op pool and OpenBLAS's (unless the
 // user set OPENBLAS_NUM_THREADS).
 void configure_threads(int threads);
