@@ -14,7 +14,7 @@ decay 0.1 on matrices, clip 1.0, no bias, no dropout, GPT-2 initialisation, tied
 At the end it prints what nanoGPT would report as best_val_loss (the minimum over evaluations
 of one estimator draw each), summarised over the 30 simulated logs.
 
-Usage: tools/bench/nanogpt_ref.py [--seed S] [--threads N] [--data PATH]
+Usage: tools/bench/nanogpt_ref.py [--seed S] [--threads N] [--data PATH] [--steps N] [--no-eval]
 Needs python3-torch (Debian). Prints one line per evaluation and a summary.
 """
 import argparse
@@ -100,6 +100,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--data")
     ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--no-eval", action="store_true", help="train only (speed comparisons: tools/bench/vs_eager.sh)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -158,12 +159,17 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if a.no_eval:
+            continue
         if it % 250 == 0 or it == a.steps:
             full, m, sd, lo, hi, est = evaluate()
             draws.append(est)
             print(f"step {it} train {loss.item():.4f} val_full {full:.4f} est20 mean {m:.4f} sd {sd:.4f} "
                   f"range [{lo:.4f}, {hi:.4f}] {it * B * T / (time.time() - t0):.0f} tok/s", flush=True)
 
+    if a.no_eval:
+        print(f"train {loss.item():.4f} after {a.steps} steps, {a.steps * B * T / (time.time() - t0):.0f} tok/s")
+        return
     # What nanoGPT itself would print as best_val_loss: the minimum over its evaluations of one
     # estimator draw each (draw k of every evaluation taken together = one simulated nanoGPT log).
     best = [min(d[k] for d in draws) for k in range(len(draws[0]))]
