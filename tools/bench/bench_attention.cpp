@@ -51,9 +51,12 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2)
     if (std::string(argv[i]) == "--reps") reps = std::max(3, std::stoi(argv[i + 1]));
   const std::vector<Shape> shapes = {
-      {"babilong 2K (width 64, 4 heads)", 8, 4, 2112, 16}, {"babilong 1K", 8, 4, 1056, 16},
-      {"mqar (256, 16), width 64", 64, 1, 256, 64},      {"mqar (256, 16), width 128", 64, 1, 256, 128},
-      {"nanoGPT CPU recipe", 12, 4, 64, 32},             {"quickstart gpt", 16, 4, 256, 32},
+      {"babilong 2K (width 64, 4 heads)", 8, 4, 2112, 16},
+      {"babilong 1K", 8, 4, 1056, 16},
+      {"mqar (256, 16), width 64", 64, 1, 256, 64},
+      {"mqar (256, 16), width 128", 64, 1, 256, 128},
+      {"nanoGPT CPU recipe", 12, 4, 64, 32},
+      {"quickstart gpt", 16, 4, 256, 32},
   };
   std::printf("threads %d, float32, causal; CPU ms per call (median of %d)\n", torch::get_num_threads(), reps);
   std::printf("%-48s %8s %8s %6s %7s | %9s %8s %6s\n", "shape (B, H, T, D)", "fwd comp", "tiled", "ratio", "GFLOP/s",
