@@ -7,6 +7,9 @@
 //   OPENBLAS_NUM_THREADS=1 LMGRID_THREADS=1 build/bin/bench_attention [--reps 5]
 //
 // GFLOP/s counts the two products of the forward pass (4 T S D per head, halved by the mask).
+// Where LibTorch has scaled_dot_product_attention (2.x: a CPU flash kernel of its own) its
+// forward+backward time and its ratio to the tiled kernel's are printed too (sdpa / tiled: above
+// 1 means the tiled kernel is faster); that decides LMGRID_CPU_ATTENTION=auto on 2.x.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include <lmgrid/kernels/attention.hpp>
+#include <lmgrid/plugin/torch_compat.hpp>  // LMGRID_HAVE_SDPA
 #include <lmgrid/sys/cpu.hpp>
 
 namespace {
@@ -59,8 +63,8 @@ int main(int argc, char** argv) {
       {"quickstart gpt", 16, 4, 256, 32},
   };
   std::printf("threads %d, float32, causal; CPU ms per call (median of %d)\n", torch::get_num_threads(), reps);
-  std::printf("%-48s %8s %8s %6s %7s | %9s %8s %6s\n", "shape (B, H, T, D)", "fwd comp", "tiled", "ratio", "GFLOP/s",
-              "f+b comp", "tiled", "ratio");
+  std::printf("%-48s %8s %8s %6s %7s | %9s %8s %6s%s\n", "shape (B, H, T, D)", "fwd comp", "tiled", "ratio", "GFLOP/s",
+              "f+b comp", "tiled", "ratio", LMGRID_HAVE_SDPA ? " |  f+b sdpa  sdpa/tiled" : "");
   for (const Shape& s : shapes) {
     auto o = torch::TensorOptions().dtype(torch::kFloat32);
     torch::manual_seed(0);
@@ -74,13 +78,25 @@ int main(int argc, char** argv) {
                      : lmgrid::kernels::attention_composite(q, k, v, true, scale);
       if (backward) torch::autograd::grad({(y * w).sum()}, {q, k, v});
     };
+    std::string sdpa;
+#if LMGRID_HAVE_SDPA
+    const double sb = median_cpu(reps, [&] {
+      auto y = torch::scaled_dot_product_attention(q, k, v, {}, 0.0, true);
+      torch::autograd::grad({(y * w).sum()}, {q, k, v});
+    });
+#endif
     const double cf = median_cpu(reps, [&] { call(false, false); }), tf = median_cpu(reps, [&] { call(true, false); });
     const double cb = median_cpu(reps, [&] { call(false, true); }), tb = median_cpu(reps, [&] { call(true, true); });
     const double flops = 2.0 * s.B * s.H * s.T * s.T * s.D;
     char label[96];
     std::snprintf(label, sizeof label, "%s (%ld, %ld, %ld, %ld)", s.what, static_cast<long>(s.B),
                   static_cast<long>(s.H), static_cast<long>(s.T), static_cast<long>(s.D));
-    std::printf("%-48s %8.2f %8.2f %5.2fx %7.1f | %9.2f %8.2f %5.2fx\n", label, cf * 1e3, tf * 1e3, cf / tf,
-                flops / tf / 1e9, cb * 1e3, tb * 1e3, cb / tb);
+#if LMGRID_HAVE_SDPA
+    char extra[64];
+    std::snprintf(extra, sizeof extra, " | %9.2f %10.2fx", sb * 1e3, sb / tb);
+    sdpa = extra;
+#endif
+    std::printf("%-48s %8.2f %8.2f %5.2fx %7.1f | %9.2f %8.2f %5.2fx%s\n", label, cf * 1e3, tf * 1e3, cf / tf,
+                flops / tf / 1e9, cb * 1e3, tb * 1e3, cb / tb, sdpa.c_str());
   }
 }
