@@ -336,11 +336,13 @@ void run_backward(const BwdArgs<double>& a) { LMGRID_ATTENTION_SWITCH(double, ba
 // Plain threads rather than at::parallel_for: that one is OpenMP code inlined from LibTorch's
 // headers, which would need this file built with -fopenmp and linked to an OpenMP runtime that
 // may not be the one LibTorch carries (the torch wheel bundles its own libgomp). `work` (about
-// the multiply-adds in all) keeps small calls, one-token decoding, on the calling thread.
+// the multiply-adds in all) keeps small calls on the calling thread: a thread costs tens of
+// microseconds to start, and at 2e6 per thread the nanoGPT recipe's calls (T = 64) on 2 threads
+// took 4x the one-thread time; at 5e7 a second thread starts only for calls of a millisecond or more.
 template <class F>
 void parallel_tasks(int64_t n, double work, const F& task) {
   const int64_t threads =
-      std::min<int64_t>({static_cast<int64_t>(at::get_num_threads()), n, static_cast<int64_t>(work / 2e6) + 1});
+      std::min<int64_t>({static_cast<int64_t>(at::get_num_threads()), n, static_cast<int64_t>(work / 5e7) + 1});
   if (threads <= 1) {
     for (int64_t t = 0; t < n; ++t) task(t);
     return;

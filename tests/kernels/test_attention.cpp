@@ -74,7 +74,7 @@ TEST_CASE("tiled attention equals the composite, forward and gradients", "[unit]
 }
 
 TEST_CASE("tiled attention: the same bits on one thread and on two", "[unit][attention]") {
-  const Case c{4, 2, 2, 150, 150, 16, true};
+  const Case c{4, 2, 2, 600, 600, 16, true};  // big enough for a second thread (work >= 5e7)
   auto x = inputs(c, 7);
   const int before = torch::get_num_threads();
   torch::set_num_threads(1);
