@@ -20,8 +20,8 @@ const std::vector<EnvVar>& env_vars() {
        "threads per worker, for LibTorch and OpenBLAS (`--threads` wins; default: the usable cores / (workers x "
        "`--nproc`), see \"CPU speed\")"},
       {"LMGRID_CPU_ATTENTION",
-       "`auto` (default: lmgrid's tiled kernel on LibTorch 1.13, `scaled_dot_product_attention` on 2.x), "
-       "`tiled` or `library` (LibTorch's own: SDPA on 2.x, the plain math on 1.13), for CPU tensors"},
+       "`auto` or `tiled` (default: lmgrid's tiled kernel, on both LibTorch sources) or `library` "
+       "(LibTorch's own: SDPA on 2.x, the plain math on 1.13), for CPU tensors"},
       {"LMGRID_PEAK_GFLOPS", "fixes the peak that MFU is measured against"},
       {"LMGRID_NO_BLAS_FIX", "`1`: keep OpenBLAS's own core choice (no re-exec with `OPENBLAS_CORETYPE`)"},
       {"LMGRID_BLAS_CORRECTED", "internal: set by lmgrid on the re-exec that corrected OpenBLAS's core"},

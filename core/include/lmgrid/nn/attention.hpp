@@ -28,9 +28,9 @@ struct KVCache : LayerState {
 // softmax(q k^T / sqrt(D)) v of q (B,H,T,D) over k, v (B,Hkv,S,D), Hkv dividing H (query head h
 // reads KV head h / (H / Hkv)). Causal: new token i (of T) sees keys 0..P+i, P = S - T. Dropout
 // on the attention weights when training. CPU tensors without dropout go to lmgrid's tiled kernel
-// (lmgrid/kernels/attention.hpp) on LibTorch 1.13, or wherever LMGRID_CPU_ATTENTION=tiled; the
-// rest to scaled_dot_product_attention where the LibTorch version has it (2.0 and later; grouped
-// heads without copies from 2.5), else the plain math. All compute the same function.
+// (lmgrid/kernels/attention.hpp) unless LMGRID_CPU_ATTENTION=library; the rest to scaled_dot_product_attention where
+// the LibTorch version has it (2.0 and later; grouped heads without copies from 2.5), else the plain math. All compute
+// the same function.
 torch::Tensor causal_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double dropout,
                                bool training, bool causal = true);
 
