@@ -11,7 +11,6 @@
 #include <fmt/format.h>
 
 #include <lmgrid/sys/cpu.hpp>
-#include <lmgrid/base/env.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/config/train_settings.hpp>
 #include <lmgrid/dist/process_group.hpp>
@@ -85,11 +84,7 @@ int parse_workers(const std::string& v) {
 }
 
 // Threads per process the user fixed: --threads, else LMGRID_THREADS; 0 when neither.
-int asked_threads(const RunOptions& opt) {
-  if (opt.threads > 0) return opt.threads;
-  const std::string env = env_or("LMGRID_THREADS", "");
-  return env.empty() ? 0 : std::max(1, std::atoi(env.c_str()));
-}
+int asked_threads(const RunOptions& opt) { return opt.threads > 0 ? opt.threads : requested_threads(); }
 
 int run_grid(const RunOptions& opt) {
   const int workers_asked = parse_workers(opt.workers);
@@ -153,7 +148,7 @@ int run_grid(const RunOptions& opt) {
   }
   // Bad input writes nothing: a bad LMGRID_PEAK_GFLOPS is refused here, before the database exists
   // (the peak itself is taken below, once the thread count is known).
-  if (env_set("LMGRID_PEAK_GFLOPS")) (void)machine_peak_gflops(1);
+  (void)fixed_peak_gflops();
   Store store(db_path);
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory
   std::vector<int64_t> ids = store.register_runs(exp, opt.retry_failed);

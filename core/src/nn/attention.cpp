@@ -26,8 +26,7 @@ torch::Tensor causal_mask(int64_t T, int64_t S, const torch::Device& device) {
 // of tools/bench/bench_attention.cpp (forward+backward, one thread, docs/performance.md).
 bool tiled_on_cpu() {
   const std::string v = env_or("LMGRID_CPU_ATTENTION", "auto");
-  if (v == "auto") return true;
-  if (v == "tiled") return true;
+  if (v == "auto" || v == "tiled") return true;
   if (v == "library") return false;
   throw UserError("LMGRID_CPU_ATTENTION=" + v + ": expected auto, tiled or library");
 }

@@ -159,9 +159,13 @@ int available_cores() {
   return std::max(1, cores);
 }
 
+int requested_threads() {
+  const std::string env = env_or("LMGRID_THREADS", "");
+  return env.empty() ? 0 : std::max(1, std::atoi(env.c_str()));
+}
+
 int default_threads(int workers) {
-  std::string env = env_or("LMGRID_THREADS", "");
-  if (!env.empty()) return std::max(1, std::atoi(env.c_str()));
+  if (int t = requested_threads(); t > 0) return t;
   return std::max(1, available_cores() / std::max(1, workers));
 }
 
@@ -221,15 +225,18 @@ void set_blas_threads(int n) {
   if (auto f = find_openblas<void (*)(int)>("openblas_set_num_threads")) f(std::max(1, n));
 }
 
+double fixed_peak_gflops() {
+  const std::string fixed = env_or("LMGRID_PEAK_GFLOPS", "");
+  if (fixed.empty()) return 0;
+  char* end = nullptr;
+  const double v = std::strtod(fixed.c_str(), &end);
+  if (end && *end == '\0' && v > 0) return v;
+  throw UserError("LMGRID_PEAK_GFLOPS='" + fixed + "' is not a positive number of GFLOP/s");
+}
+
 PeakGflops machine_peak_gflops(int threads) {
   PeakGflops p;
-  std::string fixed = env_or("LMGRID_PEAK_GFLOPS", "");
-  if (!fixed.empty()) {
-    char* end = nullptr;
-    double v = std::strtod(fixed.c_str(), &end);
-    if (end && *end == '\0' && v > 0) return {v, 0, "LMGRID_PEAK_GFLOPS"};
-    throw UserError("LMGRID_PEAK_GFLOPS='" + fixed + "' is not a positive number of GFLOP/s");
-  }
+  if (const double v = fixed_peak_gflops(); v > 0) return {v, 0, "LMGRID_PEAK_GFLOPS"};
   threads = std::max(1, threads);
   // A worker runs `threads` LibTorch threads and as many OpenBLAS threads (OPENBLAS_NUM_THREADS),
   // so measure with both pools at that size; torch::set_num_threads alone leaves OpenBLAS at all

@@ -27,6 +27,8 @@ void ensure_fast_blas(int argc, char** argv);
 // Cores this process may use: its CPU affinity mask, capped by a cgroup CPU quota (containers,
 // Slurm), never below 1. hardware_concurrency() sees neither.
 int available_cores();
+// The threads per worker the user fixed with LMGRID_THREADS (at least 1), 0 when it is unset.
+int requested_threads();
 // Threads for one worker: LMGRID_THREADS, else the available cores divided among `workers`
 // (at least 1).
 int default_threads(int workers = 1);
@@ -68,6 +70,8 @@ struct PeakGflops {
   std::string source;   // "measured", "cached best" or "LMGRID_PEAK_GFLOPS"
 };
 PeakGflops machine_peak_gflops(int threads);
+// LMGRID_PEAK_GFLOPS as a number, 0 when unset; UserError when it is not a positive number.
+double fixed_peak_gflops();
 // The best of `gflops` and every rate cached under `key` (three tab-separated fields: CPU model,
 // BLAS core, threads; or "gpu:<name>", dtype, "-"), stored back as the one line for that key.
 double remember_best_gflops(const std::string& key, double gflops);
