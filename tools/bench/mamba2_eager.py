@@ -14,15 +14,14 @@ prints tokens/s over the timed steps after a warm-up.
     python3 tools/bench/mamba2_eager.py --steps 40 --warmup 5 --threads 2
     python3 tools/bench/mamba2_eager.py --check   # the chunked scan against the token-by-token recurrence
 """
-import argparse
 import math
-import os
 import sys
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+import eager_train
 
 
 def rms_norm(x, w, eps=1e-5):
@@ -125,48 +124,9 @@ def check_scan():
 def main():
     if "--check" in sys.argv:
         check_scan()
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=40)
-    ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=12)
-    ap.add_argument("--T", type=int, default=64)
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    data_dir = os.environ.get("LMGRID_DATA_PATH", "").split(":")[0] or os.path.join(root, "..", "shared", "data")
-    ap.add_argument("--data", default=os.path.join(data_dir, "tinyshakespeare", "input.txt"))
-    a = ap.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(1)
-    if not os.path.exists(a.data):
-        sys.exit(f"mamba2_eager.py: {a.data} not found (set LMGRID_DATA_PATH or --data)")
-    text = open(a.data).read()
-    chars = sorted(set(text))
-    data = torch.tensor([chars.index(c) for c in text[:200000]], dtype=torch.long)
-    model = Mamba2(len(chars))
-    params = list(model.parameters())
-    n = sum(p.numel() for p in params)
-    opt = torch.optim.AdamW(params, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
-    T = a.T
-
-    def step():
-        ix = torch.randint(0, len(data) - T - 1, (a.batch,))
-        x = torch.stack([data[i:i + T] for i in ix])
-        y = torch.stack([data[i + 1:i + T + 1] for i in ix])
-        loss = F.cross_entropy(model(x).view(-1, len(chars)), y.view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        return loss.item()
-
-    for _ in range(a.warmup):
-        step()
-    t0 = time.perf_counter()
-    for _ in range(a.steps):
-        loss = step()
-    dt = time.perf_counter() - t0
-    print(f"mamba2_eager: torch {torch.__version__} threads {a.threads} params {n} loss {loss:.3f} "
-          f"{a.steps * a.batch * T / dt:.0f} tok/s")
+    a = eager_train.parse_args("mamba2_eager.py")
+    data, vocab = eager_train.char_data(a.data)
+    eager_train.train("mamba2_eager", a, Mamba2(vocab), data, vocab, lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
 
 
 if __name__ == "__main__":
