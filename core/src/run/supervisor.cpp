@@ -96,7 +96,10 @@ class Supervisor {
         if (!claimed) break;
         spawn_run(claimed->id);
       }
-      if (children_.empty()) break;
+      if (children_.empty()) {
+        if (wait_for_other_processes()) continue;
+        break;
+      }
       if (stopping()) forward_stop();
       reap();
     }
@@ -282,6 +285,38 @@ class Supervisor {
     ended_.insert(run_id);
   }
 
+  // Another `lmgrid run` of the same grid on this host trains runs this one cannot claim: waits
+  // (about a second) and returns true while it does, so that this command also returns with the
+  // grid complete. A run whose process has died is released (interrupted) and claimed here.
+  bool wait_for_other_processes() {
+    if (stopping() || !machine_fault_.empty()) return false;
+    std::vector<int64_t> open;
+    for (int64_t id : ids_)
+      if (!ended_.count(id)) open.push_back(id);
+    Store::OtherRuns others;
+    try {
+      others = store_.runs_of_other_processes(open);
+    } catch (const MachineError& e) {
+      on_machine_fault(e.what());
+      return false;
+    }
+    for (int64_t id : others.released)
+      std::fprintf(stderr, "lmgrid: run %lld: the lmgrid process training it has ended; taking it over\n",
+                   static_cast<long long>(id));
+    if (!others.released.empty()) return true;
+    const auto& held = others.held;
+    if (held.empty()) return false;
+    if (waiting_for_ != held.size()) {
+      waiting_for_ = held.size();
+      std::fprintf(stderr,
+                   "lmgrid: waiting for %zu run%s that another lmgrid process on this host is training (run %lld%s)\n",
+                   held.size(), held.size() == 1 ? "" : "s", static_cast<long long>(held.front()),
+                   held.size() > 1 ? ", ..." : "");
+    }
+    for (int i = 0; i < 5 && !stopping(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    return true;
+  }
+
   // Disk full, an I/O error: the runs still training finish or stop by themselves, no new one starts.
   void on_machine_fault(const std::string& why) {
     if (!machine_fault_.empty()) return;
@@ -312,6 +347,7 @@ class Supervisor {
   std::optional<dist::StoreServer> server_;                           // data parallel: the rendezvous of every run
   int announced_ = 0;
   bool forwarded_ = false;
+  size_t waiting_for_ = 0;     // runs of other processes last reported as waited for
   std::string machine_fault_;  // set: a fault of the machine was seen; nothing more is claimed
 };
 

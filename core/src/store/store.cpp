@@ -357,6 +357,24 @@ std::optional<RunRow> Store::claim_next(const std::vector<int64_t>& ids, int64_t
   return r;
 }
 
+Store::OtherRuns Store::runs_of_other_processes(const std::vector<int64_t>& ids) {
+  sql::Transaction tx(db_);
+  nlohmann::json arr = ids;
+  auto st = db_.prepare(
+      "SELECT id, worker_pid FROM runs WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running' AND "
+      "host = ? ORDER BY id");
+  st.bind(1, arr.dump()).bind(2, hostname());
+  OtherRuns out;
+  while (st.step()) (!st.is_null(1) && process_alive(st.i64(1)) ? out.held : out.released).push_back(st.i64(0));
+  st.reset();
+  auto mark = db_.prepare(
+      "UPDATE runs SET status = 'interrupted', error = 'its lmgrid process ended without recording an outcome' "
+      "WHERE id = ?");
+  for (int64_t id : out.released) mark.bind(1, id).run();
+  tx.commit();
+  return out;
+}
+
 std::optional<RunRow> Store::run(int64_t id) {
   auto st = db_.prepare(fmt::format("SELECT {} FROM runs WHERE id = ?", kRunCols));
   st.bind(1, id);

@@ -104,6 +104,14 @@ class Store {
   // Atomically claims the next runnable run (pending or interrupted) among `ids`: sets status
   // running, worker_pid and host. Returns nullopt when none is left.
   std::optional<RunRow> claim_next(const std::vector<int64_t>& ids, int64_t pid);
+  // The `running` runs of `ids` on this host, outside this process's own workers (another
+  // `lmgrid run` of the same grid on the same database): `held` still have a live lmgrid process;
+  // `released` had none (it was killed) and are marked interrupted here, claimable again. Runs
+  // `running` on other hosts are in neither: their processes cannot be checked from here.
+  struct OtherRuns {
+    std::vector<int64_t> held, released;
+  };
+  OtherRuns runs_of_other_processes(const std::vector<int64_t>& ids);
   std::optional<RunRow> run(int64_t id);
   std::vector<RunRow> runs(const std::string& where_sql = "", const std::vector<Value>& args = {});
 
