@@ -150,6 +150,7 @@ int run_grid(const RunOptions& opt) {
   // (the peak itself is taken below, once the thread count is known).
   (void)fixed_peak_gflops();
   Store store(db_path);
+  store.check_integrity();
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory
   std::vector<int64_t> ids = store.register_runs(exp, opt.retry_failed);
   int todo = 0;

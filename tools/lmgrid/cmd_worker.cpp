@@ -63,6 +63,13 @@ struct WorkerOptions {
 
 int follow(const WorkerOptions& opt, const dist::LaunchEnv& denv);
 
+bool is_out_of_memory(const std::exception& e) {
+  if (dynamic_cast<const std::bad_alloc*>(&e) || dynamic_cast<const std::length_error*>(&e)) return true;
+  const std::string what = e.what();
+  return what.find("can't allocate memory") != std::string::npos ||
+         what.find("CUDA out of memory") != std::string::npos;
+}
+
 int work(const WorkerOptions& opt) {
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, on_crash);
   struct sigaction sa {};
@@ -105,6 +112,17 @@ int work(const WorkerOptions& opt) {
     }
     std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
     return kMachineFaultExit;
+  } catch (const MissingInputError& e) {
+    // An input file the grid was validated with is gone (deleted, unmounted): every later run
+    // would fail the same way, so the grid starts no new run; the run resumes once it is back.
+    std::string what = std::string(e.what()) + " (it was there when the grid started: the run resumes on the next " +
+                       "`lmgrid run` once it is back)";
+    try {
+      store.set_status(opt.run_id, RunStatus::interrupted, what);
+    } catch (const std::exception&) {
+    }
+    std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
+    return kMachineFaultExit;
   } catch (const dist::DistError& e) {
     std::string what = std::string(e.what()) + "; the run resumes from its last checkpoint on the next `lmgrid run`";
     store.set_status(opt.run_id, RunStatus::interrupted, what);
@@ -112,11 +130,25 @@ int work(const WorkerOptions& opt) {
     return 1;
   } catch (const std::exception& e) {
     std::string what = e.what();
-    // Allocation failures say little by themselves ("std::bad_alloc", "vector::_M_default_append").
-    if (dynamic_cast<const std::bad_alloc*>(&e) || dynamic_cast<const std::length_error*>(&e))
-      what = "out of memory (" + what + "): the run asks for more than this machine has; try a smaller batch or model";
-    store.set_status(opt.run_id, RunStatus::failed, what);
-    std::fprintf(stderr, "lmgrid: run %lld failed: %s\n", static_cast<long long>(opt.run_id), what.c_str());
+    // Out of memory is a fault of the machine (other processes may hold the memory): the run is
+    // interrupted and resumes on the next `lmgrid run`; the grid goes on with its other runs.
+    // Allocation failures say little by themselves ("std::bad_alloc", "vector::_M_default_append";
+    // LibTorch's "DefaultCPUAllocator: can't allocate memory", "CUDA out of memory").
+    const bool oom = is_out_of_memory(e);
+    if (oom)
+      what = "out of memory (" + what.substr(0, 300) +
+             "); the run resumes on the next `lmgrid run`: free memory, or try a smaller batch or model";
+    try {
+      store.set_status(opt.run_id, oom ? RunStatus::interrupted : RunStatus::failed, what);
+    } catch (const MachineError& me) {
+      // The outcome cannot be recorded (the database's disk is full, or it is locked): the
+      // supervisor records the run as interrupted, and the next `lmgrid run` takes it over.
+      std::fprintf(stderr, "lmgrid: run %lld: %s; recording its outcome failed: %s\n",
+                   static_cast<long long>(opt.run_id), what.c_str(), me.what());
+      return kMachineFaultExit;
+    }
+    std::fprintf(stderr, "lmgrid: run %lld %s: %s\n", static_cast<long long>(opt.run_id),
+                 oom ? "interrupted" : "failed", what.c_str());
     return 1;
   }
 }

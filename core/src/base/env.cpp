@@ -35,6 +35,8 @@ const std::vector<EnvVar>& env_vars() {
       {"LOCAL_RANK", "data parallel: the rank on this machine (picks the GPU of a CUDA run)"},
       {"MASTER_ADDR", "data parallel: the address of rank 0 (its TCP store)"},
       {"MASTER_PORT", "data parallel: the port of rank 0's TCP store"},
+      {"LMGRID_DB_TIMEOUT",
+       "seconds a database statement waits for a lock another process holds before it gives up (default 30)"},
       {"LMGRID_DIST_TIMEOUT", "data parallel: seconds a rank waits for its peers before the run ends (default 300)"},
       {"LMGRID_DIST_BACKEND",
        "data parallel: `auto` (NCCL for CUDA tensors where LibTorch has it, Gloo otherwise), `gloo` or `nccl`"},

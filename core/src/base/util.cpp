@@ -133,8 +133,13 @@ void write_file_atomic(const std::filesystem::path& file, const std::string& dat
 }
 
 std::string read_file(const std::filesystem::path& file) {
+  errno = 0;
   std::ifstream in(file, std::ios::binary);
-  if (!in) throw UserError("cannot read file " + file.string());
+  if (!in) {
+    const int err = errno;
+    if (err == ENOENT) throw MissingInputError("cannot read file " + file.string() + ": " + std::strerror(err));
+    throw UserError("cannot read file " + file.string() + (err ? std::string(": ") + std::strerror(err) : ""));
+  }
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();

@@ -254,7 +254,7 @@ fs::path resolve_source(const std::string& name_or_path) {
   if (folder) {
     std::string where;
     for (const auto& p : searched) where += "\n  " + p.string();
-    throw UserError(fmt::format(
+    throw MissingInputError(fmt::format(
         "data source '{}' not found; looked in:{}\nPut the folder {} ({}) into a folder of LMGRID_DATA_PATH or at {}",
         src->name, where, src->relative_path, src->doc, cached.string()));
   }
@@ -267,7 +267,7 @@ fs::path resolve_source(const std::string& name_or_path) {
   }
   std::string where;
   for (const auto& p : searched) where += "\n  " + p.string();
-  throw UserError(
+  throw MissingInputError(
       fmt::format("data source '{}' not found; looked in:{}\nand could not download it ({}).\nPut the file {} ({} "
                   "bytes, sha256 {}) "
                   "at {}, or add a folder holding {} to LMGRID_DATA_PATH.{}",

@@ -1,20 +1,77 @@
-// RAII wrapper over SQLite: errors become std::runtime_error with the SQL text.
+// RAII wrapper over SQLite: errors become exceptions with the SQL text and the reason (see
+// throw_sql_error for which are faults of the machine).
 #include "lmgrid/store/sqlite.hpp"
 
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
+#include "lmgrid/base/env.hpp"
 #include "lmgrid/base/errors.hpp"
 #include "lmgrid/base/machine_error.hpp"
 
 namespace lmgrid::sql {
 
-// A full disk or an I/O error under the database is a fault of the machine (MachineError:
-// the run is interrupted, not failed); anything else is a runtime error.
+// How long a statement waits for a lock another process holds: LMGRID_DB_TIMEOUT seconds
+// (default 30). Past it the statement fails with SQLITE_BUSY.
+static int busy_timeout_s() {
+  const std::string v = env_or("LMGRID_DB_TIMEOUT", "");
+  if (v.empty()) return 30;
+  char* end = nullptr;
+  long s = std::strtol(v.c_str(), &end, 10);
+  if (end == v.c_str() || *end != '\0' || s < 1 || s > 7 * 24 * 3600)
+    throw UserError(fmt::format("environment variable LMGRID_DB_TIMEOUT={}: expected whole seconds in [1, 604800]", v));
+  return static_cast<int>(s);
+}
+
+// What failed, with the reason SQLite gives, as the exception a caller can act on:
+//  - a full disk, an I/O error, a read-only file or folder, a lock held past the timeout: faults
+//    of the machine (MachineError: a run they stop is interrupted, not failed, and resumes);
+//  - a corrupted database file: a runtime error that names the file and what to do;
+//  - anything else: a runtime error.
 [[noreturn]] static void throw_sql_error(sqlite3* db, const std::string& what) {
   std::string msg = what + ": " + (db ? sqlite3_errmsg(db) : "sqlite error");
-  int code = db ? (sqlite3_extended_errcode(db) & 0xff) : SQLITE_ERROR;
-  if (code == SQLITE_FULL || code == SQLITE_IOERR) throw MachineError(msg);
-  throw std::runtime_error(msg);
+  const int code = db ? (sqlite3_extended_errcode(db) & 0xff) : SQLITE_ERROR;
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  const std::string path = file && *file ? file : "the database";
+  switch (code) {
+    case SQLITE_FULL:
+    case SQLITE_IOERR: throw MachineError(msg);
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+      throw MachineError(fmt::format(
+          "another process held the database {} locked for more than {} s (LMGRID_DB_TIMEOUT sets the wait): {}", path,
+          busy_timeout_s(), msg));
+    case SQLITE_READONLY:
+      throw MachineError(
+          fmt::format("cannot write the database {}: the file or its folder is read-only: {}", path, msg));
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+      throw std::runtime_error(fmt::format(
+          "the database {} is corrupted: {}; `sqlite3 {} .recover` copies out what it still holds (move the file "
+          "aside to start a new one)",
+          path, msg, path));
+    default: throw std::runtime_error(msg);
+  }
+}
+
+// An SQLite URI for a file name (RFC 3986 percent-encoding of what a path may hold).
+static std::string file_uri(const std::string& path) {
+  std::string out = "file:";
+  for (unsigned char c : path) {
+    if (std::isalnum(c) || std::strchr("/-._~", c))
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  return out;
 }
 
 Stmt::Stmt(sqlite3* db, const std::string& sql) : db_(db) {
@@ -87,13 +144,27 @@ std::string Stmt::text(int i) const {
 
 Db::Db(const std::string& path, bool read_only) : path_(path) {
   int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-  if (sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
+  std::string name = path;
+  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  const bool dir_writable = access(dir.empty() ? "." : dir.c_str(), W_OK) == 0;
+  const int dir_errno = errno;
+  if (!read_only && !dir_writable && (dir_errno == EROFS || dir_errno == EACCES))
+    // SQLite would fail later with "unable to open database file": its journal lives beside it.
+    throw MachineError(fmt::format("cannot write the database {}: its folder {} is not writable ({})", path,
+                                   dir.string(), std::strerror(dir_errno)));
+  if (read_only && !dir_writable && !std::filesystem::exists(path + "-wal")) {
+    // A WAL database on read-only media (a read-only mount, an archive): nobody can be writing
+    // it, so it is read as immutable, without the -shm file SQLite could not create there.
+    name = file_uri(path) + "?immutable=1";
+    flags |= SQLITE_OPEN_URI;
+  }
+  if (sqlite3_open_v2(name.c_str(), &db_, flags | SQLITE_OPEN_FULLMUTEX, nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "cannot open";
     sqlite3_close(db_);
     db_ = nullptr;
     throw std::runtime_error("opening database " + path + ": " + msg);
   }
-  (void)sqlite3_busy_timeout(db_, 30000);  // always SQLITE_OK on an open connection
+  (void)sqlite3_busy_timeout(db_, busy_timeout_s() * 1000);  // always SQLITE_OK on an open connection
   if (read_only) exec("PRAGMA query_only = ON");
 }
 Db::Db(Db&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }

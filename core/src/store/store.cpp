@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <tuple>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/machine_error.hpp"
 #include "lmgrid/base/util.hpp"
 #include "lmgrid/base/env.hpp"
 
@@ -155,6 +157,24 @@ Store::Store(const fs::path& path, bool read_only)
   migrate();
 }
 
+void Store::check_integrity() {
+  std::string problem;
+  try {
+    auto st = db_.prepare("PRAGMA quick_check(1)");
+    if (st.step()) problem = st.text(0);
+  } catch (const MachineError&) {
+    throw;
+  } catch (const std::runtime_error& e) {
+    problem = e.what();
+  }
+  if (problem == "ok") return;
+  std::replace(problem.begin(), problem.end(), '\n', ' ');  // "*** in database main ***\nPage 13: ..."
+  throw std::runtime_error(fmt::format(
+      "the database {} is corrupted ({}); nothing was written to it. `sqlite3 {} .recover` copies out what it "
+      "still holds (move the file aside to start a new one)",
+      path_.string(), problem, path_.string()));
+}
+
 // Refuses what is not an lmgrid database before anything is read or written: a file SQLite
 // cannot read, a database with tables of its own but no lmgrid schema, an empty file opened
 // for reading, a schema newer than this lmgrid. An empty file opened for writing becomes one.
@@ -170,8 +190,11 @@ void Store::check_lmgrid(bool read_only) {
     t.step();
     tables = t.i64(0);
     has_runs = t.i64(1) > 0;
+  } catch (const MachineError&) {
+    throw;  // locked past the timeout, an I/O error: said as such
   } catch (const std::runtime_error&) {
-    throw UserError(fmt::format("{} is not an lmgrid database ({})", path_.string(), sqlite3_errmsg(db_.raw())));
+    throw UserError(
+        fmt::format("{} is not an lmgrid database, or is corrupted ({})", path_.string(), sqlite3_errmsg(db_.raw())));
   }
   if (version > kSchemaVersion)
     throw UserError(
@@ -576,6 +599,8 @@ void MetricWriter::flush() {
   if (rows_.empty()) return;
   try {
     store_.write_metrics(rows_);
+  } catch (const MachineError& e) {  // a full disk, a lock past the timeout: the run is interrupted
+    throw MachineError(fmt::format("writing {} metric rows of run {} failed: {}", rows_.size(), run_id_, e.what()));
   } catch (const std::exception& e) {
     throw std::runtime_error(
         fmt::format("writing {} metric rows of run {} failed: {}", rows_.size(), run_id_, e.what()));

@@ -15,6 +15,15 @@ class UserError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// An input file named by the config (a data set, a data source's file) is not there. Before a
+// grid starts this is bad input like any other (exit 2); in a worker, after the grid was
+// validated, the file has disappeared (deleted, an unmounted disk): a fault of the machine, so
+// the run ends `interrupted` and resumes once the file is back.
+class MissingInputError : public UserError {
+ public:
+  using UserError::UserError;
+};
+
 // An exception thrown by plugin code, re-thrown at the plugin boundary with the plugin named.
 class PluginError : public std::runtime_error {
  public:

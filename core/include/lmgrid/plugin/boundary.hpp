@@ -1,6 +1,7 @@
 // The plugin boundary: every call into plugin code goes through call_plugin(), which records
 // which plugin is running (readable from a signal handler, for crash reports) and turns any
-// exception into a PluginError naming the plugin. UserErrors keep their type (exit 2).
+// exception into a PluginError naming the plugin. UserErrors (exit 2), MissingInputErrors and
+// MachineErrors (a run they stop is interrupted, not failed) keep their type.
 #pragma once
 
 #include <exception>
@@ -10,6 +11,7 @@
 #include <c10/util/Exception.h>
 
 #include "lmgrid/base/errors.hpp"
+#include "lmgrid/base/machine_error.hpp"
 
 namespace lmgrid {
 
@@ -26,8 +28,12 @@ auto call_plugin(const std::string& id, F&& f) -> decltype(f()) {
   } scope(id);
   try {
     return f();
+  } catch (const MissingInputError& e) {  // the kinds that decide a run's status keep their type
+    throw MissingInputError("plugin " + id + ": " + e.what());
   } catch (const UserError& e) {
     throw UserError("plugin " + id + ": " + e.what());
+  } catch (const MachineError& e) {
+    throw MachineError("plugin " + id + ": " + e.what());
   } catch (const PluginError&) {
     throw;
   } catch (const c10::Error& e) {
