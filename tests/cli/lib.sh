@@ -25,6 +25,16 @@ check() {  # check DESCRIPTION -- test-expression...
   if "$@"; then pass "$what"; else fail "$what"; fi
 }
 finish() { echo "$PASSES passed, $FAILS failed"; [ "$FAILS" = 0 ]; }
+# wait_ckpt DB RUN STEP: waits (30 s at most) until run RUN of DB has a checkpoint at STEP or later.
+wait_ckpt() {
+  local i n
+  for i in $(seq 1 300); do
+    n=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = $2 AND step >= $3" --db "$1" --format csv 2>/dev/null | tail -n +2)
+    [ "${n:-0}" -ge 1 ] 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
 # A small experiment file: write_exp FILE NAME [extra toml]
 write_exp() {
   cat >"$1" <<TOML

@@ -43,11 +43,7 @@ checkpoint_every = 100'
 sed -i 's/^eval_every = 20$/eval_every = 500/' w.toml
 setsid "$BIN" run w.toml --db w.db --no-report >c.log 2>&1 &
 pc=$!
-for i in $(seq 1 300); do
-  st=$("$BIN" sql "SELECT count(*) FROM checkpoints WHERE run_id = 1" --db w.db --format csv 2>/dev/null | tail -1)
-  [ "${st:-0}" -ge 1 ] && break
-  sleep 0.1
-done
+wait_ckpt w.db 1 1 || fail "takeover: no checkpoint"
 "$BIN" run w.toml --db w.db --no-report >d.log 2>&1 &
 pd=$!
 for i in $(seq 1 100); do grep -qs "waiting for 1 run" d.log && break; sleep 0.1; done

@@ -10,14 +10,6 @@ export LMGRID_THREADS=1
 sqlv() { "$BIN" sql "$1" --db "$2" --format csv 2>/dev/null | tail -n +2; }
 final_losses="SELECT group_concat(printf('%.17g', value), ' ') FROM (SELECT m.value FROM metrics m JOIN runs r ON r.id = m.run_id WHERE m.name = 'val/loss' AND r.experiment = 'faults' ORDER BY r.config_hash, m.step)"
 dups="SELECT count(*) FROM (SELECT run_id, name, step, count(*) c FROM metrics GROUP BY 1,2,3 HAVING c > 1)"
-# wait_ckpt DB RUN STEP: until run RUN of DB has a checkpoint at STEP or later (30 s at most)
-wait_ckpt() {
-  for i in $(seq 1 300); do
-    [ "$(sqlv "SELECT count(*) FROM checkpoints WHERE run_id = $2 AND step >= $3" "$1")" -ge 1 ] 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 write_exp g.toml faults 'steps = 1500
 checkpoint_every = 100'
