@@ -90,7 +90,7 @@ class Store {
   sql::Db& db() { return db_; }
   // Throws a runtime error naming the file and the first problem SQLite's quick_check finds (a
   // truncated file, a page overwritten): called before a grid writes hours of results into it.
-  // It reads the whole file (about 0.1 s for 100 MB here).
+  // It reads the whole file: 0.1 s of CPU for a 75 MB database of a million metric rows here.
   void check_integrity();
   // The database file, absolute: run files are found from any working directory.
   const std::filesystem::path& path() const { return path_; }
