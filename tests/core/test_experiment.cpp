@@ -209,7 +209,7 @@ name = "small \"quoted\""
 name = "big"
 model = { n_layer = 3 }
 [report]
-group_by = ["optim.lr"]
+group_by = ["variant", "optim.lr"]
 target_loss = 1.5
 x = "tokens"
 )"));

@@ -548,7 +548,7 @@ void finish(Experiment& exp, const std::map<std::string, std::string>& report_ke
   }
   // Keys named in [report] must exist in the runs.
   if (!report_keys.empty()) {
-    std::set<std::string> all{"seed", "experiment"};
+    std::set<std::string> all{"seed", "experiment", "variant"};  // as `lmgrid report -g` takes them
     for (const auto& r : exp.runs)
       for (const auto& [k, v] : r.values) all.insert(k);
     for (const auto& [k, where] : report_keys)
