@@ -51,14 +51,14 @@ h1=$("$BIN" grid c.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
 h2=$("$BIN" grid dump.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
 check "grid prints the same hashes for the file and its dump" -- test -n "$h1" -a "$h1" = "$h2"
 expect_exit 0 "quickstart dumps" -- "$BIN" grid "$LMGRID_SOURCE/experiments/quickstart.toml" --dump
-# [report] group_by may name the variant, as `lmgrid report -g variant` does (mqar.toml groups so).
-expect_exit 0 "mqar.toml (its report grouped by variant and width) dumps" -- \
-  "$BIN" grid "$LMGRID_SOURCE/experiments/mqar.toml" --dump
-expect_out 'group_by = \["variant", "model.d_model"\]' "the dump keeps its report grouping"
 cp out q.toml
 q1=$("$BIN" grid "$LMGRID_SOURCE/experiments/quickstart.toml" --no-params --format csv | cut -d, -f2 | tail -n +2)
 q2=$("$BIN" grid q.toml --no-params --format csv | cut -d, -f2 | tail -n +2)
 check "quickstart's 12 runs keep their hashes through --dump" -- test "$(echo "$q1" | wc -l)" = 12 -a "$q1" = "$q2"
+# [report] group_by may name the variant, as `lmgrid report -g variant` does (mqar.toml groups so).
+expect_exit 0 "mqar.toml (its report grouped by variant and width) dumps" -- \
+  "$BIN" grid "$LMGRID_SOURCE/experiments/mqar.toml" --dump
+expect_out 'group_by = \["variant", "model.d_model"\]' "the dump keeps its report grouping"
 # --set reaches [experiment]: a renamed copy of the grid is a new experiment with new hashes.
 expect_exit 0 "--set experiment.name" -- "$BIN" grid c.toml --no-params --set experiment.name=renamed
 expect_out "2 runs in experiment 'renamed'" "the experiment is renamed"
