@@ -63,6 +63,18 @@ struct WorkerOptions {
 
 int follow(const WorkerOptions& opt, const dist::LaunchEnv& denv);
 
+// A fault of the machine stopped the run: it ends `interrupted`, and the exit status tells the
+// supervisor to start no new run. Recording it may fail on the same full disk or locked database;
+// the supervisor then records it.
+int machine_fault(Store& store, int64_t run_id, const std::string& what) {
+  try {
+    store.set_status(run_id, RunStatus::interrupted, what);
+  } catch (const std::exception&) {
+  }
+  std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(run_id), what.c_str());
+  return kMachineFaultExit;
+}
+
 bool is_out_of_memory(const std::exception& e) {
   if (dynamic_cast<const std::bad_alloc*>(&e) || dynamic_cast<const std::length_error*>(&e)) return true;
   const std::string what = e.what();
@@ -103,26 +115,16 @@ int work(const WorkerOptions& opt) {
     RunOutcome out = train_run(store, opt.run_id, Registry::instance(), hooks);
     return out == RunOutcome::interrupted ? 130 : 0;
   } catch (const MachineError& e) {
-    // The disk filled, an I/O error: the run resumes once it clears. Recording that may fail on
-    // the same full disk; the supervisor then records it (exit status kMachineFaultExit).
-    std::string what = std::string(e.what()) + " (a fault of the machine: the run resumes on the next `lmgrid run`)";
-    try {
-      store.set_status(opt.run_id, RunStatus::interrupted, what);
-    } catch (const std::exception&) {
-    }
-    std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
-    return kMachineFaultExit;
+    // The disk filled, an I/O error: the run resumes once it clears.
+    return machine_fault(store, opt.run_id,
+                         std::string(e.what()) + " (a fault of the machine: the run resumes on the next `lmgrid run`)");
   } catch (const MissingInputError& e) {
     // An input file the grid was validated with is gone (deleted, unmounted): every later run
     // would fail the same way, so the grid starts no new run; the run resumes once it is back.
-    std::string what = std::string(e.what()) + " (it was there when the grid started: the run resumes on the next " +
-                       "`lmgrid run` once it is back)";
-    try {
-      store.set_status(opt.run_id, RunStatus::interrupted, what);
-    } catch (const std::exception&) {
-    }
-    std::fprintf(stderr, "lmgrid: run %lld interrupted: %s\n", static_cast<long long>(opt.run_id), what.c_str());
-    return kMachineFaultExit;
+    return machine_fault(store, opt.run_id,
+                         std::string(e.what()) +
+                             " (it was there when the grid started: the run resumes on the next `lmgrid run` once it "
+                             "is back)");
   } catch (const dist::DistError& e) {
     std::string what = std::string(e.what()) + "; the run resumes from its last checkpoint on the next `lmgrid run`";
     store.set_status(opt.run_id, RunStatus::interrupted, what);

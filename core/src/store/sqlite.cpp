@@ -53,13 +53,16 @@ static int busy_timeout_s() {
       throw MachineError(
           fmt::format("cannot write the database {}: the file or its folder is read-only: {}", path, msg));
     case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-      throw std::runtime_error(fmt::format(
-          "the database {} is corrupted: {}; `sqlite3 {} .recover` copies out what it still holds (move the file "
-          "aside to start a new one)",
-          path, msg, path));
+    case SQLITE_NOTADB: throw std::runtime_error(corrupted_message(path, msg));
     default: throw std::runtime_error(msg);
   }
+}
+
+std::string corrupted_message(const std::string& path, const std::string& finding) {
+  return fmt::format(
+      "the database {} is corrupted ({}); `sqlite3 {} .recover` copies out what it still holds (move the file "
+      "aside to start a new one)",
+      path, finding, path);
 }
 
 // An SQLite URI for a file name (RFC 3986 percent-encoding of what a path may hold).

@@ -169,10 +169,7 @@ void Store::check_integrity() {
   }
   if (problem == "ok") return;
   std::replace(problem.begin(), problem.end(), '\n', ' ');  // "*** in database main ***\nPage 13: ..."
-  throw std::runtime_error(fmt::format(
-      "the database {} is corrupted ({}); nothing was written to it. `sqlite3 {} .recover` copies out what it "
-      "still holds (move the file aside to start a new one)",
-      path_.string(), problem, path_.string()));
+  throw std::runtime_error(sql::corrupted_message(path_.string(), problem));
 }
 
 // Refuses what is not an lmgrid database before anything is read or written: a file SQLite

@@ -80,4 +80,7 @@ class Transaction {
   bool done_ = false;
 };
 
+// The message for a corrupted database file: which file, SQLite's finding, and what to do.
+std::string corrupted_message(const std::string& path, const std::string& finding);
+
 }  // namespace lmgrid::sql
