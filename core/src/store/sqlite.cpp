@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
+#include <thread>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +23,7 @@ namespace lmgrid::sql {
 
 // How long a statement waits for a lock another process holds: LMGRID_DB_TIMEOUT seconds
 // (default 30). Past it the statement fails with SQLITE_BUSY.
-static int busy_timeout_s() {
+int Db::busy_timeout_s() {
   const std::string v = env_or("LMGRID_DB_TIMEOUT", "");
   if (v.empty()) return 30;
   char* end = nullptr;
@@ -46,9 +48,9 @@ static int busy_timeout_s() {
     case SQLITE_IOERR: throw MachineError(msg);
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
-      throw MachineError(fmt::format(
+      throw BusyError(fmt::format(
           "another process held the database {} locked for more than {} s (LMGRID_DB_TIMEOUT sets the wait): {}", path,
-          busy_timeout_s(), msg));
+          Db::busy_timeout_s(), msg));
     case SQLITE_READONLY:
       throw MachineError(
           fmt::format("cannot write the database {}: the file or its folder is read-only: {}", path, msg));
@@ -167,9 +169,14 @@ Db::Db(const std::string& path, bool read_only) : path_(path) {
     db_ = nullptr;
     throw std::runtime_error("opening database " + path + ": " + msg);
   }
-  (void)sqlite3_busy_timeout(db_, busy_timeout_s() * 1000);  // always SQLITE_OK on an open connection
+  (void)sqlite3_busy_timeout(db_, Db::busy_timeout_s() * 1000);  // always SQLITE_OK on an open connection
   if (read_only) exec("PRAGMA query_only = ON");
 }
+double Db::now_s() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+void Db::sleep_s(double s) { std::this_thread::sleep_for(std::chrono::duration<double>(s)); }
+
 Db::Db(Db&& o) noexcept : db_(o.db_), path_(std::move(o.path_)) { o.db_ = nullptr; }
 Db::~Db() { (void)sqlite3_close(db_); }
 

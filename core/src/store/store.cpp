@@ -144,15 +144,18 @@ static std::string open_path(const fs::path& path, bool read_only) {
 
 Store::Store(const fs::path& path, bool read_only)
     : path_(absolute_db_path(path)), db_(open_path(path_, read_only), read_only) {
-  check_lmgrid(read_only);
+  db_.retry_busy([&] { check_lmgrid(read_only); });
   db_.exec("PRAGMA foreign_keys = ON");
   if (read_only) return;
-  {  // Switching to WAL needs a lock; an existing WAL database is left alone.
+  // Switching to WAL needs an exclusive lock; an existing WAL database is left alone. When two
+  // hosts open the same new file at once, SQLite fails one's switch at once (its busy handler
+  // could deadlock there), so the switch is retried for the busy timeout.
+  db_.retry_busy([&] {
     auto jm = db_.prepare("PRAGMA journal_mode");
     bool wal = jm.step() && jm.text(0) == "wal";
     jm.reset();
     if (!wal) db_.exec("PRAGMA journal_mode = WAL");
-  }
+  });
   db_.exec("PRAGMA synchronous = NORMAL");
   migrate();
 }

@@ -8,9 +8,19 @@
 
 #include <sqlite3.h>
 
+#include "lmgrid/base/machine_error.hpp"
 #include "lmgrid/base/params.hpp"
 
 namespace lmgrid::sql {
+
+// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock this statement needs. Usually
+// thrown after the busy timeout (LMGRID_DB_TIMEOUT) has passed, but SQLite returns it at once,
+// without waiting, where waiting could deadlock (switching the journal mode while another process
+// opens the same new file); Db::retry_busy waits those out.
+class BusyError : public MachineError {
+ public:
+  using MachineError::MachineError;
+};
 
 class Stmt {
  public:
@@ -58,12 +68,30 @@ class Db {
   ~Db();
 
   void exec(const std::string& sql);
+  // Runs f again while it throws BusyError, until the busy timeout has passed since the first
+  // try: for statements SQLite fails at once, without calling its busy handler.
+  template <class F>
+  void retry_busy(F&& f) {
+    const double deadline = now_s() + busy_timeout_s();
+    for (int attempt = 0;; ++attempt) {
+      try {
+        f();
+        return;
+      } catch (const BusyError&) {
+        if (now_s() >= deadline) throw;
+        sleep_s(attempt < 20 ? 0.005 : 0.05);
+      }
+    }
+  }
+  static int busy_timeout_s();
   Stmt prepare(const std::string& sql) { return Stmt(db_, sql); }
   int64_t last_insert_id() const;
   sqlite3* raw() { return db_; }
   const std::string& path() const { return path_; }
 
  private:
+  static double now_s();
+  static void sleep_s(double s);
   sqlite3* db_ = nullptr;
   std::string path_;
 };
