@@ -3,6 +3,7 @@
 #   tools/setup.sh main   install what is missing, build, run experiments/quickstart.toml
 #   tools/setup.sh test   install what is missing (plus test tools), build, run the tests (ctest)
 #   tools/setup.sh build  install and build only
+#   tools/setup.sh deps   install what is missing only (tools/fuzz.sh uses it)
 # Installs Debian packages with apt-get (as root, or through sudo) and builds into build/ (host at
 # build/bin/lmgrid, plugins in build/plugins/). Data sets resolve through LMGRID_DATA_PATH,
 # which defaults here to ../shared/data when that folder exists.
@@ -17,7 +18,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-main}
-case "$mode" in main | test | build) ;; *) echo "usage: tools/setup.sh main|test|build" >&2; exit 2 ;; esac
+case "$mode" in main | test | build | deps) ;; *) echo "usage: tools/setup.sh main|test|build|deps" >&2; exit 2 ;; esac
 
 torch=${LMGRID_TORCH:-debian}
 torch_pin=2.11.0  # the wheel's LibTorch; CUDA 13.0, as the toolkit at /usr/local/cuda
@@ -68,6 +69,8 @@ if [ "$torch" = pip ]; then
     "$py" -m pip install --quiet --disable-pip-version-check transformers safetensors sentencepiece protobuf
   fi
 fi
+
+[ "$mode" = deps ] && exit 0
 
 if [ -z "${LMGRID_DATA_PATH:-}" ] && [ -d ../shared/data ]; then
   export LMGRID_DATA_PATH=$(cd ../shared/data && pwd)

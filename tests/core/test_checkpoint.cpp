@@ -91,3 +91,67 @@ TEST_CASE("a corrupted or truncated checkpoint is never loaded", "[unit]") {
   CHECK_THROWS_AS(read_checkpoint_meta(file), CheckpointError);
   fs::remove(file);
 }
+
+// A checkpoint file with this header JSON (magic, version 1, length) and `payload` after it.
+static void write_with_header(const fs::path& file, const std::string& header, const std::string& payload = "",
+                              uint64_t header_length = UINT64_MAX) {
+  std::ofstream f(file, std::ios::binary | std::ios::trunc);
+  const uint32_t version = kCheckpointVersion;
+  const uint64_t n = header_length == UINT64_MAX ? header.size() : header_length;
+  f.write("LMGRIDCK", 8);
+  f.write(reinterpret_cast<const char*>(&version), sizeof(version));
+  f.write(reinterpret_cast<const char*>(&n), sizeof(n));
+  f << header << payload;
+}
+
+// f() throws CheckpointError (any other exception fails the test) with `message` in it.
+template <class F>
+static void refused_with(const std::string& message, F f) {
+  try {
+    f();
+    FAIL("accepted; expected a CheckpointError with: " << message);
+  } catch (const CheckpointError& e) {
+    CHECK_THAT(e.what(), Catch::Contains(message));
+  }
+}
+
+TEST_CASE("a checkpoint header with missing, mistyped or impossible fields is a CheckpointError", "[unit]") {
+  // Found by tests/fuzz/fuzz_checkpoint: a header without "tokens" threw json's out_of_range,
+  // which the trainer's fallback to an older checkpoint (it catches CheckpointError) missed; a
+  // step of 1e30 was converted to int64 (undefined behaviour); a header length past the end of
+  // the file allocated that much before failing.
+  fs::path file = fs::temp_directory_path() / ("lmgrid-ck3-" + std::to_string(getpid()) + ".lmck");
+  const std::string good = R"({"step":2,"tokens":64,"elapsed_s":0.5,"data_cursor":2,"best_val":null,)"
+                           R"("config":"{}","tokenizer_state":"ab","payload_size":0,"payload_sha256":""})";
+  write_with_header(file, good);
+  CHECK(read_checkpoint_meta(file).step == 2);
+  struct Case {
+    std::string header, message;
+  };
+  for (
+      const Case& c : std::vector<Case>{
+          {R"({"step":2,"elapsed_s":0.5,"data_cursor":2,"best_val":null,"config":"{}","tokenizer_state":""})",
+           "no field 'tokens'"},
+          {R"({"step":1e30,"tokens":64,"elapsed_s":0.5,"data_cursor":2,"best_val":null,"config":"{}","tokenizer_state":""})",
+           "'step' is not a count"},
+          {R"({"step":-3,"tokens":64,"elapsed_s":0.5,"data_cursor":2,"best_val":null,"config":"{}","tokenizer_state":""})",
+           "'step' is not a count"},
+          {R"({"step":2,"tokens":64,"elapsed_s":"soon","data_cursor":2,"best_val":null,"config":"{}","tokenizer_state":""})",
+           "'elapsed_s' is not a number"},
+          {R"({"step":2,"tokens":64,"elapsed_s":0.5,"data_cursor":2,"best_val":null,"config":7,"tokenizer_state":""})",
+           "no text field 'config'"},
+          {R"([1, 2, 3])", "not a JSON object"},
+      }) {
+    INFO(c.header);
+    write_with_header(file, c.header);
+    refused_with(c.message, [&] { read_checkpoint_meta(file); });
+  }
+  write_with_header(file, good, "", uint64_t{1} << 29);  // 512 MiB said, a few bytes there
+  refused_with("length is corrupt", [&] { read_checkpoint_meta(file); });
+  // load_checkpoint: a payload size that is not a count is corruption too.
+  write_with_header(file, R"({"step":2,"tokens":64,"elapsed_s":0.5,"data_cursor":2,"best_val":null,"config":"{}",)"
+                          R"("tokenizer_state":"","payload_size":1e40,"payload_sha256":""})");
+  auto m = std::make_shared<Tiny>();
+  refused_with("no payload size", [&] { load_checkpoint(file, *m, nullptr, false); });
+  fs::remove(file);
+}

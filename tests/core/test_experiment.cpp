@@ -226,3 +226,24 @@ TEST_CASE("missing data offline names the file to put where", "[unit]") {
   CHECK_THROWS_WITH(load(""), Catch::Contains("tinyshakespeare/input.txt") && Catch::Contains("not found") &&
                                   Catch::Contains("86c4e6aa9db7c042"));
 }
+
+TEST_CASE("experiment names with control characters are refused; others dump and load back", "[unit]") {
+  // Found by tests/fuzz/fuzz_experiment: a name holding "\r" was accepted, and the comment line of
+  // its `grid --dump` then held a bare carriage return, which TOML refuses.
+  std::string base = kBase;
+  auto with_name = [&](const std::string& name_toml) {
+    std::string text = base;
+    text.replace(text.find("name = \"t\""), std::string("name = \"t\"").size(), "name = " + name_toml);
+    return text;
+  };
+  CHECK_THROWS_WITH(load_experiment_text(with_name(R"("a\rb")"), "x.toml", {}, registry()),
+                    Catch::Contains("x.toml:3:8: the experiment name must not hold control characters (found U+000D)"));
+  CHECK_THROWS_WITH(load_experiment_text(with_name(R"("tab\there")"), "x.toml", {}, registry()),
+                    Catch::Contains("U+0009"));
+  CHECK_THROWS_WITH(load_experiment_text(base, "x.toml", {"experiment.name=a\nb"}, registry()),
+                    Catch::Contains("--set experiment.name=a"));
+  auto e = load_experiment_text(with_name(R"("quotes \" and \\ and é ' #")"), "x.toml", {}, registry());
+  auto back = load_experiment_text(dump_experiment_toml(e), "dump.toml", {}, registry());
+  CHECK(back.name == "quotes \" and \\ and é ' #");
+  CHECK(back.runs.at(0).hash() == e.runs.at(0).hash());
+}

@@ -251,6 +251,26 @@ TEST_CASE("bpe trained: merges and ids equal a naive trainer's", "[unit][tokeniz
   CHECK(sp->encode("<s>To be</s>").back() == 401);
 }
 
+TEST_CASE("bpe: a saved state with merges that are not pairs of token ids is refused", "[unit][tokenizer]") {
+  // Found by tests/fuzz/fuzz_tokenizer_state: json's get<int32_t>() of 5e25 is undefined
+  // behaviour (UBSan: "outside the range of representable values of type 'int'").
+  auto t = make_tokenizer("bpe", {{"vocab_size", int64_t{300}}});
+  auto state = [](const std::string& merges) {
+    return R"({"format":"lmgrid-bpe","version":1,"pretrained":"","specials":[],"merges":)" + merges + "}";
+  };
+  t->load(state("[[104,101],[256,32]]"));
+  CHECK(t->vocab_size() == 258);
+  for (const char* bad : {"[[104,101],[55555555555555555555555557]]", "[[104,1e30]]", "[[104,101.5]]", "[[-1,3]]",
+                          "[[1,2,3]]", "[7]", "{\"a\":1}", "[[104,4294967296]]"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(t->load(state(bad)),
+                      Catch::Contains("lmgrid-bpe state: merge") || Catch::Contains("merges is not"));
+  }
+  CHECK_THROWS_WITH(t->load(state("[[104,300]]")), Catch::Contains("names an unknown token"));
+  CHECK_THROWS_WITH(t->load(R"({"format":"lmgrid-bpe","version":1e300,"pretrained":"","specials":[],"merges":[]})"),
+                    Catch::Contains("format/version"));
+}
+
 namespace {
 
 struct CountingTokenizer : Tokenizer {

@@ -132,7 +132,7 @@ Params validate_params(const std::vector<ParamSpec>& specs, const std::map<std::
   for (const auto& [key, value] : given) {
     std::string where = where_in;
     if (locations && locations->count(key) && !locations->at(key).empty()) where = locations->at(key) + ": " + where_in;
-    auto it = std::find_if(specs.begin(), specs.end(), [&](const ParamSpec& s) { return s.name == key; });
+    auto it = std::find_if(specs.begin(), specs.end(), [&key = key](const ParamSpec& s) { return s.name == key; });
     if (it == specs.end()) {
       std::string hint = nearest(key, names);
       std::string known;

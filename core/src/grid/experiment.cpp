@@ -32,6 +32,16 @@ const std::set<std::string> kTopLevel{"experiment", "data", "tokenizer", "model"
 constexpr double kMaxBatchTokens = 268435456.0;  // 2^28
 const std::set<std::string> kSections{"data", "tokenizer", "model", "optim", "train"};
 
+// The name becomes a folder (results/<name>/), a database key and a line of `grid --dump`'s
+// comment: control characters (a carriage return, a tab) are refused. Found by
+// tests/fuzz/fuzz_experiment: a name with "\r" made the dump's comment unparsable.
+void check_experiment_name(const std::string& name, const std::string& where) {
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7F)
+      throw UserError(fmt::format("{}: the experiment name must not hold control characters (found U+{:04X})", where,
+                                  static_cast<unsigned>(c)));
+}
+
 std::string where_of(const std::string& file, const toml::node& n) {
   const auto& src = n.source();
   if (!src.begin) return file;
@@ -235,6 +245,7 @@ void parse_experiment_table(GridSpec& g) {
     if (key == "name") {
       if (!node.is_string()) throw UserError(where_of(file, node) + ": experiment name must be a string");
       exp.name = *node.value<std::string>();
+      check_experiment_name(exp.name, where_of(file, node));
     } else if (key == "description") {
       exp.description = node.value_or<std::string>("");
     } else if (key == "seeds" || key == "seed") {
@@ -382,6 +393,7 @@ void apply_overrides(GridSpec& g, const std::vector<std::string>& overrides) {
       if (auto* str = std::get_if<std::string>(&v)) text = *str;
       if (key == "experiment.name") {
         if (text.empty()) throw UserError(fmt::format("--set {}: the experiment name must not be empty", o));
+        check_experiment_name(text, "--set " + o);
         exp.name = text;
       } else {
         exp.description = text;
@@ -654,9 +666,9 @@ std::string dump_experiment_toml(const Experiment& exp) {
   for (const auto& [k, s] : seeds_of)
     if (s != seeds) throw std::logic_error("grid --dump: configs with different seed lists");
   std::string out = fmt::format(
-      "# Every resolved run of experiment '{}' ({} runs), written by `lmgrid grid --dump`.\n"
+      "# Every resolved run of experiment {} ({} runs), written by `lmgrid grid --dump`.\n"
       "# `lmgrid run` of this file trains the same runs: the same config hashes.\n\n",
-      exp.name, exp.runs.size());
+      toml_string(exp.name), exp.runs.size());
   out += "[experiment]\nname = " + toml_string(exp.name) + "\n";
   if (!exp.description.empty()) out += "description = " + toml_string(exp.description) + "\n";
   out += "seeds = [";

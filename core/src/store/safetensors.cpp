@@ -143,7 +143,7 @@ File parse(std::string_view bytes, const std::string& what) {
       }
       continue;
     }
-    auto field = [&](const char* key) -> const json& {
+    auto field = [&, &name = name, &entry = entry](const char* key) -> const json& {
       if (!entry.is_object() || !entry.contains(key)) throw bad("tensor '" + name + "' has no " + key);
       return entry.at(key);
     };

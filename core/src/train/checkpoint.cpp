@@ -6,6 +6,7 @@
 #include <torch/cuda.h>
 
 #include <cmath>
+#include <optional>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -98,7 +99,12 @@ Parsed parse(const fs::path& file, bool with_payload) {
   if (version != kCheckpointVersion)
     throw CheckpointError(fmt::format("checkpoint {} has format version {}, this lmgrid reads {}", file.string(),
                                       version, kCheckpointVersion));
-  if (hlen > (1u << 30)) throw CheckpointError("checkpoint header length is corrupt: " + file.string());
+  std::error_code ec;
+  const uint64_t file_size = fs::file_size(file, ec);
+  // A length past the end of the file is corruption, found before a buffer of that size is made.
+  if (hlen > (1u << 30) || (!ec && hlen > file_size - std::min<uint64_t>(file_size, 20)))
+    throw CheckpointError(fmt::format("checkpoint header length is corrupt ({} bytes, the file has {}): {}", hlen,
+                                      file_size, file.string()));
   std::string header(hlen, '\0');
   in.read(header.data(), static_cast<std::streamsize>(hlen));
   if (!in) throw CheckpointError("checkpoint truncated in its header: " + file.string());
@@ -108,47 +114,81 @@ Parsed parse(const fs::path& file, bool with_payload) {
   } catch (const std::exception& e) {
     throw CheckpointError("checkpoint header is corrupt: " + file.string() + ": " + e.what());
   }
+  if (!p.header.is_object())
+    throw CheckpointError("checkpoint header is corrupt (not a JSON object): " + file.string());
   if (with_payload) {
     std::ostringstream ss;
     ss << in.rdbuf();
     p.payload = ss.str();
-    if (p.payload.size() != p.header.value("payload_size", uint64_t(0)))
+    uint64_t size = 0;
+    std::string sha;
+    auto ps = p.header.find("payload_size");
+    auto sh = p.header.find("payload_sha256");
+    if (ps == p.header.end() || !ps->is_number_unsigned() || sh == p.header.end() || !sh->is_string())
+      throw CheckpointError("checkpoint header is corrupt: " + file.string() + ": no payload size or sha256");
+    size = ps->get<uint64_t>();
+    sha = sh->get<std::string>();
+    if (p.payload.size() != size)
       throw CheckpointError(fmt::format("checkpoint {} is truncated: payload has {} bytes, header says {}",
-                                        file.string(), p.payload.size(), p.header.value("payload_size", uint64_t(0))));
-    if (sha256_hex(p.payload) != p.header.value("payload_sha256", std::string()))
+                                        file.string(), p.payload.size(), size));
+    if (sha256_hex(p.payload) != sha)
       throw CheckpointError("checkpoint " + file.string() + " is corrupted: payload sha256 does not match its header");
   }
   return p;
 }
 
-CheckpointMeta meta_of(const json& h) {
-  CheckpointMeta m;
-  m.step = h.at("step").get<int64_t>();
-  m.tokens = h.at("tokens").get<int64_t>();
-  m.elapsed_s = h.at("elapsed_s").get<double>();
-  m.data_cursor = h.at("data_cursor").get<int64_t>();
-  m.best_val = h.at("best_val").is_null() ? NAN : h.at("best_val").get<double>();
-  m.evals_since_best = h.value("evals_since_best", int64_t(0));
-  auto real_or_nan = [&](const char* key) {
-    auto it = h.find(key);
-    return it == h.end() || it->is_null() ? NAN : it->get<double>();
+// The header's fields; a missing field, a wrong type or a negative count is corruption
+// (CheckpointError, which the trainer's fallback to an older checkpoint catches). Types are
+// checked before conversion: json's get<int64_t>() of 1e30 is undefined behaviour.
+CheckpointMeta meta_of(const json& h, const fs::path& file) {
+  auto corrupt = [&](const std::string& what) {
+    return CheckpointError("checkpoint header is corrupt: " + file.string() + ": " + what);
   };
-  m.train_time_s = h.value("train_time_s", 0.0);
-  m.last_train_loss = real_or_nan("last_train_loss");
-  m.last_val = real_or_nan("last_val");
-  m.config_json = h.at("config").get<std::string>();
-  m.tokenizer_state = h.at("tokenizer_state").get<std::string>();
-  m.extra = h.value("extra", json::object());
+  auto count = [&](const char* key, std::optional<int64_t> absent) -> int64_t {
+    auto it = h.find(key);
+    if (it == h.end() && absent) return *absent;
+    if (it == h.end()) throw corrupt(std::string("no field '") + key + "'");
+    if (!it->is_number_integer() || it->get<int64_t>() < 0)
+      throw corrupt(std::string("'") + key + "' is not a count: " + it->dump());
+    return it->get<int64_t>();
+  };
+  auto real = [&](const char* key, std::optional<double> absent) -> double {
+    auto it = h.find(key);
+    if (it == h.end() && absent) return *absent;
+    if (it == h.end()) throw corrupt(std::string("no field '") + key + "'");
+    if (it->is_null()) return NAN;
+    if (!it->is_number()) throw corrupt(std::string("'") + key + "' is not a number: " + it->dump());
+    return it->get<double>();
+  };
+  auto text = [&](const char* key) -> std::string {
+    auto it = h.find(key);
+    if (it == h.end() || !it->is_string()) throw corrupt(std::string("no text field '") + key + "'");
+    return it->get<std::string>();
+  };
+  CheckpointMeta m;
+  m.step = count("step", std::nullopt);
+  m.tokens = count("tokens", std::nullopt);
+  m.elapsed_s = real("elapsed_s", std::nullopt);
+  m.data_cursor = count("data_cursor", std::nullopt);
+  m.best_val = real("best_val", std::nullopt);
+  m.evals_since_best = count("evals_since_best", 0);
+  m.train_time_s = real("train_time_s", 0.0);
+  m.last_train_loss = real("last_train_loss", NAN);
+  m.last_val = real("last_val", NAN);
+  m.config_json = text("config");
+  m.tokenizer_state = text("tokenizer_state");
+  auto extra = h.find("extra");
+  m.extra = extra == h.end() ? json::object() : *extra;
   return m;
 }
 }  // namespace
 
-CheckpointMeta read_checkpoint_meta(const fs::path& file) { return meta_of(parse(file, false).header); }
+CheckpointMeta read_checkpoint_meta(const fs::path& file) { return meta_of(parse(file, false).header, file); }
 
 CheckpointMeta load_checkpoint(const fs::path& file, Model& model, Optimizer* optimizer, bool restore_rng,
                                const torch::Device& device) {
   Parsed p = parse(file, true);
-  CheckpointMeta meta = meta_of(p.header);
+  CheckpointMeta meta = meta_of(p.header, file);
   std::istringstream is(p.payload);
   torch::serialize::InputArchive root;
   try {

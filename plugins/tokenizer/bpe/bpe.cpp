@@ -96,17 +96,40 @@ class BpeTokenizer : public Tokenizer {
 
   void load(const std::string& state) override {
     json j = json::parse(state);
-    if (j.value("format", "") != "lmgrid-bpe" || j.value("version", 0) != 1)
+    // json's comparison, not value<int>(): a version of 1e30 must not be converted to an int.
+    if (!j.is_object() || j.value("format", "") != "lmgrid-bpe" || !j.contains("version") || j["version"] != 1)
       throw std::runtime_error("not a saved lmgrid-bpe tokenizer state (format/version)");
     pretrained_ = j.at("pretrained").get<std::string>();
     specials_ = j.at("specials").get<std::vector<std::string>>();
     if (!pretrained_.empty())
       set_model(load_gpt2());
     else
-      set_model(bpe::Model::from_merges(j.at("merges").get<std::vector<std::pair<int32_t, int32_t>>>()));
+      set_model(bpe::Model::from_merges(merges_of(j.at("merges"))));
   }
 
  private:
+  // [[a, b], ...] with integer token ids, checked before any conversion (json's get<int32_t> of
+  // 5e25 or of a float is undefined behaviour, found by tests/fuzz/fuzz_tokenizer_state).
+  static std::vector<std::pair<int32_t, int32_t>> merges_of(const json& ms) {
+    if (!ms.is_array()) throw std::runtime_error("lmgrid-bpe state: merges is not an array");
+    std::vector<std::pair<int32_t, int32_t>> out;
+    out.reserve(ms.size());
+    for (size_t i = 0; i < ms.size(); ++i) {
+      const json& m = ms[i];
+      auto id = [&](const json& v) {
+        if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX)
+          throw std::runtime_error("lmgrid-bpe state: merge " + std::to_string(i + 1) +
+                                   " is not a pair of token ids: " + m.dump());
+        return static_cast<int32_t>(v.get<int64_t>());
+      };
+      if (!m.is_array() || m.size() != 2)
+        throw std::runtime_error("lmgrid-bpe state: merge " + std::to_string(i + 1) +
+                                 " is not a pair of token ids: " + m.dump());
+      out.emplace_back(id(m[0]), id(m[1]));
+    }
+    return out;
+  }
+
   void set_model(bpe::Model m) {
     model_ = std::move(m);
     special_ids_.clear(), extra_specials_.clear();

@@ -18,6 +18,18 @@
 
 #include "spm_shim.hpp"
 
+// AddressSanitizer: GCC defines __SANITIZE_ADDRESS__, clang (before 16) only __has_feature.
+#if defined(__SANITIZE_ADDRESS__)
+#define LMGRID_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LMGRID_ASAN 1
+#endif
+#endif
+#ifndef LMGRID_ASAN
+#define LMGRID_ASAN 0
+#endif
+
 namespace {
 
 using namespace lmgrid;
@@ -66,7 +78,7 @@ const Shim& shim() {
       throw std::runtime_error("cannot find the sentencepiece plugin's own file");
     auto path = std::filesystem::path(info.dli_fname).parent_path() / "sentencepiece_shim.so";
     int flags = RTLD_NOW | RTLD_LOCAL;
-#if !defined(__SANITIZE_ADDRESS__)
+#if !LMGRID_ASAN
     flags |= RTLD_DEEPBIND;  // AddressSanitizer refuses RTLD_DEEPBIND
 #endif
     void* h = dlopen(path.c_str(), flags);
