@@ -25,19 +25,8 @@ case "$seconds" in '' | *[!0-9]*) echo "tools/fuzz.sh: --seconds needs whole sec
 
 out=build-fuzz
 if [ "$build" = 1 ]; then
-  bash tools/setup.sh deps
   # libFuzzer's runtime is in libclang-rt (a Recommends of clang, so named here).
-  missing=()
-  for p in clang libclang-rt-14-dev; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    echo "lmgrid fuzz: installing ${missing[*]}"
-    SUDO=""
-    [ "$(id -u)" = 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+  LMGRID_EXTRA_PACKAGES="clang libclang-rt-14-dev" bash tools/setup.sh deps
   [ -f "$out/build.ninja" ] ||
     cmake -S . -B "$out" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLMGRID_FUZZ=ON \
           -DLMGRID_SANITIZE=address,undefined -DLMGRID_BUILD_TESTS=OFF >/dev/null

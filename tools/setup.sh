@@ -36,6 +36,9 @@ if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); el
 # packages' own services and /etc/slurm are not used).
 [ "$mode" = test ] && packages+=(chromium fonts-dejavu-core clang-format sentencepiece python3-numpy  # numpy: tests/cli/test_shards.sh
                                  slurm-wlm munge)
+# Callers may add packages of their own (tools/fuzz.sh: clang and libFuzzer's runtime).
+# shellcheck disable=SC2206
+packages+=(${LMGRID_EXTRA_PACKAGES:-})
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
