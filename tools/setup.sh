@@ -13,21 +13,26 @@
 #   LMGRID_TORCH=pip     LibTorch 2.x from the pinned `torch` wheel, installed into a virtual
 #                        environment (LMGRID_VENV, default ~/.cache/lmgrid/torch-<version>); a CUDA
 #                        build: needs the CUDA toolkit's nvcc and headers (/usr/local/cuda)
+# LMGRID_SANITIZE=address,undefined builds every lmgrid target with those sanitizers (gcc's
+# AddressSanitizer + UBSan; .ci/run's first pass, into build-asan/); the tests then fail on any
+# report (tests/CMakeLists.txt, tests/sanitizer.supp).
 # LMGRID_BUILD_DIR (default build) is the build folder; a folder configured for the other LibTorch
-# is configured anew.
+# or other sanitizers is configured anew. Compiles go through ccache (cmake/Ccache.cmake), so a
+# rebuild of unchanged sources, in any clone, is mostly cache hits.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-main}
 case "$mode" in main | test | build | deps) ;; *) echo "usage: tools/setup.sh main|test|build|deps" >&2; exit 2 ;; esac
 
 torch=${LMGRID_TORCH:-debian}
+sanitize=${LMGRID_SANITIZE:-}
 torch_pin=2.11.0  # the wheel's LibTorch; CUDA 13.0, as the toolkit at /usr/local/cuda
 build=${LMGRID_BUILD_DIR:-build}
 case "$torch" in pip | debian) ;; *) echo "lmgrid setup: LMGRID_TORCH must be pip or debian, not '$torch'" >&2; exit 2 ;; esac
 
 packages=(build-essential cmake ninja-build pkg-config libboost-dev libtomlplusplus-dev libfmt-dev
           libsqlite3-dev catch2 libcurl4-openssl-dev libgloo-dev libcli11-dev nlohmann-json3-dev libssl-dev sqlite3
-          libicu-dev libsentencepiece-dev libarchive-dev)  # ICU: the bpe tokenizer's Unicode classes; libarchive: data/babi reads .tar.xz
+          libicu-dev libsentencepiece-dev libarchive-dev ccache)  # ICU: the bpe tokenizer's Unicode classes; libarchive: data/babi reads .tar.xz
 if [ "$torch" = debian ]; then packages+=(libtorch-dev libopenblas0-pthread); else packages+=(python3-venv); fi
 # Test mode also renders reports in a real browser (tests/cli/test_report.sh), checks the C++
 # formatting (tests/cli/test_format.sh), encodes with the reference SentencePiece (spm_encode,
@@ -51,7 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-torch_args=(-DLMGRID_TORCH="$torch")
+torch_args=(-DLMGRID_TORCH="$torch" -DLMGRID_SANITIZE="$sanitize")
 if [ "$torch" = pip ]; then
   if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
     echo "lmgrid setup: LMGRID_TORCH=pip needs the CUDA toolkit (the torch wheel's LibTorch is a CUDA build and" \
@@ -79,8 +84,10 @@ if [ -z "${LMGRID_DATA_PATH:-}" ] && [ -d ../shared/data ]; then
   export LMGRID_DATA_PATH=$(cd ../shared/data && pwd)
 fi
 # A build folder made for the other LibTorch starts again (its cached paths name that one).
-if [ -f "$build/CMakeCache.txt" ] && ! grep -q "^LMGRID_TORCH:STRING=$torch\$" "$build/CMakeCache.txt"; then
-  echo "lmgrid setup: $build/ was configured for another LibTorch; configuring it for LMGRID_TORCH=$torch"
+if [ -f "$build/CMakeCache.txt" ] && { ! grep -q "^LMGRID_TORCH:STRING=$torch\$" "$build/CMakeCache.txt" ||
+                                      ! grep -q "^LMGRID_SANITIZE:STRING=$sanitize\$" "$build/CMakeCache.txt"; }; then
+  echo "lmgrid setup: $build/ was configured for another LibTorch or sanitizers; configuring it for" \
+       "LMGRID_TORCH=$torch LMGRID_SANITIZE=$sanitize"
   rm -rf "$build/CMakeCache.txt" "$build/CMakeFiles"
 fi
 if [ ! -f "$build/build.ninja" ] || [ ! -f "$build/CMakeCache.txt" ]; then
