@@ -3,13 +3,49 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include <lmgrid/base/params.hpp>
 #include <lmgrid/plugin/registry.hpp>
 
 namespace lmgrid::test {
+
+// The build folder: the test binary is <build>/bin/lmgrid_tests. Found at run time, not compiled
+// in, so that no object depends on where the build folder is (ccache hits in every clone).
+inline std::string build_path(const char* sub) {
+  static const std::filesystem::path root = std::filesystem::canonical("/proc/self/exe").parent_path().parent_path();
+  return (root / sub).string();
+}
+#define LMGRID_PLUGIN_DIR ::lmgrid::test::build_path("plugins")
+#define LMGRID_TEST_PLUGIN_DIR ::lmgrid::test::build_path("test-plugins")
+
+// The source tree (fixtures, README.md): LMGRID_SOURCE, which ctest sets. Not __FILE__: compiles
+// through ccache get paths relative to the build folder (cmake/Ccache.cmake), so __FILE__ is
+// "../tests/..." and names nothing from the test's working folder.
+inline std::filesystem::path source_root() {
+  const char* s = std::getenv("LMGRID_SOURCE");
+  if (!s || !*s)
+    throw std::runtime_error("LMGRID_SOURCE is not set: run the tests through ctest, or set it to the source tree");
+  return s;
+}
+
+// AddressSanitizer builds (LMGRID_SANITIZE): gcc defines __SANITIZE_ADDRESS__, clang before 16
+// only has __has_feature. The sentencepiece tokenizer refuses to load there (it needs
+// RTLD_DEEPBIND, which ASan refuses), so tests that load every plugin skip it.
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kAsanBuild = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+inline constexpr bool kAsanBuild = true;
+#else
+inline constexpr bool kAsanBuild = false;
+#endif
+#else
+inline constexpr bool kAsanBuild = false;
+#endif
 
 // One registry over build/plugins for the whole test binary (libraries stay loaded).
 inline const Registry& built_plugins() {

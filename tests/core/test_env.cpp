@@ -16,7 +16,7 @@
 using namespace lmgrid;
 
 TEST_CASE("the README's environment table lists exactly the variables lmgrid reads", "[unit]") {
-  auto readme = std::filesystem::path(__FILE__).parent_path().parent_path().parent_path() / "README.md";
+  auto readme = lmgrid::test::source_root() / "README.md";
   std::ifstream in(readme);
   REQUIRE(in);
   std::stringstream ss;

@@ -10,6 +10,7 @@
 
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/store/safetensors.hpp>
+#include "../support.hpp"
 
 using namespace lmgrid;
 namespace st = lmgrid::safetensors;
@@ -93,7 +94,7 @@ TEST_CASE("safetensors: round trip of every dtype, scalars and empty tensors", "
 }
 
 TEST_CASE("safetensors: reads the file Python's safetensors wrote", "[unit]") {
-  auto path = fs::path(__FILE__).parent_path().parent_path() / "fixtures" / "safetensors" / "python.safetensors";
+  auto path = lmgrid::test::source_root() / "tests" / "fixtures" / "safetensors" / "python.safetensors";
   st::File f = st::read(path);
   CHECK(f.metadata.at("format") == "np");
   CHECK(f.metadata.at("note") == "written by safetensors (Python)");

@@ -12,6 +12,7 @@
 #include <lmgrid/grid/shard.hpp>
 #include <lmgrid/grid/slurm.hpp>
 #include <lmgrid/plugin/registry.hpp>
+#include "../support.hpp"
 
 using namespace lmgrid;
 

@@ -6,6 +6,7 @@
 
 #include <lmgrid/check/conformance.hpp>
 #include <lmgrid/plugin/registry.hpp>
+#include "../support.hpp"
 
 using namespace lmgrid;
 

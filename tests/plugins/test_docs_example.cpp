@@ -12,14 +12,13 @@
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/nn.hpp>
 #include <lmgrid/plugin/registry.hpp>
+#include "../support.hpp"
 
 using namespace lmgrid;
 
 namespace {
 
-std::filesystem::path source_root() {  // __FILE__ is absolute in this build: tests/plugins/
-  return std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
-}
+using lmgrid::test::source_root;
 
 std::string read(const std::filesystem::path& p) {
   std::ifstream in(p);

@@ -31,8 +31,7 @@ namespace {
 constexpr double kTol = 1e-10;
 
 std::filesystem::path fixture_path() {
-  // __FILE__ is absolute in this build (CMake passes absolute source paths): tests/plugins/.
-  return std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / "gpt_reference" / "fixture.json";
+  return lmgrid::test::source_root() / "tests" / "fixtures" / "gpt_reference" / "fixture.json";
 }
 
 json load_fixture() {

@@ -4,6 +4,7 @@
 #include <lmgrid/plugin/boundary.hpp>
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/plugin/registry.hpp>
+#include "../support.hpp"
 
 using namespace lmgrid;
 

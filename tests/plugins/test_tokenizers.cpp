@@ -38,7 +38,7 @@ std::shared_ptr<Tokenizer> gpt2(const std::string& specials = "") {
 }
 
 json fixture() {
-  auto path = fs::path(__FILE__).parent_path().parent_path() / "fixtures" / "gpt2_bpe" / "fixture.json";
+  auto path = lmgrid::test::source_root() / "tests" / "fixtures" / "gpt2_bpe" / "fixture.json";
   return json::parse(read_file(path));
 }
 
@@ -104,7 +104,10 @@ TEST_CASE("bpe gpt2: every fixture string equals tiktoken's gpt2 ids", "[unit][t
 
 TEST_CASE("bpe gpt2: whole data files equal tiktoken's ids", "[unit][tokenizer]") {
   auto t = gpt2();
-  for (const auto& f : fixture()["files"]) {
+  // The fixture is kept in a variable: iterating over fixture()["files"] would walk a subobject
+  // of a temporary destroyed before the loop body (AddressSanitizer's heap-use-after-free).
+  const json fx = fixture();
+  for (const auto& f : fx["files"]) {
     INFO("file " << f["path"].get<std::string>());
     std::string text = read_file(data_root() / f["path"].get<std::string>());
     REQUIRE(text.size() == f["bytes"].get<size_t>());
