@@ -77,16 +77,21 @@ const Shim& shim() {
     if (!dladdr(reinterpret_cast<void*>(&plugin_anchor), &info) || !info.dli_fname)
       throw std::runtime_error("cannot find the sentencepiece plugin's own file");
     auto path = std::filesystem::path(info.dli_fname).parent_path() / "sentencepiece_shim.so";
-    int flags = RTLD_NOW | RTLD_LOCAL;
-#if !LMGRID_ASAN
-    flags |= RTLD_DEEPBIND;  // AddressSanitizer refuses RTLD_DEEPBIND
-#endif
-    void* h = dlopen(path.c_str(), flags);
+#if LMGRID_ASAN
+    // Without RTLD_DEEPBIND libsentencepiece's protobuf calls bind to LibTorch's libprotobuf and
+    // crash at the first model; AddressSanitizer refuses the flag. Say so instead of crashing.
+    throw std::runtime_error("the sentencepiece tokenizer cannot run in an AddressSanitizer build: " + path.string() +
+                             " must be opened with RTLD_DEEPBIND, which ASan refuses (use a build without "
+                             "LMGRID_SANITIZE)");
+    return Shim{};
+#else
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
     if (!h) throw std::runtime_error(std::string("cannot load ") + path.string() + ": " + dlerror());
     Shim r{reinterpret_cast<spm::LoadFn>(dlsym(h, "lmgrid_spm_load")),
            reinterpret_cast<spm::TrainFn>(dlsym(h, "lmgrid_spm_train"))};
     if (!r.load || !r.train) throw std::runtime_error(path.string() + " lacks lmgrid_spm_load/lmgrid_spm_train");
     return r;  // never closed: the library outlives every model it made
+#endif
   }();
   return s;
 }
