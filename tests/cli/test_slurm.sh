@@ -82,7 +82,7 @@ done
 check "the script is valid bash" -- bash -n "$script"
 check "it runs the absolute binary on the absolute file, shard \$SLURM_ARRAY_TASK_ID/2, into results/shards/" -- \
   grep -qF "exec $BIN_ABS run $WORK/g.toml --shard \"\$SLURM_ARRAY_TASK_ID\"/2 --db $WORK/results/shards/slurm-grid.\"\$SLURM_ARRAY_TASK_ID\".db" "$script"
-check "it exports LMGRID_DATA_PATH" -- grep -qxF "export LMGRID_DATA_PATH=$(readlink -m "$LMGRID_DATA_PATH")" "$script"
+check "it exports LMGRID_DATA_PATH" -- grep -qxF "export LMGRID_DATA_PATH=$(realpath -m -s "$LMGRID_DATA_PATH")" "$script"
 expect_exit 0 "without --array" -- env LMGRID_PLUGIN_PATH=plugins-here "$BIN" slurm g.toml
 check "the default array is one task per run, at most 8 (4 here)" -- grep -qxF '#SBATCH --array=0-3' "$script"
 check "a relative LMGRID_PLUGIN_PATH is exported absolute" -- grep -qxF "export LMGRID_PLUGIN_PATH=$WORK/plugins-here" "$script"
