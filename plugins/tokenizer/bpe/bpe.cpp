@@ -101,6 +101,9 @@ class BpeTokenizer : public Tokenizer {
       throw std::runtime_error("not a saved lmgrid-bpe tokenizer state (format/version)");
     pretrained_ = j.at("pretrained").get<std::string>();
     specials_ = j.at("specials").get<std::vector<std::string>>();
+    // An empty special matches everywhere and encode() would never advance (found by fuzzing).
+    for (const auto& special : specials_)
+      if (special.empty()) throw std::runtime_error("saved lmgrid-bpe tokenizer state: an empty special token");
     if (!pretrained_.empty())
       set_model(load_gpt2());
     else
