@@ -274,6 +274,23 @@ TEST_CASE("bpe: a saved state with merges that are not pairs of token ids is ref
                     Catch::Contains("format/version"));
 }
 
+TEST_CASE("byte and bpe: a saved state with an empty special token is refused", "[unit][tokenizer]") {
+  // Found by tests/fuzz/fuzz_tokenizer_state (input kept in tests/fuzz/regressions/tokenizer_state/):
+  // an empty special matched at every offset and encode() never advanced.
+  auto bpe = make_tokenizer("bpe", {{"vocab_size", int64_t{300}}});
+  const std::string bpe_state = R"({"format":"lmgrid-bpe","version":1,"pretrained":"","merges":[],"specials":)";
+  bpe->load(bpe_state + R"(["<|endoftext|>"]})");
+  CHECK(bpe->encode("a<|endoftext|>") == std::vector<int64_t>{97, 256});
+  CHECK_THROWS_WITH(bpe->load(bpe_state + R"(["<|endoftext|>",""]})"),
+                    Catch::Contains("lmgrid-bpe") && Catch::Contains("special token 1 is empty"));
+  auto byte = make_tokenizer("byte");
+  byte->load(R"({"format":"lmgrid-byte","version":1,"specials":["<s>"]})");
+  CHECK(byte->encode("a<s>") == std::vector<int64_t>{97, 256});
+  CHECK_THROWS_WITH(byte->load(R"({"format":"lmgrid-byte","version":1,"specials":[""]})"),
+                    Catch::Contains("lmgrid-byte") && Catch::Contains("special token 0 is empty"));
+  CHECK(byte->encode("a<s>") == std::vector<int64_t>{97, 256});  // a refused load leaves the state as it was
+}
+
 namespace {
 
 struct CountingTokenizer : Tokenizer {

@@ -7,6 +7,7 @@
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/plugin/plugin.hpp>
+#include <lmgrid/plugin/tokenizer_specials.hpp>
 #include <nlohmann/json.hpp>
 
 #include <optional>
@@ -101,9 +102,7 @@ class BpeTokenizer : public Tokenizer {
       throw std::runtime_error("not a saved lmgrid-bpe tokenizer state (format/version)");
     pretrained_ = j.at("pretrained").get<std::string>();
     specials_ = j.at("specials").get<std::vector<std::string>>();
-    // An empty special matches everywhere and encode() would never advance (found by fuzzing).
-    for (const auto& special : specials_)
-      if (special.empty()) throw std::runtime_error("saved lmgrid-bpe tokenizer state: an empty special token");
+    check_special_strings(specials_, "saved lmgrid-bpe tokenizer state");
     if (!pretrained_.empty())
       set_model(load_gpt2());
     else

@@ -2,6 +2,7 @@
 // special string of `specials` (256, 257, ... in the order given). Nothing is learned.
 #include <lmgrid/base/errors.hpp>
 #include <lmgrid/plugin/plugin.hpp>
+#include <lmgrid/plugin/tokenizer_specials.hpp>
 #include <nlohmann/json.hpp>
 
 #include <stdexcept>
@@ -61,7 +62,9 @@ class ByteTokenizer : public Tokenizer {
   void load(const std::string& state) override {
     auto j = nlohmann::json::parse(state);
     if (j.value("format", "") != "lmgrid-byte") throw std::runtime_error("not a saved lmgrid-byte tokenizer state");
-    specials_ = j.at("specials").get<std::vector<std::string>>();
+    auto specials = j.at("specials").get<std::vector<std::string>>();
+    check_special_strings(specials, "saved lmgrid-byte tokenizer state");
+    specials_ = std::move(specials);
   }
 
  private:
