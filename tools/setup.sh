@@ -16,6 +16,8 @@
 # LMGRID_SANITIZE=address,undefined builds every lmgrid target with those sanitizers (gcc's
 # AddressSanitizer + UBSan; .ci/run's first pass, into build-asan/); the tests then fail on any
 # report (tests/CMakeLists.txt, tests/sanitizer.supp).
+# The tests run one per core (LMGRID_TEST_JOBS overrides), except the scripts that depend on
+# timing, which run alone (tests/CMakeLists.txt: "# ctest: run alone").
 # LMGRID_BUILD_DIR (default build) is the build folder; a folder configured for the other LibTorch
 # or other sanitizers is configured anew. Compiles go through ccache (cmake/Ccache.cmake), so a
 # rebuild of unchanged sources, in any clone, is mostly cache hits.
@@ -98,6 +100,6 @@ cmake --build "$build" -j "$(nproc)"
 
 case "$mode" in
   main) exec "$build/bin/lmgrid" run experiments/quickstart.toml ;;
-  test) cd "$build" && exec ctest --output-on-failure -j 1 ;;
+  test) cd "$build" && exec ctest --output-on-failure -j "${LMGRID_TEST_JOBS:-$(nproc)}" ;;
   build) ;;
 esac

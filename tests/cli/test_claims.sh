@@ -2,6 +2,7 @@
 # (exit 130); --retry-failed starts from scratch; `lmgrid runs` filters (--where with every
 # operator, --sort, -s, -e); `lmgrid data list|fetch`; and the trainer keys grad_accum,
 # early_stop_patience, keep_checkpoints, clip, decay_steps and dtype do what they say.
+# ctest: run alone (signals sent once a run has reached a step: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 export LMGRID_PLUGIN_PATH="$LMGRID_TEST_PLUGINS"
 

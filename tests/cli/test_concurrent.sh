@@ -2,6 +2,7 @@
 # each run exactly once between them, and both exit 0 with the grid complete (the one that runs out
 # of runs to claim waits for the other's, and says so). Then a third host joins while one is
 # killed: it takes the dead host's run over, and the grid still ends complete with every run once.
+# ctest: run alone (hosts started side by side and timed against each other: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 export LMGRID_THREADS=1
 write_exp g.toml concurrent 'steps = 40'

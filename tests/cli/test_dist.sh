@@ -2,6 +2,7 @@
 # process on the whole batch; a killed or hung rank ends the run `interrupted` within the
 # timeout, the grid goes on, and the rerun resumes it exactly; torchrun's variables work; bad
 # launch settings exit 2 before anything is written.
+# ctest: run alone (ranks killed and hung, deadlines: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 export LMGRID_THREADS=1
 export LMGRID_DIST_TIMEOUT=8

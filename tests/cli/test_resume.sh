@@ -1,6 +1,7 @@
 # Determinism and resume: the same config twice gives identical loss series; a grid killed
 # with SIGKILL mid-run resumes, repeats no done run, ends with the uninterrupted final loss,
 # and duplicates no metric row.
+# ctest: run alone (grids killed mid-run: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 write_exp a.toml same 'steps = 60'
 "$BIN" run a.toml --db one.db >/dev/null 2>&1 || fail "first run"

@@ -2,6 +2,7 @@
 # a run killed in one folder resumes from another with an absolute --db to the uninterrupted
 # final loss without retraining from step 0; a database moved with its runs/ folder still
 # samples; a run killed after its final checkpoint keeps its summaries; a v1 database migrates.
+# ctest: run alone (a run killed once it has a checkpoint: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 mkdir -p a b c
 write_exp exp.toml files 'steps = 240

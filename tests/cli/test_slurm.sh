@@ -6,6 +6,7 @@
 # tasks one 2-rank group) and `--nproc 2 --array 2`, both with the loss series of a local
 # `lmgrid run --nproc 2`. Slurm missing (slurm-wlm, munge: tools/setup.sh test installs them)
 # fails the test; LMGRID_SKIP_SLURM=1 skips the real-Slurm part only.
+# ctest: run alone (a real Slurm, jobs cancelled mid-run, deadlines: another test beside it on 2 cores shifts them)
 . "$(dirname "$0")/lib.sh"
 q() { "$BIN" sql "$1" --db "$2" --format csv | tail -n +2; }
 same() { if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: got '$2', wanted '$3'"; fi; }
@@ -283,8 +284,11 @@ expect_out "4 runs" "reports the 4 runs"
 check "report.html written" -- test -s results/slurm-grid/report.html
 
 # --- scancel (SIGTERM) leaves the run interrupted; the same script again resumes it --------------
-# One run of 1,000 steps (about 20 s here), cancelled once it has its first checkpoint (step 50).
-sed -e 's/name = "slurm-grid"/name = "slurm-long"/' -e 's/seeds = \[1, 2\]/seeds = [1]/' -e 's/^steps = 20/steps = 1000/' \
+# One run of 1,000 steps (about 20 s here; 400 under the sanitizers, whose steps are ~3x slower),
+# cancelled once it has its first checkpoint (step 50).
+long=1000
+[ "${LMGRID_SANITIZER_BUILD:-0}" = 1 ] && long=400
+sed -e 's/name = "slurm-grid"/name = "slurm-long"/' -e 's/seeds = \[1, 2\]/seeds = [1]/' -e "s/^steps = 20/steps = $long/" \
   -e 's/^checkpoint_every = 10/checkpoint_every = 50/' -e 's/^eval_every = 10/eval_every = 500/' \
   -e 's/^d_model = 16/d_model = 64/' -e 's/^batch_size = 4/batch_size = 16/' -e '/^\[grid\]/,$d' g.toml >long.toml
 # wait_until SECONDS COMMAND...: polls every 0.2 s.
@@ -296,18 +300,18 @@ wait_until() {
 }
 has_checkpoint() { [ "$(sqlite3 results/shards/slurm-long.0.db "SELECT count(*) FROM checkpoints WHERE step >= 50" 2>/dev/null)" -ge 1 ] 2>/dev/null; }
 queue_empty() { [ -z "$(squeue -h -j "$JOB" -o %i 2>/dev/null)" ]; }
-expect_exit 0 "a one-run grid of 1,000 steps submitted" -- "$BIN" slurm long.toml --submit
+expect_exit 0 "a one-run grid of $long steps submitted" -- "$BIN" slurm long.toml --submit
 JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
 if wait_until 120 has_checkpoint; then
   pass "the run wrote its first checkpoint"
   scancel "$JOB"
   wait_until 120 queue_empty && pass "scancel ended the job" || fail "job $JOB still queued 120 s after scancel"
   st=$(sqlite3 results/shards/slurm-long.0.db "SELECT status || ':' || step FROM runs")
-  check "the cancelled run is left interrupted mid-training ($st)" -- bash -c "[[ '$st' == interrupted:* && '${st#*:}' -lt 1000 ]]"
+  check "the cancelled run is left interrupted mid-training ($st)" -- bash -c "[[ '$st' == interrupted:* && '${st#*:}' -lt $long ]]"
   expect_exit 0 "lmgrid slurm --submit of the same grid again" -- "$BIN" slurm long.toml --submit
   JOB=$(sed -n 's/^submitted job \([0-9]*\)$/\1/p' "$WORK/out")
   wait_until 300 queue_empty && pass "the second job finished" || fail "job $JOB did not finish within 300 s"
-  same "the run is done at step 1000" "$(sqlite3 results/shards/slurm-long.0.db "SELECT status || ':' || step FROM runs")" "done:1000"
+  same "the run is done at step $long" "$(sqlite3 results/shards/slurm-long.0.db "SELECT status || ':' || step FROM runs")" "done:$long"
   check "it resumed from its checkpoint" -- grep -q "resuming from step" "results/slurm/slurm-long.${JOB}_0.out"
 else
   fail "no checkpoint within 120 s"
