@@ -21,6 +21,7 @@
 #include "lmgrid/train/answers.hpp"
 #include "lmgrid/train/checkpoint.hpp"
 #include "lmgrid/train/tokenizer_cache.hpp"
+#include "lmgrid/base/env.hpp"
 #include "lmgrid/base/errors.hpp"
 #include "lmgrid/base/util.hpp"
 
@@ -362,6 +363,47 @@ class CheckpointManager {
   int64_t keep_;
 };
 
+// LMGRID_PROFILE=phases: where the training loop's wall time goes, for the profiles in
+// docs/performance.md. Each mark charges the time since the previous mark to a phase. Off by
+// default (a mark is then one branch). On CUDA each mark first waits for the device, so that
+// asynchronous kernels count in the phase that launched them; that makes the run slower.
+class PhaseClock {
+ public:
+  enum Phase { data, forward, backward, optimizer, eval, log, checkpoint, kCount };
+
+  void start(const torch::Device& device) {
+    on_ = env_or("LMGRID_PROFILE", "") == "phases";
+    cuda_ = device.is_cuda();
+    begin_ = last_ = monotonic_seconds();
+  }
+  void mark(Phase p) {
+    if (!on_) return;
+    if (cuda_) compat::cuda_synchronize();
+    const double t = monotonic_seconds();
+    secs_[p] += t - last_;
+    last_ = t;
+  }
+  bool on() const { return on_; }
+  // "250 steps in 20.1 s: data 0.41 s (2.0%), forward 6.10 s (30.3%), ..., other 0.00 s (0.0%)";
+  // the stop check and the learning-rate schedule count in optimizer, other is what no mark took.
+  std::string summary(int64_t steps) const {
+    static const char* names[kCount] = {"data", "forward", "backward", "optimizer", "eval", "log", "checkpoint"};
+    const double total = last_ - begin_;
+    double marked = 0;
+    std::string out = fmt::format("{} steps in {:.2f} s:", steps, total);
+    for (int p = 0; p < kCount; ++p) {
+      marked += secs_[p];
+      out += fmt::format(" {} {:.2f} s ({:.1f}%),", names[p], secs_[p], total > 0 ? 100 * secs_[p] / total : 0.0);
+    }
+    const double other = total - marked;
+    return out + fmt::format(" other {:.2f} s ({:.1f}%)", other, total > 0 ? 100 * other / total : 0.0);
+  }
+
+ private:
+  bool on_ = false, cuda_ = false;
+  double begin_ = 0, last_ = 0, secs_[kCount] = {};
+};
+
 // Train/perf metrics accumulated between two log points.
 struct Interval {
   double loss = 0, time = 0;
@@ -403,13 +445,18 @@ class RunTrainer {
   RunOutcome run() {
     open();
     o_.model->train();
+    const int64_t first_step = st_.step;
+    clock_.start(o_.device);
     while (st_.step < ts_.steps) {
       if (stop_requested()) return interrupt();
       if (!train_step()) return diverge();
       if (st_.step % ts_.log_every == 0 || st_.step == ts_.steps) log_interval();
+      clock_.mark(PhaseClock::log);
       bool stop_early = false;
       if (st_.step % ts_.eval_every == 0 || st_.step == ts_.steps) stop_early = evaluate_now();
+      clock_.mark(PhaseClock::eval);
       if (st_.step % ts_.checkpoint_every == 0 || st_.step == ts_.steps || stop_early) checkpoint();
+      clock_.mark(PhaseClock::checkpoint);
       if (stop_early) {
         if (writer())
           std::fprintf(stderr, "%s%s: early stop at step %lld (no val improvement in %lld evals)\n",
@@ -424,6 +471,10 @@ class RunTrainer {
       write_summaries();
       store_->set_status(run_id_, RunStatus::done);
     }
+    clock_.mark(PhaseClock::log);
+    if (clock_.on() && writer())
+      std::fprintf(stderr, "%s%s: profile (LMGRID_PROFILE=phases): %s\n", hooks_.progress_bar ? "\n" : "",
+                   progress_.label.c_str(), clock_.summary(st_.step - first_step).c_str());
     return RunOutcome::done;
   }
 
@@ -538,6 +589,7 @@ class RunTrainer {
       o_.optimizer->set_lr(lr_);
       o_.optimizer->zero_grad();
     });
+    clock_.mark(PhaseClock::optimizer);
     double step_loss = 0;
     int64_t step_tokens = 0;
     for (int64_t m = 0; m < ts_.grad_accum; ++m) {
@@ -549,6 +601,7 @@ class RunTrainer {
       if (group_ && m == ts_.grad_accum - 1) reducer_->arm();  // the last backward all-reduces as it goes
       auto inputs = to_device(b.inputs, o_.device), targets = to_device(b.targets, o_.device);
       auto mask = to_device(b.loss_mask, o_.device);
+      clock_.mark(PhaseClock::data);
       auto loss = call_plugin(arch_id_, [&] {
         torch::Tensor l;
         {
@@ -557,10 +610,12 @@ class RunTrainer {
           l = lm_loss(out.logits, targets, mask) * share;
           if (out.aux_loss.defined()) l = l + out.aux_loss / static_cast<double>(group_ ? group_->size() : 1);
         }
+        clock_.mark(PhaseClock::forward);
         scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)).backward();
         return l;
       });
       step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
+      clock_.mark(PhaseClock::backward);
     }
     if (group_) {
       // The gradient buckets still in flight, then the loss and the stop flag in one all-reduce.
@@ -581,6 +636,7 @@ class RunTrainer {
     double max_norm = ts_.clip > 0 ? ts_.clip : std::numeric_limits<double>::infinity();
     grad_norm_ = finite_grads ? torch::nn::utils::clip_grad_norm_(params_, max_norm) : NAN;
     if (finite_grads) call_plugin(optim_id_, [&] { o_.optimizer->step(); });
+    clock_.mark(PhaseClock::optimizer);  // with the gradient clipping and, data parallel, the last all-reduce
     ++st_.step;
     st_.tokens += step_tokens;
     double dt = monotonic_seconds() - t0;
@@ -736,6 +792,7 @@ class RunTrainer {
   std::optional<dist::GradReducer> reducer_;
   TrainState st_;
   Interval interval_;
+  PhaseClock clock_;
   nlohmann::json scaler_state_;
   double t_start_ = 0, session_train_time_ = 0, flops_per_token_ = 0;
   double lr_ = 0, grad_norm_ = 0, last_tok_s_ = 0, peak_flops_ = 0;
