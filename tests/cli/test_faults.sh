@@ -14,8 +14,7 @@ dups="SELECT count(*) FROM (SELECT run_id, name, step, count(*) c FROM metrics G
 
 # Under the sanitizers (LMGRID_SANITIZER_BUILD=1) a step is ~3x slower: 600 steps a run still
 # leave each fault below (at step 200 or 300) inside training, in about the same time.
-steps=1500
-[ "${LMGRID_SANITIZER_BUILD:-0}" = 1 ] && steps=600
+steps=$(sanitized_or 1500 600)
 write_exp g.toml faults "steps = $steps
 checkpoint_every = 100"
 sed -i 's/^eval_every = 20$/eval_every = 500/; s/^log_every = 5$/log_every = 50/' g.toml

@@ -13,8 +13,7 @@ RANDOM=$seed
 # 4000 steps a run keep every kill moment inside training. Under the sanitizers
 # (LMGRID_SANITIZER_BUILD=1, the first pass of .ci/run) a step is ~3x slower, so 1200 steps span
 # about the same time and the test takes a third of it; the unsanitized pass runs all 4000.
-steps=4000
-[ "${LMGRID_SANITIZER_BUILD:-0}" = 1 ] && steps=1200
+steps=$(sanitized_or 4000 1200)
 write_exp g.toml kills "steps = $steps
 checkpoint_every = 100"
 sed -i 's/^eval_every = 20$/eval_every = 500/; s/^log_every = 5$/log_every = 50/' g.toml

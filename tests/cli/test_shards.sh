@@ -186,8 +186,7 @@ grep -q "fitted on" tr.err && pass "the bpe was fitted first" || { fail "no fit"
 check "tokenizer.json holds the fitted state" -- "$PY" -c 'import json; j=json.load(open("tr/tokenizer.json")); assert j["plugin"]=="bpe" and j["vocab_size"]==300 and "merges" in j["state"]'
 # 1500 steps (600 under the sanitizers, whose steps are ~3x slower): the kill at the first
 # checkpoint past step 50 lands mid-run either way.
-steps=1500
-[ "${LMGRID_SANITIZER_BUILD:-0}" = 1 ] && steps=600
+steps=$(sanitized_or 1500 600)
 write_exp r.toml resume "steps = $steps
 checkpoint_every = 25"
 "$PY" - <<'PY'

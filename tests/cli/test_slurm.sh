@@ -286,8 +286,7 @@ check "report.html written" -- test -s results/slurm-grid/report.html
 # --- scancel (SIGTERM) leaves the run interrupted; the same script again resumes it --------------
 # One run of 1,000 steps (about 20 s here; 400 under the sanitizers, whose steps are ~3x slower),
 # cancelled once it has its first checkpoint (step 50).
-long=1000
-[ "${LMGRID_SANITIZER_BUILD:-0}" = 1 ] && long=400
+long=$(sanitized_or 1000 400)
 sed -e 's/name = "slurm-grid"/name = "slurm-long"/' -e 's/seeds = \[1, 2\]/seeds = [1]/' -e "s/^steps = 20/steps = $long/" \
   -e 's/^checkpoint_every = 10/checkpoint_every = 50/' -e 's/^eval_every = 10/eval_every = 500/' \
   -e 's/^d_model = 16/d_model = 64/' -e 's/^batch_size = 4/batch_size = 16/' -e '/^\[grid\]/,$d' g.toml >long.toml

@@ -74,15 +74,11 @@ for section, body in cfg.items():
 print("\n".join(out))
 PY
   run=("$BIN" run "$WORK/$v.toml" --db "$WORK/$v.db" --workers 1 --threads "$THREADS" --no-report)
-  if [ "$PERF" = 1 ]; then
-    LMGRID_PROFILE=phases perf record -q -F 499 -o "$WORK/$v.perf" -- "${run[@]}" >"$WORK/$v.out" 2>"$WORK/$v.err" ||
-      { echo "$0: $v failed:" >&2; tail -20 "$WORK/$v.err" >&2; exit 1; }
-    perf report -i "$WORK/$v.perf" --no-children --sort dso,sym -g none --stdio 2>/dev/null >"$WORK/$v.report"
-  else
-    LMGRID_PROFILE=phases "${run[@]}" >"$WORK/$v.out" 2>"$WORK/$v.err" ||
-      { echo "$0: $v failed:" >&2; tail -20 "$WORK/$v.err" >&2; exit 1; }
-    : >"$WORK/$v.report"
-  fi
+  [ "$PERF" = 1 ] && run=(perf record -q -F 499 -o "$WORK/$v.perf" -- "${run[@]}")
+  LMGRID_PROFILE=phases "${run[@]}" >"$WORK/$v.out" 2>"$WORK/$v.err" ||
+    { echo "$0: $v failed:" >&2; tail -20 "$WORK/$v.err" >&2; exit 1; }
+  : >"$WORK/$v.report"
+  [ "$PERF" = 1 ] && perf report -i "$WORK/$v.perf" --no-children --sort dso,sym -g none --stdio 2>/dev/null >"$WORK/$v.report"
   python3 - "$v" "$WORK/$v.err" "$WORK/$v.report" <<'PY'
 import re, sys
 name, err, report = sys.argv[1:]
