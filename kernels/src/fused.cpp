@@ -327,6 +327,7 @@ bool cuda_kernels_built() {
 #endif
 }
 
+bool fused_emulation_active() { return g_emulate_cpu > 0; }
 ScopedFusedEmulation::ScopedFusedEmulation() { ++g_emulate_cpu; }
 ScopedFusedEmulation::~ScopedFusedEmulation() { --g_emulate_cpu; }
 

@@ -104,9 +104,21 @@ SsdResult ssd_naive(const torch::Tensor& x, const torch::Tensor& dt, const torch
   return {y, h};
 }
 
-SsdResult ssd_chunked(const torch::Tensor& x_in, const torch::Tensor& dt_in, const torch::Tensor& A,
-                      const torch::Tensor& B_in, const torch::Tensor& C_in, int64_t chunk_size,
-                      const torch::Tensor& initial_state) {
+SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
+                      const torch::Tensor& Cm, int64_t chunk_size, const torch::Tensor& initial_state) {
+  check_shapes(x, dt, A, Bm, Cm, initial_state);
+  TORCH_CHECK(chunk_size >= 1, "ssd_chunked: chunk_size must be >= 1, got ", chunk_size);
+  // CPU tensors go to the fused kernel (ssd_cpu.cpp) unless LMGRID_CPU_KERNELS=composite, or a
+  // test emulates the CUDA kernels (whose path is the composite's, with the state passing fused).
+  if (x.device().is_cpu() && !fused_emulation_active() && cpu_kernels_enabled() && x.size(1) > 0 &&
+      ssd_chunked_cpu_unsupported(x, dt, A, Bm, Cm, initial_state).empty())
+    return ssd_chunked_cpu(x, dt, A, Bm, Cm, chunk_size, initial_state);
+  return ssd_chunked_composite(x, dt, A, Bm, Cm, chunk_size, initial_state);
+}
+
+SsdResult ssd_chunked_composite(const torch::Tensor& x_in, const torch::Tensor& dt_in, const torch::Tensor& A,
+                                const torch::Tensor& B_in, const torch::Tensor& C_in, int64_t chunk_size,
+                                const torch::Tensor& initial_state) {
   check_shapes(x_in, dt_in, A, B_in, C_in, initial_state);
   TORCH_CHECK(chunk_size >= 1, "ssd_chunked: chunk_size must be >= 1, got ", chunk_size);
   const int64_t b = x_in.size(0), L = x_in.size(1), H = x_in.size(2), P = x_in.size(3);

@@ -8,19 +8,22 @@
 #      reductions (LibTorch's kernels), lmgrid's kernels, framework overhead (dispatch, autograd,
 #      tensor allocation), memory (malloc, memcpy), thread synchronisation (OpenMP, futexes) and
 #      the rest of the kernel (system calls, page faults), and lmgrid's own code and SQLite.
-# Prints one table of each per architecture. Without perf (or with --no-perf) only the phases.
+#   3. with --ops, operators: a second, 25-step run with `LMGRID_PROFILE=ops:TRACE` (LibTorch's
+#      profiler over steps 11-20) summed per operator by tools/bench/trace_ops.py (self time).
+# Prints one table of each per architecture. Without perf (or with --no-perf) no operation classes.
 #
-#   tools/bench/profile_step.sh [--steps 250] [--threads 2] [--no-perf] [VARIANT ...]
+#   tools/bench/profile_step.sh [--steps 250] [--threads 2] [--no-perf] [--ops] [VARIANT ...]
 #   VARIANT: a [[variant]] name of experiments/quickstart.toml (default: gpt mamba2 ttt-mlp)
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${LMGRID_BIN:-$ROOT/build/bin/lmgrid}
-STEPS=250 THREADS=2 PERF=1 VARIANTS=()
+STEPS=250 THREADS=2 PERF=1 OPS=0 VARIANTS=()
 while [ $# -gt 0 ]; do
   case $1 in
     --steps) STEPS=$2; shift 2 ;;
     --threads) THREADS=$2; shift 2 ;;
     --no-perf) PERF=0; shift ;;
+    --ops) OPS=1; shift ;;
     -*) echo "$0: unknown option $1" >&2; exit 2 ;;
     *) VARIANTS+=("$1"); shift ;;
   esac
@@ -39,7 +42,8 @@ echo "# $(date -u +%F) $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; 
 for v in "${VARIANTS[@]}"; do
   # One run of the variant: the quickstart's sections, its overrides, lr 1e-3, no grid, one
   # evaluation and one checkpoint at the end (as the quickstart's last step has).
-  python3 - "$ROOT/experiments/quickstart.toml" "$v" "$STEPS" >"$WORK/$v.toml" <<'PY'
+  make_config() {  # make_config STEPS: the run's TOML on stdout
+  python3 - "$ROOT/experiments/quickstart.toml" "$v" "$1" <<'PY'
 import sys, tomllib
 src, name, steps = sys.argv[1], sys.argv[2], int(sys.argv[3])
 q = tomllib.load(open(src, "rb"))
@@ -73,6 +77,8 @@ for section, body in cfg.items():
             out += [f"{k} = {lit(x)}" for k, x in inner.items()]
 print("\n".join(out))
 PY
+  }
+  make_config "$STEPS" >"$WORK/$v.toml"
   run=("$BIN" run "$WORK/$v.toml" --db "$WORK/$v.db" --workers 1 --threads "$THREADS" --no-report)
   [ "$PERF" = 1 ] && run=(perf record -q -F 499 -o "$WORK/$v.perf" -- "${run[@]}")
   LMGRID_PROFILE=phases "${run[@]}" >"$WORK/$v.out" 2>"$WORK/$v.err" ||
@@ -128,4 +134,12 @@ if shares:
     for c, p in sorted(shares.items(), key=lambda kv: -kv[1]):
         print(f"| {c} | {p:.1f}% |")
 PY
+  if [ "$OPS" = 1 ]; then
+    make_config 25 >"$WORK/$v-ops.toml"
+    LMGRID_PROFILE=ops:$WORK/$v.trace.json "$BIN" run "$WORK/$v-ops.toml" --db "$WORK/$v-ops.db" --workers 1 \
+      --threads "$THREADS" --no-report >"$WORK/$v-ops.out" 2>&1 ||
+      { echo "$0: $v (--ops) failed:" >&2; tail -20 "$WORK/$v-ops.out" >&2; exit 1; }
+    echo; echo "$v, operators over 10 steps (LibTorch profiler, self time):"; echo
+    python3 "$ROOT/tools/bench/trace_ops.py" "$WORK/$v.trace.json" --top 25
+  fi
 done

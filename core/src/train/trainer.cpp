@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <torch/csrc/autograd/profiler.h>
+
 #include "lmgrid/dist/process_group.hpp"
 #include "lmgrid/plugin/boundary.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
@@ -363,6 +365,30 @@ class CheckpointManager {
   int64_t keep_;
 };
 
+// LMGRID_PROFILE=ops:PATH: LibTorch's operator profiler over 10 training steps (the 11th to the
+// 20th of this session, after the warm-up of allocators and caches), written to PATH as a Chrome
+// trace; tools/bench/trace_ops.py sums it per operator. A developer aid for docs/performance.md:
+// the profiler itself slows the steps it records.
+class OpTrace {
+ public:
+  explicit OpTrace(int64_t first_step) : first_(first_step) {
+    const std::string v = env_or("LMGRID_PROFILE", "");
+    if (v.rfind("ops:", 0) == 0) path_ = v.substr(4);
+  }
+  void before_step(int64_t step) {
+    if (!path_.empty() && !rec_ && step == first_ + 10)
+      rec_ = std::make_unique<torch::autograd::profiler::RecordProfile>(path_);
+  }
+  void after_step(int64_t step) {
+    if (rec_ && step == first_ + 20) rec_.reset();  // writes the trace
+  }
+
+ private:
+  int64_t first_;
+  std::string path_;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> rec_;
+};
+
 // LMGRID_PROFILE=phases: where the training loop's wall time goes, for the profiles in
 // docs/performance.md. Each mark charges the time since the previous mark to a phase. Off by
 // default (a mark is then one branch). On CUDA each mark first waits for the device, so that
@@ -447,9 +473,12 @@ class RunTrainer {
     o_.model->train();
     const int64_t first_step = st_.step;
     clock_.start(o_.device);
+    OpTrace op_trace(first_step);
     while (st_.step < ts_.steps) {
       if (stop_requested()) return interrupt();
+      op_trace.before_step(st_.step);
       if (!train_step()) return diverge();
+      op_trace.after_step(st_.step);
       if (st_.step % ts_.log_every == 0 || st_.step == ts_.steps) log_interval();
       clock_.mark(PhaseClock::log);
       bool stop_early = false;

@@ -67,7 +67,7 @@ class Mamba2MixerImpl : public torch::nn::Module {
     auto dt_raw = zxbcdt.narrow(-1, di + cd, H);
 
     // Causal depthwise conv: left context = the state's last d_conv-1 inputs (zeros for a fresh start).
-    xBC = torch::silu(nn::causal_conv1d(xBC, conv_weight, conv_bias, st ? &st->conv : nullptr));
+    xBC = nn::causal_conv1d(xBC, conv_weight, conv_bias, st ? &st->conv : nullptr, /*silu=*/true);
 
     auto x = xBC.narrow(-1, 0, di).view({b, T, H, P});
     auto Bm = xBC.narrow(-1, di, G * N).view({b, T, G, N});

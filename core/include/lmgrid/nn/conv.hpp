@@ -15,15 +15,17 @@ namespace lmgrid::nn {
 // `history` is given it is replaced by the last k-1 inputs of the result (detached).
 torch::Tensor with_conv_history(const torch::Tensor& x, int64_t k, torch::Tensor* history);
 
-// y (B,T,C) for weights held elsewhere: weight (C,k), bias (C) or undefined. Evaluated as an
-// explicit sum over the taps (w_0 first, the bias last), the order Mamba-2 here always used.
+// y (B,T,C) for weights held elsewhere: weight (C,k), bias (C) or undefined; silu: y = silu(conv).
+// Evaluated as an explicit sum over the taps (w_0 first, the bias last), the order Mamba-2 here
+// always used: on the CPU by the fused kernel (lmgrid/kernels/conv.hpp, float32 and float64,
+// unless LMGRID_CPU_KERNELS=composite), elsewhere as LibTorch ops.
 torch::Tensor causal_conv1d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
-                            torch::Tensor* history);
+                            torch::Tensor* history, bool silu = false);
 
 // The same equation as a module: a depthwise torch::nn::Conv1d registered as "conv" (weight
-// (C,1,k), bias (C); PyTorch's default init) and evaluated by torch's conv1d kernel. The two
-// forms agree to rounding (~1e-7 in float32), not bit for bit: each plugin keeps the one its
-// checkpoints and runs were made with.
+// (C,1,k), bias (C); PyTorch's default init), evaluated by the fused CPU kernel where
+// causal_conv1d would be, else by torch's conv1d. The forms agree to rounding (~1e-7 in float32),
+// not bit for bit.
 class CausalConv1dImpl : public torch::nn::Module {
  public:
   CausalConv1dImpl(int64_t channels, int64_t kernel, bool bias = true);

@@ -41,6 +41,8 @@ bool cuda_kernels_built();
 // Test hook: while one is alive (in this thread), automatic routes float and double CPU tensors to
 // the emulation as if they were CUDA tensors, so ssd_chunked's and gem_memory's kernel paths run
 // (and are tested) without a GPU.
+// True while a ScopedFusedEmulation is alive in this thread.
+bool fused_emulation_active();
 class ScopedFusedEmulation {
  public:
   ScopedFusedEmulation();

@@ -20,6 +20,8 @@
 //   initial_state (B,H,P,N) or undefined (zeros). H must be a multiple of G.
 #pragma once
 
+#include <string>
+
 #include <torch/torch.h>
 
 namespace lmgrid::kernels {
@@ -29,9 +31,33 @@ struct SsdResult {
   torch::Tensor final_state;  // (B, H, P, N): the state after the last token
 };
 
-// Chunked SSD. chunk_size >= 1; any L >= 0 (L need not be a multiple of chunk_size).
+// Chunked SSD. chunk_size >= 1; any L >= 0 (L need not be a multiple of chunk_size). Float32 and
+// float64 CPU tensors go to ssd_chunked_cpu (unless LMGRID_CPU_KERNELS=composite), everything
+// else to ssd_chunked_composite.
 SsdResult ssd_chunked(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
                       const torch::Tensor& Cm, int64_t chunk_size, const torch::Tensor& initial_state = {});
+
+// The chunked algorithm as LibTorch ops (any device and floating dtype; the recurrence over
+// chunks goes to the CUDA kernel on a GPU, fused.hpp): the reference for the fused CPU kernel.
+SsdResult ssd_chunked_composite(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
+                                const torch::Tensor& Bm, const torch::Tensor& Cm, int64_t chunk_size,
+                                const torch::Tensor& initial_state = {});
+
+// The same function as one fused CPU kernel (kernels/src/ssd_cpu.cpp), forward and hand-derived
+// backward (first order: no create_graph through it), parallel over batch x heads on LibTorch's
+// intra-op threads, the same bits on any thread count. Float32 or float64 CPU tensors, all of one
+// dtype; ssd_chunked_cpu_unsupported says why not ("" when it applies).
+SsdResult ssd_chunked_cpu(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
+                          const torch::Tensor& Bm, const torch::Tensor& Cm, int64_t chunk_size,
+                          const torch::Tensor& initial_state = {});
+std::string ssd_chunked_cpu_unsupported(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
+                                        const torch::Tensor& Bm, const torch::Tensor& Cm,
+                                        const torch::Tensor& initial_state);
+
+// LMGRID_CPU_KERNELS (read at every call, so a test can switch it): auto (the default) lets CPU
+// tensors take lmgrid's fused CPU kernels (the SSD scan, the causal convolution); composite keeps
+// the LibTorch composites. Any other value throws std::invalid_argument naming it.
+bool cpu_kernels_enabled();
 
 // Sequential reference: the recurrence above, one token at a time.
 SsdResult ssd_naive(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
