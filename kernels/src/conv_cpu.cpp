@@ -119,16 +119,16 @@ LMGRID_INLINE void backward_row(const ConvArgs<T>& a, int64_t b) {
   }
 }
 
-#define LMGRID_CONV_KERNELS(T)                                                                    \
-  LMGRID_MULTIVERSION void forward_##T(const ConvArgs<T>& a, int64_t b) { forward_row<T>(a, b); } \
-  LMGRID_MULTIVERSION void backward_##T(const ConvArgs<T>& a, int64_t b) { backward_row<T>(a, b); }
+#define LMGRID_CONV_KERNELS(T)                                                                         \
+  LMGRID_MULTIVERSION void conv_forward_##T(const ConvArgs<T>& a, int64_t b) { forward_row<T>(a, b); } \
+  LMGRID_MULTIVERSION void conv_backward_##T(const ConvArgs<T>& a, int64_t b) { backward_row<T>(a, b); }
 LMGRID_CONV_KERNELS(float)
 LMGRID_CONV_KERNELS(double)
 #undef LMGRID_CONV_KERNELS
-void run_forward(const ConvArgs<float>& a, int64_t b) { forward_float(a, b); }
-void run_forward(const ConvArgs<double>& a, int64_t b) { forward_double(a, b); }
-void run_backward(const ConvArgs<float>& a, int64_t b) { backward_float(a, b); }
-void run_backward(const ConvArgs<double>& a, int64_t b) { backward_double(a, b); }
+void run_forward(const ConvArgs<float>& a, int64_t b) { conv_forward_float(a, b); }
+void run_forward(const ConvArgs<double>& a, int64_t b) { conv_forward_double(a, b); }
+void run_backward(const ConvArgs<float>& a, int64_t b) { conv_backward_float(a, b); }
+void run_backward(const ConvArgs<double>& a, int64_t b) { conv_backward_double(a, b); }
 
 // Inputs contiguous; hist and bias empty tensors when absent.
 struct ConvCpuFunction : torch::autograd::Function<ConvCpuFunction> {

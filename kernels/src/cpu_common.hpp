@@ -49,6 +49,21 @@ LMGRID_INLINE float exp_neg(float x) {
 }
 LMGRID_INLINE double exp_neg(double x) { return std::exp(x); }
 
+// sum_i x[i] y[i] with 16 partial sums, so the loop vectorises (and does not wait on one
+// accumulator's latency) without reassociation flags; the order is fixed, so the result is too.
+template <class T>
+LMGRID_INLINE T dot(int64_t n, const T* __restrict x, const T* __restrict y) {
+  constexpr int K = 16;
+  T acc[K] = {};
+  int64_t i = 0;
+  for (; i + K <= n; i += K)
+    for (int k = 0; k < K; ++k) acc[k] += x[i + k] * y[i + k];
+  T s = 0;
+  for (; i < n; ++i) s += x[i] * y[i];
+  for (int k = 0; k < K; ++k) s += acc[k];
+  return s;
+}
+
 // Runs task(t) for t in [0, n) on up to at::get_num_threads() threads (LibTorch's intra-op
 // count, which LMGRID_THREADS sets), handing out tasks one at a time (tasks may differ in cost).
 // Plain threads rather than at::parallel_for: that one is OpenMP code inlined from LibTorch's

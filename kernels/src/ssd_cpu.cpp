@@ -45,18 +45,7 @@ LMGRID_INLINE void axpy(int64_t n, T a, const T* __restrict x, T* __restrict y) 
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
 }
 
-template <class T>
-LMGRID_INLINE T dot(int64_t n, const T* __restrict x, const T* __restrict y) {
-  constexpr int K = 16;
-  T acc[K] = {};
-  int64_t i = 0;
-  for (; i + K <= n; i += K)
-    for (int k = 0; k < K; ++k) acc[k] += x[i + k] * y[i + k];
-  T s = 0;
-  for (; i < n; ++i) s += x[i] * y[i];
-  for (int k = 0; k < K; ++k) s += acc[k];
-  return s;
-}
+using cpu::dot;
 
 struct Dims {
   int64_t B, L, H, P, G, N, Q, c, Hg;
@@ -264,6 +253,10 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
     const T* hin = a.hin + (bh * d.c + k) * NP;
     const T *Bp = a.Bm + d.bc_row(b, t0, g), *Cp = a.Cm + d.bc_row(b, t0, g);
     T *dBp = a.dBh + d.dt_at(b, t0, h) * d.N, *dCp = a.dCh + d.dt_at(b, t0, h) * d.N;
+    for (int64_t i = 0; i < n; ++i) {  // this head's rows, zeroed here (in cache) rather than up front
+      std::fill(dBp + i * ldg, dBp + i * ldg + d.N, T(0));
+      std::fill(dCp + i * ldg, dCp + i * ldg + d.N, T(0));
+    }
     std::fill(dS.begin(), dS.begin() + n, T(0));
     const T eL = cs.e[n - 1];
     // (1) hT' = eL hT + sum_s w_s B_s (x) xdt_s.
@@ -320,13 +313,10 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
         T* __restrict v = dCB.data() + l * d.Q;
         const T* __restrict El = E.data() + l * d.Q;
         const T* __restrict Ll = Lm.data() + l * d.Q;
-        T row = 0;
-        for (int64_t s = 0; s < l; ++s) {  // the diagonal's exp(0) depends on no S
-          const T m = v[s] * Ll[s];
-          row += m;
-          dS[s] -= m;
-        }
-        dS[l] += row;
+        // dS_l += sum_{s<l} dLm Lm, dS_s -= dLm Lm (the diagonal's exp(0) depends on no S)
+        dS[l] += dot(l, v, Ll);
+        T* __restrict dSv = dS.data();
+        for (int64_t s = 0; s < l; ++s) dSv[s] -= v[s] * Ll[s];
         for (int64_t s = 0; s < n; ++s) v[s] *= El[s];  // dCB = dLm E (E is zero above the diagonal)
       }
       gemm_acc(n, d.P, n, Lm.data(), 1, d.Q, dYp, ldx, dxdt.data(), d.P, Part::a_upper);
@@ -351,19 +341,23 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
   std::copy(dh.begin(), dh.end(), a.dh0 + bh * NP);
 }
 
-#define LMGRID_SSD_KERNELS(T)                                                                                       \
-  LMGRID_MULTIVERSION void cb_##T(const Dims& d, const Tensors<T>& a, int64_t t) { cb_chunk<T>(d, a, t); }          \
-  LMGRID_MULTIVERSION void forward_##T(const Dims& d, const Tensors<T>& a, int64_t t) { forward_head<T>(d, a, t); } \
-  LMGRID_MULTIVERSION void backward_##T(const Dims& d, const Tensors<T>& a, int64_t t) { backward_head<T>(d, a, t); }
+#define LMGRID_SSD_KERNELS(T)                                                                                  \
+  LMGRID_MULTIVERSION void ssd_cb_##T(const Dims& d, const Tensors<T>& a, int64_t t) { cb_chunk<T>(d, a, t); } \
+  LMGRID_MULTIVERSION void ssd_forward_##T(const Dims& d, const Tensors<T>& a, int64_t t) {                    \
+    forward_head<T>(d, a, t);                                                                                  \
+  }                                                                                                            \
+  LMGRID_MULTIVERSION void ssd_backward_##T(const Dims& d, const Tensors<T>& a, int64_t t) {                   \
+    backward_head<T>(d, a, t);                                                                                 \
+  }
 LMGRID_SSD_KERNELS(float)
 LMGRID_SSD_KERNELS(double)
 #undef LMGRID_SSD_KERNELS
-void run_cb(const Dims& d, const Tensors<float>& a, int64_t t) { cb_float(d, a, t); }
-void run_cb(const Dims& d, const Tensors<double>& a, int64_t t) { cb_double(d, a, t); }
-void run_forward(const Dims& d, const Tensors<float>& a, int64_t t) { forward_float(d, a, t); }
-void run_forward(const Dims& d, const Tensors<double>& a, int64_t t) { forward_double(d, a, t); }
-void run_backward(const Dims& d, const Tensors<float>& a, int64_t t) { backward_float(d, a, t); }
-void run_backward(const Dims& d, const Tensors<double>& a, int64_t t) { backward_double(d, a, t); }
+void run_cb(const Dims& d, const Tensors<float>& a, int64_t t) { ssd_cb_float(d, a, t); }
+void run_cb(const Dims& d, const Tensors<double>& a, int64_t t) { ssd_cb_double(d, a, t); }
+void run_forward(const Dims& d, const Tensors<float>& a, int64_t t) { ssd_forward_float(d, a, t); }
+void run_forward(const Dims& d, const Tensors<double>& a, int64_t t) { ssd_forward_double(d, a, t); }
+void run_backward(const Dims& d, const Tensors<float>& a, int64_t t) { ssd_backward_float(d, a, t); }
+void run_backward(const Dims& d, const Tensors<double>& a, int64_t t) { ssd_backward_double(d, a, t); }
 
 Dims dims_of(const Tensor& x, const Tensor& Bm, int64_t chunk) {
   Dims d{};
@@ -413,7 +407,7 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
     Tensor dy = grads[0].defined() ? grads[0].to(x.scalar_type()).contiguous() : Tensor();
     Tensor dfin = grads[1].defined() ? grads[1].to(x.scalar_type()).contiguous() : Tensor();
     auto dx = torch::empty_like(x), ddt = torch::empty_like(dt);
-    auto dBh = torch::zeros({d.B, d.L, d.H, d.N}, x.options()), dCh = torch::zeros_like(dBh);
+    auto dBh = torch::empty({d.B, d.L, d.H, d.N}, x.options()), dCh = torch::empty_like(dBh);
     auto dAbh = torch::empty({d.B, d.H}, x.options()), dh0 = torch::empty({d.B, d.H, d.N, d.P}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssd_chunked_cpu_backward", [&] {
       Tensors<scalar_t> a{};

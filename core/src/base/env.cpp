@@ -22,10 +22,15 @@ const std::vector<EnvVar>& env_vars() {
       {"LMGRID_CPU_ATTENTION",
        "`auto` or `tiled` (default: lmgrid's tiled kernel, on both LibTorch sources) or `library` "
        "(LibTorch's own: SDPA on 2.x, the plain math on 1.13), for CPU tensors"},
+      {"LMGRID_CPU_KERNELS",
+       "`auto` (default: float32 and float64 CPU tensors take lmgrid's fused CPU kernels for the SSD scan, the "
+       "causal convolution and RMSNorm) or `composite` (LibTorch ops throughout), see docs/performance.md"},
       {"LMGRID_PEAK_GFLOPS", "fixes the peak that MFU is measured against"},
       {"LMGRID_PROFILE",
        "`phases`: each run prints where its training loop's time went (data, forward, backward, optimizer, "
-       "evaluation, logging, checkpoints; CUDA synchronised at each phase), see docs/performance.md"},
+       "evaluation, logging, checkpoints; CUDA synchronised at each phase); `ops:PATH`: LibTorch's operator "
+       "profiler over steps 11-20, a Chrome trace at PATH (tools/bench/trace_ops.py sums it); see "
+       "docs/performance.md"},
       {"LMGRID_NO_BLAS_FIX", "`1`: keep OpenBLAS's own core choice (no re-exec with `OPENBLAS_CORETYPE`)"},
       {"LMGRID_BLAS_CORRECTED", "internal: set by lmgrid on the re-exec that corrected OpenBLAS's core"},
       {"LMGRID_TEST_BLAS_CORE", "tests only: pretend OpenBLAS detected this core"},

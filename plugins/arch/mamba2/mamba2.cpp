@@ -61,17 +61,17 @@ class Mamba2MixerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& u, Mamba2Layer* st) {
     const int64_t b = u.size(0), T = u.size(1), di = c_.d_inner(), H = c_.nheads(), P = c_.headdim;
     const int64_t G = c_.ngroups, N = c_.d_state, cd = c_.conv_dim();
-    auto zxbcdt = in_proj(u);
-    auto z = zxbcdt.narrow(-1, 0, di);
-    auto xBC = zxbcdt.narrow(-1, di, cd);
-    auto dt_raw = zxbcdt.narrow(-1, di + cd, H);
+    // split, not narrow: the backward of three narrows writes three full-size zero gradients.
+    auto parts = in_proj(u).split_with_sizes({di, cd, H}, -1);
+    auto z = parts[0], xBC = parts[1], dt_raw = parts[2];
 
     // Causal depthwise conv: left context = the state's last d_conv-1 inputs (zeros for a fresh start).
     xBC = nn::causal_conv1d(xBC, conv_weight, conv_bias, st ? &st->conv : nullptr, /*silu=*/true);
 
-    auto x = xBC.narrow(-1, 0, di).view({b, T, H, P});
-    auto Bm = xBC.narrow(-1, di, G * N).view({b, T, G, N});
-    auto Cm = xBC.narrow(-1, di + G * N, G * N).view({b, T, G, N});
+    auto xbc = xBC.split_with_sizes({di, G * N, G * N}, -1);
+    auto x = xbc[0].view({b, T, H, P});
+    auto Bm = xbc[1].view({b, T, G, N});
+    auto Cm = xbc[2].view({b, T, G, N});
     auto dt = F::softplus(dt_raw + dt_bias);  // (B,T,H)
     auto A = -A_log.exp();
 
