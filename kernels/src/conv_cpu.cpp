@@ -154,6 +154,10 @@ struct ConvCpuFunction : torch::autograd::Function<ConvCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    // The backward is the kernel's, not LibTorch ops: its result could not be differentiated again.
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "causal_conv1d_cpu: its backward is first order only (create_graph); "
+                "set LMGRID_CPU_KERNELS=composite for higher derivatives");
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &wT = s[1], &bias = s[2], &hist = s[3], &pre = s[4];
     const bool silu = ctx->saved_data["silu"].toBool();

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <exception>
 #include <thread>
+#include <utility>
 #include <vector>
 
 // Inner loops compiled for AVX-512 and AVX2+FMA machines as well as baseline x86-64, chosen when
@@ -48,6 +49,11 @@ LMGRID_INLINE float exp_neg(float x) {
   return x < -87.0f ? 0.0f : p * two_n;
 }
 LMGRID_INLINE double exp_neg(double x) { return std::exp(x); }
+
+template <class T>
+LMGRID_INLINE void axpy(int64_t n, T a, const T* __restrict x, T* __restrict y) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
 
 // sum_i x[i] y[i] with 16 partial sums, so the loop vectorises (and does not wait on one
 // accumulator's latency) without reassociation flags; the order is fixed, so the result is too.
@@ -97,6 +103,78 @@ void parallel_tasks(int64_t n, double work, const F& task) {
   worker();
   for (auto& th : pool) th.join();
   if (error) std::rethrow_exception(error);
+}
+
+// Which part of a product is needed: A lower-triangular (A(i, kk) = 0 for kk > i), A upper-
+// triangular (0 for kk < i), or only C's lower triangle (j <= i). The kernel skips whole
+// multiply-adds of zeros and unneeded blocks, not single entries: zeros inside a block still count.
+enum class Part { full, a_lower, a_upper, c_lower };
+
+// C[i][j] += sum_kk A(i, kk) B[kk][j] for i < m, j < n, with A(i, kk) = A[i ars + kk acs] (any
+// strides, so transposes and row-strided inputs need no copy), B's rows at B + kk ldb and C's at
+// C + i ldc, both contiguous along j. Register blocks of 8 rows x 128 bytes (16 AVX-512
+// accumulators: per step of kk two loads of B and eight broadcasts of A feed 16 multiply-adds);
+// the remaining rows and columns take plain loops.
+template <class T>
+LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t ars, int64_t acs, const T* B,
+                            int64_t ldb, T* C, int64_t ldc, Part part = Part::full) {
+  constexpr int64_t R = 8, J = 128 / sizeof(T);
+  auto k_range = [&](int64_t i0, int64_t i1) -> std::pair<int64_t, int64_t> {  // rows [i0, i1)
+    if (part == Part::a_lower) return {0, std::min(k, i1)};
+    if (part == Part::a_upper) return {std::min(k, i0), k};
+    return {0, k};
+  };
+  int64_t j0 = 0;
+  for (; j0 + J <= n; j0 += J) {
+    int64_t i = 0;
+    for (; i + R <= m; i += R) {
+      if (part == Part::c_lower && j0 > i + R - 1) continue;
+      const auto [k0, k1] = k_range(i, i + R);
+      T acc[R][J];
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < J; ++j) acc[r][j] = C[(i + r) * ldc + j0 + j];
+      for (int64_t kk = k0; kk < k1; ++kk) {
+        const T* __restrict b = B + kk * ldb + j0;
+        for (int64_t r = 0; r < R; ++r) {
+          const T a = A[(i + r) * ars + kk * acs];
+          for (int64_t j = 0; j < J; ++j) acc[r][j] += a * b[j];
+        }
+      }
+      for (int64_t r = 0; r < R; ++r)
+        for (int64_t j = 0; j < J; ++j) C[(i + r) * ldc + j0 + j] = acc[r][j];
+    }
+    for (; i < m; ++i) {
+      if (part == Part::c_lower && j0 > i) continue;
+      const auto [k0, k1] = k_range(i, i + 1);
+      T acc[J];
+      for (int64_t j = 0; j < J; ++j) acc[j] = C[i * ldc + j0 + j];
+      for (int64_t kk = k0; kk < k1; ++kk) {
+        const T a = A[i * ars + kk * acs];
+        const T* __restrict b = B + kk * ldb + j0;
+        for (int64_t j = 0; j < J; ++j) acc[j] += a * b[j];
+      }
+      for (int64_t j = 0; j < J; ++j) C[i * ldc + j0 + j] = acc[j];
+    }
+  }
+  if (j0 < n)
+    for (int64_t i = 0; i < m; ++i) {
+      const auto [k0, k1] = k_range(i, i + 1);
+      for (int64_t kk = k0; kk < k1; ++kk) axpy(n - j0, A[i * ars + kk * acs], B + kk * ldb + j0, C + i * ldc + j0);
+    }
+}
+
+// out (cols x rows, leading dimension ld) = in (rows x cols, contiguous) transposed, in tiles of
+// 16 x 16 (a row-by-row transpose writes every element to another cache line: it took as long
+// as a 64^3 product).
+template <class T>
+LMGRID_INLINE void transpose(int64_t rows, int64_t cols, const T* in, T* out, int64_t ld) {
+  constexpr int64_t K = 16;
+  for (int64_t r0 = 0; r0 < rows; r0 += K)
+    for (int64_t c0 = 0; c0 < cols; c0 += K) {
+      const int64_t r1 = std::min(rows, r0 + K), c1 = std::min(cols, c0 + K);
+      for (int64_t c = c0; c < c1; ++c)
+        for (int64_t r = r0; r < r1; ++r) out[c * ld + r] = in[r * cols + c];
+    }
 }
 
 }  // namespace lmgrid::kernels::cpu

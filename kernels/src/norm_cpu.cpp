@@ -145,6 +145,10 @@ struct NormCpuFunction : torch::autograd::Function<NormCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    // The backward is the kernel's, not LibTorch ops: its result could not be differentiated again.
+    TORCH_CHECK(!torch::GradMode::is_enabled(),
+                "rms_norm_cpu: its backward is first order only (create_graph); "
+                "set LMGRID_CPU_KERNELS=composite for higher derivatives");
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &z = s[1], &weight = s[2], &rstd = s[3];
     if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};

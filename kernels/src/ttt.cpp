@@ -2,6 +2,7 @@
 // Equations in include/lmgrid/kernels/ttt.hpp and plugins/arch/{gem,ttt}/README.md.
 #include "lmgrid/kernels/ttt.hpp"
 
+#include "lmgrid/kernels/bmm.hpp"
 #include "lmgrid/kernels/fused.hpp"
 
 #include <algorithm>
@@ -44,14 +45,14 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
   Tensor s_all;
   if (fresh && T % chunk == 0 && T > chunk && !fused) {
     auto q4 = aq.reshape({N * (T / chunk), chunk, M}), k4 = ak.reshape({N * (T / chunk), chunk, M});
-    s_all = torch::bmm(q4, k4.transpose(1, 2)).tril(self_write ? 0 : -1).view({N, T / chunk, chunk, chunk});
+    s_all = kernels::bmm(q4, k4.transpose(1, 2)).tril(self_write ? 0 : -1).view({N, T / chunk, chunk, chunk});
   }
   // A fixed eta folds into baddbmm's alpha (fewer elementwise passes and autograd nodes); not on
   // the kernel path, where reading eta on the host would wait for the GPU.
   const bool eta_fixed = !eta.requires_grad() && !fused;
   const double eta_v = eta_fixed ? eta.item<double>() : 0.0;
   auto minus_eta_times = [&](const Tensor& base, const Tensor& a, const Tensor& b) {  // base - eta a b
-    return eta_fixed ? torch::baddbmm(base, a, b, 1.0, -eta_v) : base - eta * torch::bmm(a, b);
+    return eta_fixed ? kernels::baddbmm(base, a, b, 1.0, -eta_v) : base - eta * kernels::bmm(a, b);
   };
   std::vector<Tensor> outs;
   for (int64_t t0 = 0; t0 < T;) {
@@ -69,13 +70,13 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
     if (!st.V.defined())
       av = torch::matmul(torch::cat({aq_c, ak_c}, 1), V0);  // (N, 2n, D), shared V0: one GEMM
     else
-      av = torch::bmm(torch::cat({aq_c, ak_c}, 1), st.V);  // (N, 2n, D): A_q V and A_k V
+      av = kernels::bmm(torch::cat({aq_c, ak_c}, 1), st.V);  // (N, 2n, D): A_q V and A_k V
     auto r = av.narrow(1, 0, n);
     auto d = av.narrow(1, n, n) - v_c;                      // (N, n, D) residuals = dLoss/d(A_k V)
     auto keys = cat_or(st.ak, ak_c), ds = cat_or(st.d, d);  // (N, p+n, M), (N, p+n, D)
     // New token i sits at chunk position p+i and sees the writes of positions j < p+i (<= with self_write).
     auto s = s_all.defined() ? s_all.select(1, t0 / chunk)
-                             : torch::bmm(aq_c, keys.transpose(1, 2)).tril(self_write ? p : p - 1);  // (N, n, p+n)
+                             : kernels::bmm(aq_c, keys.transpose(1, 2)).tril(self_write ? p : p - 1);  // (N, n, p+n)
     r = minus_eta_times(r, s, ds);
     if (p + n == chunk) {
       if (!last || keep_state) {  // V <- V - eta A_k^T D, summed over the chunk
@@ -96,10 +97,10 @@ Tensor gem_memory(const Tensor& aq, const Tensor& ak, const Tensor& v, GemMemory
 
 GemChunk gem_chunk_composite(const Tensor& aq, const Tensor& ak, const Tensor& v, const Tensor& V, const Tensor& eta,
                              bool self_write) {
-  auto d = torch::bmm(ak, V) - v;                                          // (S, n, D)
-  auto Sc = torch::bmm(aq, ak.transpose(1, 2)).tril(self_write ? 0 : -1);  // (S, n, n)
+  auto d = kernels::bmm(ak, V) - v;                                          // (S, n, D)
+  auto Sc = kernels::bmm(aq, ak.transpose(1, 2)).tril(self_write ? 0 : -1);  // (S, n, n)
   auto e = eta.reshape({});
-  return {torch::bmm(aq, V) - e * torch::bmm(Sc, d), V - e * torch::bmm(ak.transpose(1, 2), d)};
+  return {kernels::bmm(aq, V) - e * kernels::bmm(Sc, d), V - e * kernels::bmm(ak.transpose(1, 2), d)};
 }
 
 Tensor gem_memory_naive(const Tensor& aq, const Tensor& ak, const Tensor& v, const Tensor& V0, int64_t chunk,
@@ -154,12 +155,12 @@ InnerGrads inner_grads(const Tensor& xk, const Tensor& xv, const TTTNorm& norm, 
   InnerGrads g;
   auto target = xv - xk;
   if (!st.mlp()) {
-    g.g1 = ln_l2_grad(torch::baddbmm(st.b1, xk, st.W1), target, norm);
+    g.g1 = ln_l2_grad(kernels::baddbmm(st.b1, xk, st.W1), target, norm);
   } else {
-    auto z1 = torch::baddbmm(st.b1, xk, st.W1);
+    auto z1 = kernels::baddbmm(st.b1, xk, st.W1);
     g.x2 = gelu_tanh(z1);
-    g.g2 = ln_l2_grad(torch::baddbmm(st.b2, g.x2, st.W2), target, norm);
-    g.g1 = torch::bmm(g.g2, st.W2.transpose(1, 2)) * gelu_tanh_grad(z1);
+    g.g2 = ln_l2_grad(kernels::baddbmm(st.b2, g.x2, st.W2), target, norm);
+    g.g1 = kernels::bmm(g.g2, st.W2.transpose(1, 2)) * gelu_tanh_grad(z1);
   }
   return g;
 }
@@ -173,30 +174,30 @@ Tensor ttt_dual_block(const Tensor& xq, const Tensor& xk, const Tensor& xv, cons
   auto te = eta.tril();
   auto g = inner_grads(xk, xv, norm, st);
   // Z1_bar = xq W1 + b1 - (tril(eta) * (xq xk^T + 1)) g1: the eta*Attn term and the b1_bar term in one matmul.
-  auto z1 = torch::baddbmm(st.b1, xq, st.W1) - torch::bmm(te * (torch::bmm(xq, xk.transpose(1, 2)) + 1.0), g.g1);
+  auto z1 = kernels::baddbmm(st.b1, xq, st.W1) - kernels::bmm(te * (kernels::bmm(xq, xk.transpose(1, 2)) + 1.0), g.g1);
   Tensor z = z1;
   Tensor x2q;
   if (st.mlp()) {
     x2q = gelu_tanh(z1);
-    z = torch::baddbmm(st.b2, x2q, st.W2) - torch::bmm(te * (torch::bmm(x2q, g.x2.transpose(1, 2)) + 1.0), g.g2);
+    z = kernels::baddbmm(st.b2, x2q, st.W2) - kernels::bmm(te * (kernels::bmm(x2q, g.x2.transpose(1, 2)) + 1.0), g.g2);
   }
   auto out = xq + ln_apply(z, norm);
   if (n == chunk) {                                 // mini-batch complete: W <- W - sum_j eta[last, j] grad_j
     auto last = eta.select(1, n - 1).unsqueeze(1);  // (N, 1, n)
-    st.W1 = st.W1 - torch::bmm(xk.transpose(1, 2) * last, g.g1);
-    st.b1 = st.b1 - torch::bmm(last, g.g1);
+    st.W1 = st.W1 - kernels::bmm(xk.transpose(1, 2) * last, g.g1);
+    st.b1 = st.b1 - kernels::bmm(last, g.g1);
     if (st.mlp()) {
-      st.W2 = st.W2 - torch::bmm(g.x2.transpose(1, 2) * last, g.g2);
-      st.b2 = st.b2 - torch::bmm(last, g.g2);
+      st.W2 = st.W2 - kernels::bmm(g.x2.transpose(1, 2) * last, g.g2);
+      st.b2 = st.b2 - kernels::bmm(last, g.g2);
     }
     st.p = 0;
   } else {                     // cut short: keep the lr-weighted gradient sums for the primal form
     auto l = lr.unsqueeze(1);  // (N, 1, n)
-    st.gW1 = torch::bmm(xk.transpose(1, 2) * l, g.g1);
-    st.gb1 = torch::bmm(l, g.g1);
+    st.gW1 = kernels::bmm(xk.transpose(1, 2) * l, g.g1);
+    st.gb1 = kernels::bmm(l, g.g1);
     if (st.mlp()) {
-      st.gW2 = torch::bmm(g.x2.transpose(1, 2) * l, g.g2);
-      st.gb2 = torch::bmm(l, g.g2);
+      st.gW2 = kernels::bmm(g.x2.transpose(1, 2) * l, g.g2);
+      st.gb2 = kernels::bmm(l, g.g2);
     }
     st.p = n;
   }
@@ -208,19 +209,19 @@ Tensor ttt_primal_token(const Tensor& xq, const Tensor& xk, const Tensor& xv, co
                         const TTTNorm& norm, TTTInnerState& st, int64_t chunk) {
   auto g = inner_grads(xk, xv, norm, st);
   auto l = lr.unsqueeze(1);  // (N, 1, 1)
-  st.gW1 = st.gW1 + torch::bmm(xk.transpose(1, 2) * l, g.g1);
+  st.gW1 = st.gW1 + kernels::bmm(xk.transpose(1, 2) * l, g.g1);
   st.gb1 = st.gb1 + l * g.g1;
   if (st.mlp()) {
-    st.gW2 = st.gW2 + torch::bmm(g.x2.transpose(1, 2) * l, g.g2);
+    st.gW2 = st.gW2 + kernels::bmm(g.x2.transpose(1, 2) * l, g.g2);
     st.gb2 = st.gb2 + l * g.g2;
   }
   auto ti = tidx.narrow(0, st.p, 1);
   auto W1 = st.W1 - ti * st.gW1, b1 = st.b1 - ti * st.gb1;
-  auto z = torch::baddbmm(b1, xq, W1);
+  auto z = kernels::baddbmm(b1, xq, W1);
   Tensor W2, b2;
   if (st.mlp()) {
     W2 = st.W2 - ti * st.gW2, b2 = st.b2 - ti * st.gb2;
-    z = torch::baddbmm(b2, gelu_tanh(z), W2);
+    z = kernels::baddbmm(b2, gelu_tanh(z), W2);
   }
   auto out = xq + ln_apply(z, norm);
   if (++st.p == chunk) {

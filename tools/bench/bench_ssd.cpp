@@ -2,21 +2,24 @@
 // forward+backward, against the time its matrix products alone would take at this machine's
 // measured matmul rate (a 1024^3 fp32 product timed in the same process).
 //
-//   build/bin/bench_ssd [--batch 1] [--T 1024] [--reps 7] [--chunks 32,64,128,256]
+//   build/bin/bench_ssd [--batch 1] [--T 1024] [--heads 8] [--reps 7] [--chunks 32,64,128,256]
+//                       [--loss y+state|y]
 //
-// Shape: Mamba-2 at d_model 256, expand 2 (d_inner 512), headdim 64 (8 heads), d_state 64,
-// ngroups 1. Matmul FLOPs are counted analytically (kernels::ssd_chunked_matmul_flops; backward
-// = 2 x forward: each product has two gradient products). ratio = measured / matmul-only time;
-// the target is <= 3. Every timing is the median of --reps runs after one warm-up, taken as the
-// process's CPU time (robust to other processes on a shared machine; wall time in brackets).
+// Shape: Mamba-2 at headdim 64, d_state 64, ngroups 1, 8 heads (d_model 256, expand 2) unless
+// --heads says otherwise (the quickstart's mamba2: --batch 12 --T 64 --heads 4 --chunks 64). Each
+// row is timed for both implementations side by side: the LibTorch composite
+// (ssd_chunked_composite) and the fused CPU kernel (ssd_chunked_cpu). --loss y differentiates y
+// alone, as training does (the final state unused); the default also sums the final state. Matmul FLOPs are counted
+// analytically (kernels::ssd_chunked_matmul_flops; backward = 2 x forward: each product has two gradient products).
+// ratio = measured / matmul-only time; the target is <= 3. Every timing is the median of --reps runs after one warm-up,
+// taken as the process's CPU time (robust to other processes on a shared machine; wall time in brackets).
 // LMGRID_THREADS sets LibTorch's thread count (default: all cores); OpenBLAS reads its own
 // OPENBLAS_NUM_THREADS at start-up. The figure to quote is single-threaded:
 //   OPENBLAS_NUM_THREADS=1 LMGRID_THREADS=1 build/bin/bench_ssd --reps 9 --chunks 64,128
 // (measured 2026-11-22, quiet 2-core machine: chunk 64 forward 2.52x, forward+backward 3.37x;
 // chunk 128: 1.91x / 2.50x). At these shapes a second thread does not shorten the wall time, so
 // with 2 threads the CPU time per token doubles (ratio ~4.7). Developer aid: BENCH_SSD_TRACE=PREFIX
-// writes a profiler trace PREFIX<chunk>.json of one forward+backward (forward only with
-// BENCH_SSD_TRACE_FWD=1).
+// writes a profiler trace PREFIX{composite,fused}<chunk>.json of one forward+backward.
 #include <algorithm>
 #include <chrono>
 #include <ctime>
@@ -63,8 +66,9 @@ Timing median_times(int reps, F&& f) {
 
 int main(int argc, char** argv) {
   lmgrid::ensure_fast_blas(argc, argv);  // before any BLAS call: may re-exec with OPENBLAS_CORETYPE
-  int64_t batch = 1, T = 1024;
+  int64_t batch = 1, T = 1024, H = 8;
   int reps = 7;
+  bool y_only = false;
   std::vector<int64_t> chunks = {32, 64, 128, 256};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -72,6 +76,10 @@ int main(int argc, char** argv) {
       batch = std::stoll(v);
     else if (k == "--T")
       T = std::stoll(v);
+    else if (k == "--heads")
+      H = std::stoll(v);
+    else if (k == "--loss")
+      y_only = v == "y";
     else if (k == "--reps")
       reps = std::max(5, std::stoi(v));
     else if (k == "--chunks") {
@@ -84,7 +92,7 @@ int main(int argc, char** argv) {
     }
   }
   torch::set_num_threads(lmgrid::default_threads());
-  const int64_t d_model = 256, d_inner = 2 * d_model, P = 64, H = d_inner / P, N = 64, G = 1;
+  const int64_t P = 64, d_inner = H * P, d_model = d_inner / 2, N = 64, G = 1;
   auto info = lmgrid::blas_info();
   const double gflops_wall = lmgrid::measure_matmul_gflops(1024, 7);
   // The same 1024^3 product timed in process CPU time (the ratio below uses CPU time on both sides).
@@ -104,8 +112,8 @@ int main(int argc, char** argv) {
       "times: median of %d, CPU time of the process per token (wall time in brackets); mm-only = matmul\n"
       "FLOPs / CPU-time matmul rate; ratio = CPU time / mm-only (target <= 3)\n",
       reps);
-  std::printf("%6s  %20s %9s %7s   %20s %9s %7s\n", "chunk", "fwd us/tok", "mm-only", "ratio", "fwd+bwd us/tok",
-              "mm-only", "ratio");
+  std::printf("%6s %-10s %20s %9s %7s   %20s %9s %7s\n", "chunk", "path", "fwd us/tok", "mm-only", "ratio",
+              "fwd+bwd us/tok", "mm-only", "ratio");
 
   torch::manual_seed(0);
   auto x = torch::randn({batch, T, H, P});
@@ -133,30 +141,39 @@ int main(int argc, char** argv) {
   };
   for (int64_t chunk : chunks) {
     const double f_fwd = batch * lmgrid::kernels::ssd_chunked_matmul_flops(T, H, P, G, N, chunk);
-    Timing t_fwd = median_times(reps, [&] {
-      torch::NoGradGuard ng;
-      auto r = lmgrid::kernels::ssd_chunked(x, dt, A, Bm, Cm, chunk);
-    });
-    if (std::getenv("BENCH_SSD_TRACE")) {
-      // Developer aid: BENCH_SSD_TRACE=/tmp/prefix writes a profiler trace of one forward+backward.
-      std::vector<torch::Tensor> lv;
-      for (const auto& t : {x, dt, A, Bm, Cm}) lv.push_back(t.detach().requires_grad_());
-      torch::autograd::profiler::RecordProfile guard(std::string(std::getenv("BENCH_SSD_TRACE")) +
-                                                     std::to_string(chunk) + ".json");
-      auto r = lmgrid::kernels::ssd_chunked(lv[0], lv[1], lv[2], lv[3], lv[4], chunk);
-      if (!std::getenv("BENCH_SSD_TRACE_FWD")) (r.y.sum() + r.final_state.sum()).backward();
+    for (const bool fused : {false, true}) {
+      auto scan = [&](const torch::Tensor& x_, const torch::Tensor& dt_, const torch::Tensor& A_,
+                      const torch::Tensor& B_, const torch::Tensor& C_) {
+        return fused ? lmgrid::kernels::ssd_chunked_cpu(x_, dt_, A_, B_, C_, chunk)
+                     : lmgrid::kernels::ssd_chunked_composite(x_, dt_, A_, B_, C_, chunk);
+      };
+      Timing t_fwd = median_times(reps, [&] {
+        torch::NoGradGuard ng;
+        auto r = scan(x, dt, A, Bm, Cm);
+      });
+      std::vector<torch::Tensor> leaves;
+      for (const auto& t : {x, dt, A, Bm, Cm}) leaves.push_back(t.detach().requires_grad_());
+      auto fwd_bwd = [&] {
+        auto r = scan(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4]);
+        (y_only ? r.y.sum() : r.y.sum() + r.final_state.sum()).backward();
+      };
+      if (std::getenv("BENCH_SSD_TRACE")) {
+        // Developer aid: BENCH_SSD_TRACE=/tmp/prefix writes a profiler trace of one forward+backward.
+        torch::autograd::profiler::RecordProfile guard(std::string(std::getenv("BENCH_SSD_TRACE")) +
+                                                       (fused ? "fused" : "composite") + std::to_string(chunk) +
+                                                       ".json");
+        fwd_bwd();
+      }
+      Timing t_fb = median_times(reps, [&] {
+        for (auto& l : leaves) l.mutable_grad() = torch::Tensor();
+        fwd_bwd();
+      });
+      const double mm_fwd = f_fwd / (gflops * 1e9), mm_fb = 3.0 * f_fwd / (gflops * 1e9);
+      std::printf("%6lld %-10s %9.2f (%8.2f) %9.2f %7.2f   %9.2f (%8.2f) %9.2f %7.2f\n", (long long)chunk,
+                  fused ? "fused" : "composite", 1e6 * t_fwd.cpu / tokens, 1e6 * t_fwd.wall / tokens,
+                  1e6 * mm_fwd / tokens, t_fwd.cpu / mm_fwd, 1e6 * t_fb.cpu / tokens, 1e6 * t_fb.wall / tokens,
+                  1e6 * mm_fb / tokens, t_fb.cpu / mm_fb);
     }
-    std::vector<torch::Tensor> leaves;
-    for (const auto& t : {x, dt, A, Bm, Cm}) leaves.push_back(t.detach().requires_grad_());
-    Timing t_fb = median_times(reps, [&] {
-      for (auto& l : leaves) l.mutable_grad() = torch::Tensor();
-      auto r = lmgrid::kernels::ssd_chunked(leaves[0], leaves[1], leaves[2], leaves[3], leaves[4], chunk);
-      (r.y.sum() + r.final_state.sum()).backward();
-    });
-    const double mm_fwd = f_fwd / (gflops * 1e9), mm_fb = 3.0 * f_fwd / (gflops * 1e9);
-    std::printf("%6lld  %9.2f (%8.2f) %9.2f %7.2f   %9.2f (%8.2f) %9.2f %7.2f\n", (long long)chunk,
-                1e6 * t_fwd.cpu / tokens, 1e6 * t_fwd.wall / tokens, 1e6 * mm_fwd / tokens, t_fwd.cpu / mm_fwd,
-                1e6 * t_fb.cpu / tokens, 1e6 * t_fb.wall / tokens, 1e6 * mm_fb / tokens, t_fb.cpu / mm_fb);
     shape_note(chunk);
   }
   return 0;
