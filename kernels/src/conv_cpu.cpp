@@ -45,7 +45,7 @@ LMGRID_INLINE T sigmoid(T v) {
 template <class T>
 LMGRID_INLINE void forward_row(const ConvArgs<T>& a, int64_t b) {
   const int64_t C = a.C;
-  std::vector<T> acc(C);
+  cpu::Scratch<T> acc(C);
   for (int64_t t = 0; t < a.T_; ++t) {
     std::fill(acc.begin(), acc.end(), T(0));
     for (int64_t j = 0; j < a.k; ++j) {
@@ -73,7 +73,7 @@ LMGRID_INLINE void forward_row(const ConvArgs<T>& a, int64_t b) {
 template <class T>
 LMGRID_INLINE void backward_row(const ConvArgs<T>& a, int64_t b) {
   const int64_t C = a.C, Tn = a.T_, k = a.k;
-  std::vector<T> g(Tn * C);  // dL/dpre for this row
+  cpu::Scratch<T> g(Tn * C);  // dL/dpre for this row
   for (int64_t t = 0; t < Tn; ++t) {
     const T* __restrict dy = a.dy + (b * Tn + t) * C;
     T* __restrict gt = g.data() + t * C;
@@ -102,7 +102,7 @@ LMGRID_INLINE void backward_row(const ConvArgs<T>& a, int64_t b) {
     }
   }
   // dxp_u for u in [0, k-1+T): x rows (u >= k-1) and history rows.
-  std::vector<T> acc(C);
+  cpu::Scratch<T> acc(C);
   for (int64_t u = 0; u < k - 1 + Tn; ++u) {
     T* out = u >= k - 1 ? a.dx + (b * Tn + u - (k - 1)) * C : a.dhist ? a.dhist + (b * (k - 1) + u) * C : nullptr;
     if (!out) continue;

@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -69,6 +70,52 @@ LMGRID_INLINE T dot(int64_t n, const T* __restrict x, const T* __restrict y) {
   for (int k = 0; k < K; ++k) s += acc[k];
   return s;
 }
+
+// A kernel's scratch array, left uninitialised and recycled: std::vector<T>(n) zeroes every
+// element, and malloc hands a task's dozen 16-64 KB buffers back to the system when they are freed
+// (glibc trims the heap top), so the next task took page faults on them again; for the SSD
+// backward that cost more than its products. Freed arrays go to a small per-thread cache and the
+// next Scratch of the same size on that thread takes one from it.
+template <class T>
+class Scratch {
+ public:
+  explicit Scratch(int64_t n) : n_(n) {
+    auto& c = cache();
+    for (size_t i = 0; i < c.size(); ++i)
+      if (c[i].first == n) {
+        p_ = std::move(c[i].second);
+        c.erase(c.begin() + static_cast<std::ptrdiff_t>(i));
+        return;
+      }
+    p_.reset(new T[static_cast<size_t>(n)]);
+  }
+  Scratch(int64_t n, T fill) : Scratch(n) { std::fill(begin(), end(), fill); }
+  ~Scratch() {
+    auto& c = cache();
+    if (p_ && c.size() < kCached) c.emplace_back(n_, std::move(p_));
+  }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* data() { return p_.get(); }
+  const T* data() const { return p_.get(); }
+  T* begin() { return p_.get(); }
+  T* end() { return p_.get() + n_; }
+  T& operator[](int64_t i) { return p_[i]; }
+  const T& operator[](int64_t i) const { return p_[i]; }
+  void swap(Scratch& o) {
+    std::swap(p_, o.p_);
+    std::swap(n_, o.n_);
+  }
+
+ private:
+  static constexpr size_t kCached = 48;
+  static std::vector<std::pair<int64_t, std::unique_ptr<T[]>>>& cache() {
+    thread_local std::vector<std::pair<int64_t, std::unique_ptr<T[]>>> c;
+    return c;
+  }
+  std::unique_ptr<T[]> p_;
+  int64_t n_;
+};
 
 // Runs task(t) for t in [0, n) on up to at::get_num_threads() threads (LibTorch's intra-op
 // count, which LMGRID_THREADS sets), handing out tasks one at a time (tasks may differ in cost).

@@ -41,7 +41,7 @@ struct NormArgs {
 
 template <class T>
 LMGRID_INLINE void forward_block(const NormArgs<T>& a, int64_t blk) {
-  std::vector<T> g(a.C);
+  cpu::Scratch<T> g(a.C);
   const int64_t G = a.C / a.W;
   for (int64_t r = blk * kRows; r < std::min(a.R, (blk + 1) * kRows); ++r) {
     const T* __restrict x = a.x + r * a.C;
@@ -68,7 +68,7 @@ LMGRID_INLINE void forward_block(const NormArgs<T>& a, int64_t blk) {
 template <class T>
 LMGRID_INLINE void backward_block(const NormArgs<T>& a, int64_t blk) {
   const int64_t G = a.C / a.W;
-  std::vector<T> g(a.C), sz(a.C), dn(a.C);
+  cpu::Scratch<T> g(a.C), sz(a.C), dn(a.C);
   T* __restrict dw = a.dwb + blk * a.C;
   std::fill(dw, dw + a.C, T(0));
   for (int64_t r = blk * kRows; r < std::min(a.R, (blk + 1) * kRows); ++r) {

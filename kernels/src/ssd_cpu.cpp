@@ -62,7 +62,8 @@ struct Tensors {
   // CB (B,G,c,Q,Q), written by the forward pass and read by both; y (B,L,H,P); hin (B,H,c,N,P)
   // the state at each chunk's start; hfin (B,H,N,P).
   T *CB, *y, *hin, *hfin;
-  // backward: dy and dfin (either may be null), and the gradients; dBh, dCh (B,L,H,N) per head;
+  // backward: dy and dfin (either may be null), and the gradients; dBh, dCh (B,L,G,N), summed
+  // over the heads of a group by the one task that owns the group's rows;
   // dA (B,H); dh0 (B,H,N,P).
   const T *dy, *dfin;
   T *dx, *ddt, *dBh, *dCh, *dA, *dh0;
@@ -84,7 +85,7 @@ LMGRID_INLINE void cb_chunk(const Dims& d, const Tensors<T>& a, int64_t task) {
 // Per-chunk quantities both passes recompute: S, xdt, the decays to the chunk's end w and ex(S).
 template <class T>
 struct ChunkScratch {
-  std::vector<T> S, w, e, xdt;
+  cpu::Scratch<T> S, w, e, xdt;
   explicit ChunkScratch(const Dims& d) : S(d.Q), w(d.Q), e(d.Q), xdt(d.Q * d.P) {}
   // Fills S, e, w and xdt for chunk k of (b, h); returns n.
   int64_t load(const Dims& d, const Tensors<T>& a, int64_t b, int64_t h, int64_t k) {
@@ -131,14 +132,14 @@ template <class T>
 LMGRID_INLINE void forward_head(const Dims& d, const Tensors<T>& a, int64_t bh) {
   const int64_t b = bh / d.H, h = bh % d.H, g = h / d.Hg, NP = d.N * d.P, ldx = d.H * d.P, ldbc = d.G * d.N;
   ChunkScratch<T> cs(d);
-  std::vector<T> hT(NP), E(d.Q * d.Q), Lm(d.Q * d.Q), Ce(d.Q * d.N), Bw(d.Q * d.N);
+  cpu::Scratch<T> hT(NP), E(d.Q * d.Q), Lm(d.Q * d.Q), Ce(d.Q * d.N), Bw(d.Q * d.N);
   if (a.h0)
     std::copy(a.h0 + bh * NP, a.h0 + (bh + 1) * NP, hT.begin());
   else
     std::fill(hT.begin(), hT.end(), T(0));
   for (int64_t k = 0; k < d.c; ++k) {
     const int64_t t0 = k * d.Q, n = cs.load(d, a, b, h, k);
-    std::copy(hT.begin(), hT.end(), a.hin + (bh * d.c + k) * NP);
+    if (a.hin) std::copy(hT.begin(), hT.end(), a.hin + (bh * d.c + k) * NP);
     const T *Bp = a.Bm + d.bc_row(b, t0, g), *Cp = a.Cm + d.bc_row(b, t0, g);
     T* Yp = a.y + d.x_row(b, t0, h);
     // Y = Lm xdt + (e C) hT (the second term is zero for the first chunk from a zero state)
@@ -164,11 +165,11 @@ LMGRID_INLINE void forward_head(const Dims& d, const Tensors<T>& a, int64_t bh) 
 template <class T>
 LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh) {
   const int64_t b = bh / d.H, h = bh % d.H, g = h / d.Hg, NP = d.N * d.P, ldx = d.H * d.P, ldbc = d.G * d.N;
-  const int64_t ldg = d.H * d.N;  // rows of the per-head gradients of B and C
+  const int64_t ldg = ldbc;  // rows of the gradients of B and C
   ChunkScratch<T> cs(d);
-  std::vector<T> dh(NP, T(0)), dhin(NP), dxdt(d.Q * d.P), dS(d.Q);
-  std::vector<T> Gm(d.Q * d.P), xw(d.Q * d.P), eY(d.Q * d.P), Re(d.Q * d.N), Ce(d.Q * d.N);
-  std::vector<T> dhT(NP), hinT(NP), xdtT(d.P * d.Q), E(d.Q * d.Q), Lm(d.Q * d.Q), dCB(d.Q * d.Q);
+  cpu::Scratch<T> dh(NP, T(0)), dhin(NP), dxdt(d.Q * d.P), dS(d.Q);
+  cpu::Scratch<T> Gm(d.Q * d.P), xw(d.Q * d.P), eY(d.Q * d.P), Re(d.Q * d.N), Ce(d.Q * d.N);
+  cpu::Scratch<T> dhT(NP), hinT(NP), xdtT(d.P * d.Q), E(d.Q * d.Q), Lm(d.Q * d.Q), dCB(d.Q * d.Q);
   if (a.dfin) std::copy(a.dfin + bh * NP, a.dfin + (bh + 1) * NP, dh.begin());
   // Training differentiates y alone from a zero state: then the last chunk's dL/dstate is zero
   // (its part (1) is skipped) and the first chunk's state is never read (its part (2) is).
@@ -177,13 +178,9 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
   T dA = 0;
   for (int64_t k = d.c - 1; k >= 0; --k) {
     const int64_t t0 = k * d.Q, n = cs.load(d, a, b, h, k);
-    const T* hin = a.hin + (bh * d.c + k) * NP;
+    const T* hin = a.hin ? a.hin + (bh * d.c + k) * NP : nullptr;  // null: the first chunk's zero state
     const T *Bp = a.Bm + d.bc_row(b, t0, g), *Cp = a.Cm + d.bc_row(b, t0, g);
-    T *dBp = a.dBh + d.dt_at(b, t0, h) * d.N, *dCp = a.dCh + d.dt_at(b, t0, h) * d.N;
-    for (int64_t i = 0; i < n; ++i) {  // this head's rows, zeroed here (in cache) rather than up front
-      std::fill(dBp + i * ldg, dBp + i * ldg + d.N, T(0));
-      std::fill(dCp + i * ldg, dCp + i * ldg + d.N, T(0));
-    }
+    T *dBp = a.dBh + d.bc_row(b, t0, g), *dCp = a.dCh + d.bc_row(b, t0, g);
     std::fill(dS.begin(), dS.begin() + n, T(0));
     const T eL = cs.e[n - 1];
     // (1) hT' = eL hT + sum_s w_s B_s (x) xdt_s.
@@ -193,7 +190,8 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
     } else {
       T deL = 0;
       for (int64_t i = 0; i < NP; ++i) dhin[i] = eL * dh[i];
-      for (int64_t nn = 0; nn < d.N; ++nn) deL += dot(d.P, dh.data() + nn * d.P, hin + nn * d.P);
+      if (hin)
+        for (int64_t nn = 0; nn < d.N; ++nn) deL += dot(d.P, dh.data() + nn * d.P, hin + nn * d.P);
       dS[n - 1] += deL * eL;
       std::fill(Gm.begin(), Gm.begin() + n * d.P, T(0));
       gemm_acc(n, d.P, d.N, Bp, ldbc, 1, dh.data(), d.P, Gm.data(), d.P);  // Gm = B dh
@@ -268,13 +266,24 @@ LMGRID_INLINE void backward_head(const Dims& d, const Tensors<T>& a, int64_t bh)
   std::copy(dh.begin(), dh.end(), a.dh0 + bh * NP);
 }
 
+// One task per (batch, group): zeroes the group's rows of dB and dC, then runs its heads.
+template <class T>
+LMGRID_INLINE void backward_group(const Dims& d, const Tensors<T>& a, int64_t bg) {
+  const int64_t b = bg / d.G, g = bg % d.G;
+  for (int64_t t = 0; t < d.L; ++t) {
+    std::fill(a.dBh + d.bc_row(b, t, g), a.dBh + d.bc_row(b, t, g) + d.N, T(0));
+    std::fill(a.dCh + d.bc_row(b, t, g), a.dCh + d.bc_row(b, t, g) + d.N, T(0));
+  }
+  for (int64_t h = g * d.Hg; h < (g + 1) * d.Hg; ++h) backward_head(d, a, b * d.H + h);
+}
+
 #define LMGRID_SSD_KERNELS(T)                                                                                  \
   LMGRID_MULTIVERSION void ssd_cb_##T(const Dims& d, const Tensors<T>& a, int64_t t) { cb_chunk<T>(d, a, t); } \
   LMGRID_MULTIVERSION void ssd_forward_##T(const Dims& d, const Tensors<T>& a, int64_t t) {                    \
     forward_head<T>(d, a, t);                                                                                  \
   }                                                                                                            \
   LMGRID_MULTIVERSION void ssd_backward_##T(const Dims& d, const Tensors<T>& a, int64_t t) {                   \
-    backward_head<T>(d, a, t);                                                                                 \
+    backward_group<T>(d, a, t);                                                                                \
   }
 LMGRID_SSD_KERNELS(float)
 LMGRID_SSD_KERNELS(double)
@@ -306,7 +315,10 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
     const Dims d = dims_of(x, Bm, chunk);
     const bool has_h0 = h0T.numel() > 0;
     auto y = torch::empty_like(x), hfin = torch::empty({d.B, d.H, d.N, d.P}, x.options());
-    auto hin = torch::empty({d.B, d.H, d.c, d.N, d.P}, x.options());
+    // The state at each chunk's start, for the backward pass; none when it is only the zero state
+    // of a single chunk (training's usual case: one chunk of the window, no initial state).
+    const bool keep_hin = d.c > 1 || has_h0;
+    auto hin = keep_hin ? torch::empty({d.B, d.H, d.c, d.N, d.P}, x.options()) : torch::empty({0}, x.options());
     auto CB = torch::empty({d.B, d.G, d.c, d.Q, d.Q}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssd_chunked_cpu", [&] {
       Tensors<scalar_t> a{};
@@ -314,13 +326,17 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
       a.Bm = Bm.data_ptr<scalar_t>(), a.Cm = Cm.data_ptr<scalar_t>();
       a.h0 = has_h0 ? h0T.data_ptr<scalar_t>() : nullptr;
       a.has_h0 = has_h0;
-      a.CB = CB.data_ptr<scalar_t>(), a.y = y.data_ptr<scalar_t>(), a.hin = hin.data_ptr<scalar_t>();
+      a.CB = CB.data_ptr<scalar_t>(), a.y = y.data_ptr<scalar_t>(),
+      a.hin = keep_hin ? hin.data_ptr<scalar_t>() : nullptr;
       a.hfin = hfin.data_ptr<scalar_t>();
       const double work = work_of(d);
       cpu::parallel_tasks(d.B * d.G * d.c, work / 3, [&](int64_t t) { run_cb(d, a, t); });
       cpu::parallel_tasks(d.B * d.H, work, [&](int64_t t) { run_forward(d, a, t); });
     });
     ctx->save_for_backward({x, dt, A, Bm, Cm, hin, CB});
+    // An unused output's gradient stays undefined (LibTorch would otherwise pass zeros): training
+    // never reads the final state, and its undefined gradient lets the backward skip part (1).
+    ctx->set_materialize_grads(false);
     ctx->saved_data["chunk"] = chunk;
     ctx->saved_data["has_h0"] = has_h0;
     return {y, hfin};
@@ -338,23 +354,22 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
     Tensor dy = grads[0].defined() ? grads[0].to(x.scalar_type()).contiguous() : Tensor();
     Tensor dfin = grads[1].defined() ? grads[1].to(x.scalar_type()).contiguous() : Tensor();
     auto dx = torch::empty_like(x), ddt = torch::empty_like(dt);
-    auto dBh = torch::empty({d.B, d.L, d.H, d.N}, x.options()), dCh = torch::empty_like(dBh);
+    auto dB = torch::empty({d.B, d.L, d.G, d.N}, x.options()), dC = torch::empty_like(dB);
     auto dAbh = torch::empty({d.B, d.H}, x.options()), dh0 = torch::empty({d.B, d.H, d.N, d.P}, x.options());
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ssd_chunked_cpu_backward", [&] {
       Tensors<scalar_t> a{};
       a.x = x.data_ptr<scalar_t>(), a.dt = dt.data_ptr<scalar_t>(), a.A = A.data_ptr<scalar_t>();
       a.Bm = Bm.data_ptr<scalar_t>(), a.Cm = Cm.data_ptr<scalar_t>(), a.CB = CB.data_ptr<scalar_t>();
-      a.hin = hin.data_ptr<scalar_t>();
+      a.hin = hin.numel() ? hin.data_ptr<scalar_t>() : nullptr;
       a.dy = dy.defined() ? dy.data_ptr<scalar_t>() : nullptr;
       a.dfin = dfin.defined() ? dfin.data_ptr<scalar_t>() : nullptr;
       a.has_h0 = ctx->saved_data["has_h0"].toBool();
-      a.dx = dx.data_ptr<scalar_t>(), a.ddt = ddt.data_ptr<scalar_t>(), a.dBh = dBh.data_ptr<scalar_t>();
-      a.dCh = dCh.data_ptr<scalar_t>(), a.dA = dAbh.data_ptr<scalar_t>(), a.dh0 = dh0.data_ptr<scalar_t>();
-      cpu::parallel_tasks(d.B * d.H, 2 * work_of(d), [&](int64_t t) { run_backward(d, a, t); });
+      a.dx = dx.data_ptr<scalar_t>(), a.ddt = ddt.data_ptr<scalar_t>(), a.dBh = dB.data_ptr<scalar_t>();
+      a.dCh = dC.data_ptr<scalar_t>(), a.dA = dAbh.data_ptr<scalar_t>(), a.dh0 = dh0.data_ptr<scalar_t>();
+      cpu::parallel_tasks(d.B * d.G, 2 * work_of(d), [&](int64_t t) { run_backward(d, a, t); });
     });
-    auto per_group = [&](const Tensor& t) { return d.Hg == 1 ? t : t.view({d.B, d.L, d.G, d.Hg, d.N}).sum(3); };
     const bool has_h0 = ctx->saved_data["has_h0"].toBool();
-    return {dx, ddt, dAbh.sum(0), per_group(dBh), per_group(dCh), has_h0 ? dh0 : Tensor(), Tensor()};
+    return {dx, ddt, dAbh.sum(0), dB, dC, has_h0 ? dh0 : Tensor(), Tensor()};
   }
 };
 
