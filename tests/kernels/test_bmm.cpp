@@ -8,6 +8,7 @@
 #include <ATen/Parallel.h>
 #include <lmgrid/kernels/bmm.hpp>
 #include <lmgrid/kernels/norm.hpp>
+#include <lmgrid/kernels/split.hpp>
 
 #include "../support.hpp"
 
@@ -77,4 +78,27 @@ TEST_CASE("bmm: one and two threads, baddbmm, routing, refusals; first-order ker
   auto x = torch::randn({4, 8}).requires_grad_(), wt = torch::ones({8}).requires_grad_();
   auto y = kernels::rms_norm_cpu(x, {}, wt, 1, 1e-5);
   CHECK_THROWS_WITH(torch::autograd::grad({y.pow(2).sum()}, {x}, {}, true, true), Catch::Contains("first order only"));
+}
+
+TEST_CASE("split_last: pieces equal the slices; gradients (also of unused pieces) equal cat's", "[unit][fused]") {
+  torch::manual_seed(4);
+  for (auto dt : {torch::kFloat64, torch::kFloat32, torch::kBFloat16}) {
+    auto x = torch::randn({3, 5, 11}, torch::kFloat64).to(dt).requires_grad_();
+    auto parts = kernels::split_last(x, {4, 0, 7});
+    REQUIRE(parts.size() == 3);
+    CHECK(torch::equal(parts[0], x.narrow(-1, 0, 4)));
+    CHECK(torch::equal(parts[2], x.narrow(-1, 4, 7)));
+    CHECK(parts[0].is_contiguous());
+    auto w = torch::randn({3, 5, 7}, torch::kFloat64).to(dt);
+    auto g = torch::autograd::grad({(parts[2] * w).sum()}, {x})[0];  // the first piece unused
+    CHECK(torch::equal(g.narrow(-1, 0, 4), torch::zeros({3, 5, 4}, g.options())));
+    CHECK(torch::equal(g.narrow(-1, 4, 7), w));
+  }
+  // Second derivatives: the backward is differentiable when create_graph asks.
+  auto x = torch::randn({2, 6}, torch::kFloat64).requires_grad_();
+  auto p = kernels::split_last(x, {2, 4});
+  auto g = torch::autograd::grad({(p[0].pow(3)).sum() + p[1].sum()}, {x}, {}, true, true)[0];
+  auto h = torch::autograd::grad({g.sum()}, {x})[0];
+  CHECK(rel_err(h.narrow(-1, 0, 2), 6 * x.detach().narrow(-1, 0, 2)) < 1e-12);
+  CHECK_THROWS_WITH(kernels::split_last(x, {2, 3}), Catch::Contains("sizes must add up"));
 }

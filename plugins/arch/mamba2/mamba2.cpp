@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include <lmgrid/base/errors.hpp>
+#include <lmgrid/kernels/split.hpp>
 #include <lmgrid/kernels/ssd.hpp>
 #include <lmgrid/nn.hpp>
 #include <lmgrid/plugin/plugin.hpp>
@@ -61,14 +62,15 @@ class Mamba2MixerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& u, Mamba2Layer* st) {
     const int64_t b = u.size(0), T = u.size(1), di = c_.d_inner(), H = c_.nheads(), P = c_.headdim;
     const int64_t G = c_.ngroups, N = c_.d_state, cd = c_.conv_dim();
-    // split, not narrow: the backward of three narrows writes three full-size zero gradients.
-    auto parts = in_proj(u).split_with_sizes({di, cd, H}, -1);
+    // split_last, not narrow: the backward of three narrows writes three full-size zero
+    // gradients, and LibTorch's split backward (a cat along the last dim) is slow on the CPU.
+    auto parts = kernels::split_last(in_proj(u), {di, cd, H});
     auto z = parts[0], xBC = parts[1], dt_raw = parts[2];
 
     // Causal depthwise conv: left context = the state's last d_conv-1 inputs (zeros for a fresh start).
     xBC = nn::causal_conv1d(xBC, conv_weight, conv_bias, st ? &st->conv : nullptr, /*silu=*/true);
 
-    auto xbc = xBC.split_with_sizes({di, G * N, G * N}, -1);
+    auto xbc = kernels::split_last(xBC, {di, G * N, G * N});
     auto x = xbc[0].view({b, T, H, P});
     auto Bm = xbc[1].view({b, T, G, N});
     auto Cm = xbc[2].view({b, T, G, N});
