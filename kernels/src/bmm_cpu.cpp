@@ -1,6 +1,8 @@
 // Batched matrix product on the CPU: lmgrid/kernels/bmm.hpp.
 #include "lmgrid/kernels/bmm.hpp"
 
+#include <ATen/ExpandUtils.h>  // at::sum_to
+
 #include "cpu_common.hpp"
 #include "lmgrid/kernels/ssd.hpp"  // cpu_kernels_enabled
 
@@ -17,12 +19,14 @@ struct BmmArgs {
   int64_t sa0, sa1, sa2;  // a's strides: batch, row, column
   const T* b;
   int64_t sb0, sb1;  // b's batch and row strides (columns contiguous)
-  T* c;              // (B, M, N) contiguous, zeroed
+  T* c;              // (B, M, N) contiguous, holding what the product is added to
+  T alpha;
 };
 
 template <class T>
 LMGRID_INLINE void bmm_entry(const BmmArgs<T>& x, int64_t i) {
-  cpu::gemm_acc(x.M, x.N, x.K, x.a + i * x.sa0, x.sa1, x.sa2, x.b + i * x.sb0, x.sb1, x.c + i * x.M * x.N, x.N);
+  cpu::gemm_acc(x.M, x.N, x.K, x.a + i * x.sa0, x.sa1, x.sa2, x.b + i * x.sb0, x.sb1, x.c + i * x.M * x.N, x.N,
+                cpu::Part::full, x.alpha);
 }
 
 LMGRID_MULTIVERSION void bmm_float(const BmmArgs<float>& x, int64_t i) { bmm_entry<float>(x, i); }
@@ -30,12 +34,12 @@ LMGRID_MULTIVERSION void bmm_double(const BmmArgs<double>& x, int64_t i) { bmm_e
 void run(const BmmArgs<float>& x, int64_t i) { bmm_float(x, i); }
 void run(const BmmArgs<double>& x, int64_t i) { bmm_double(x, i); }
 
-// The product itself, no autograd: a any strides, b with columns contiguous (else copied).
-Tensor bmm_raw(const Tensor& a, const Tensor& b_in) {
+// c + alpha a b with no autograd, c (B,M,N) contiguous and written in place: a any strides, b
+// with columns contiguous (else copied).
+void bmm_into(Tensor& c, const Tensor& a, const Tensor& b_in, double alpha) {
   const Tensor b = b_in.stride(2) == 1 ? b_in : b_in.contiguous();
   const int64_t B = a.size(0), M = a.size(1), K = a.size(2), N = b.size(2);
-  auto c = torch::zeros({B, M, N}, a.options());
-  if (c.numel() == 0 || K == 0) return c;
+  if (c.numel() == 0 || K == 0) return;
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "bmm_cpu", [&] {
     BmmArgs<scalar_t> x{M,
                         N,
@@ -47,9 +51,15 @@ Tensor bmm_raw(const Tensor& a, const Tensor& b_in) {
                         b.data_ptr<scalar_t>(),
                         b.stride(0),
                         b.stride(1),
-                        c.data_ptr<scalar_t>()};
+                        c.data_ptr<scalar_t>(),
+                        static_cast<scalar_t>(alpha)};
     cpu::parallel_tasks(B, static_cast<double>(B) * M * N * K, [&](int64_t i) { run(x, i); });
   });
+}
+
+Tensor bmm_raw(const Tensor& a, const Tensor& b, double alpha = 1.0) {
+  auto c = torch::zeros({a.size(0), a.size(1), b.size(2)}, a.options());
+  bmm_into(c, a, b, alpha);
   return c;
 }
 
@@ -71,6 +81,42 @@ struct BmmFunction : torch::autograd::Function<BmmFunction> {
     if (ctx->needs_input_grad(0)) da = prod(g, b.transpose(1, 2));
     if (ctx->needs_input_grad(1)) db = prod(a.transpose(1, 2), g);
     return {da, db};
+  }
+};
+
+// beta base + alpha a b in one pass: the output starts as beta base (broadcast) and the product
+// is accumulated into it with alpha folded into the broadcast factor of a.
+struct BaddbmmFunction : torch::autograd::Function<BaddbmmFunction> {
+  static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& base, const Tensor& a, const Tensor& b,
+                        double beta, double alpha) {
+    const std::vector<int64_t> shape{a.size(0), a.size(1), b.size(2)};
+    Tensor c = beta == 0.0 ? torch::zeros(shape, a.options())
+                           : (beta == 1.0 ? base.expand(shape) : base.expand(shape) * beta).contiguous();
+    if (beta == 1.0 && c.data_ptr() == base.data_ptr()) c = c.clone();  // never write into the input
+    bmm_into(c, a, b, alpha);
+    ctx->save_for_backward({a, b});
+    ctx->saved_data["beta"] = beta;
+    ctx->saved_data["alpha"] = alpha;
+    ctx->saved_data["base_shape"] = base.sizes().vec();
+    return c;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto s = ctx->get_saved_variables();
+    const Tensor &a = s[0], &b = s[1];
+    const Tensor& g = grads[0];
+    if (!g.defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};
+    const double beta = ctx->saved_data["beta"].toDouble(), alpha = ctx->saved_data["alpha"].toDouble();
+    const bool differentiable = torch::GradMode::is_enabled();
+    auto prod = [&](const Tensor& x, const Tensor& y) {
+      return differentiable ? torch::bmm(x, y) * alpha : bmm_raw(x, y, alpha);
+    };
+    Tensor dbase, da, db;
+    if (ctx->needs_input_grad(0))
+      dbase = at::sum_to(beta == 1.0 ? g : g * beta, ctx->saved_data["base_shape"].toIntVector());
+    if (ctx->needs_input_grad(1)) da = prod(g, b.transpose(1, 2));
+    if (ctx->needs_input_grad(2)) db = prod(a.transpose(1, 2), g);
+    return {dbase, da, db, Tensor(), Tensor()};
   }
 };
 
@@ -98,11 +144,9 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor baddbmm(const Tensor& base, const Tensor& a, const Tensor& b, double beta, double alpha) {
-  if (a.device().is_cpu() && cpu_kernels_enabled() && bmm_cpu_unsupported(a, b).empty()) {
-    auto p = bmm_cpu(a, b);
-    if (alpha != 1.0) p = p * alpha;
-    return beta == 0.0 ? p : beta == 1.0 ? base + p : base * beta + p;
-  }
+  if (a.device().is_cpu() && cpu_kernels_enabled() && bmm_cpu_unsupported(a, b).empty() &&
+      base.scalar_type() == a.scalar_type() && base.device().is_cpu() && base.dim() <= 3)
+    return BaddbmmFunction::apply(base, a, b, beta, alpha);
   return torch::baddbmm(base, a, b, beta, alpha);
 }
 

@@ -157,14 +157,14 @@ void parallel_tasks(int64_t n, double work, const F& task) {
 // multiply-adds of zeros and unneeded blocks, not single entries: zeros inside a block still count.
 enum class Part { full, a_lower, a_upper, c_lower };
 
-// C[i][j] += sum_kk A(i, kk) B[kk][j] for i < m, j < n, with A(i, kk) = A[i ars + kk acs] (any
+// C[i][j] += alpha sum_kk A(i, kk) B[kk][j] for i < m, j < n, with A(i, kk) = A[i ars + kk acs] (any
 // strides, so transposes and row-strided inputs need no copy), B's rows at B + kk ldb and C's at
 // C + i ldc, both contiguous along j. Register blocks of 8 rows x 128 bytes (16 AVX-512
 // accumulators: per step of kk two loads of B and eight broadcasts of A feed 16 multiply-adds);
 // the remaining rows and columns take plain loops.
 template <class T>
 LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t ars, int64_t acs, const T* B,
-                            int64_t ldb, T* C, int64_t ldc, Part part = Part::full) {
+                            int64_t ldb, T* C, int64_t ldc, Part part = Part::full, T alpha = T(1)) {
   constexpr int64_t R = 8, J = 128 / sizeof(T);
   auto k_range = [&](int64_t i0, int64_t i1) -> std::pair<int64_t, int64_t> {  // rows [i0, i1)
     if (part == Part::a_lower) return {0, std::min(k, i1)};
@@ -183,7 +183,7 @@ LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t
       for (int64_t kk = k0; kk < k1; ++kk) {
         const T* __restrict b = B + kk * ldb + j0;
         for (int64_t r = 0; r < R; ++r) {
-          const T a = A[(i + r) * ars + kk * acs];
+          const T a = alpha * A[(i + r) * ars + kk * acs];
           for (int64_t j = 0; j < J; ++j) acc[r][j] += a * b[j];
         }
       }
@@ -196,7 +196,7 @@ LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t
       T acc[J];
       for (int64_t j = 0; j < J; ++j) acc[j] = C[i * ldc + j0 + j];
       for (int64_t kk = k0; kk < k1; ++kk) {
-        const T a = A[i * ars + kk * acs];
+        const T a = alpha * A[i * ars + kk * acs];
         const T* __restrict b = B + kk * ldb + j0;
         for (int64_t j = 0; j < J; ++j) acc[j] += a * b[j];
       }
@@ -206,7 +206,8 @@ LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t
   if (j0 < n)
     for (int64_t i = 0; i < m; ++i) {
       const auto [k0, k1] = k_range(i, i + 1);
-      for (int64_t kk = k0; kk < k1; ++kk) axpy(n - j0, A[i * ars + kk * acs], B + kk * ldb + j0, C + i * ldc + j0);
+      for (int64_t kk = k0; kk < k1; ++kk)
+        axpy(n - j0, alpha * A[i * ars + kk * acs], B + kk * ldb + j0, C + i * ldc + j0);
     }
 }
 

@@ -68,6 +68,31 @@ TEST_CASE("bmm: one and two threads, baddbmm, routing, refusals; first-order ker
   auto base = torch::randn({48, 1, 64});
   CHECK(rel_err(kernels::baddbmm(base, a, b, 1.0, -0.5), torch::baddbmm(base, a, b, 1.0, -0.5)) < 1e-5);
   CHECK(rel_err(kernels::baddbmm(base, a, b, 0.5, 2.0), torch::baddbmm(base, a, b, 0.5, 2.0)) < 1e-5);
+  // Gradients of baddbmm, with base broadcast over rows and over the batch, and the input never
+  // written (base of the output's own shape).
+  for (auto bshape : std::vector<std::vector<int64_t>>{{6, 1, 5}, {4, 5}, {6, 4, 5}}) {
+    auto o = torch::kFloat64;
+    auto bs = torch::randn(bshape, o).requires_grad_(), x = torch::randn({6, 4, 3}, o).requires_grad_();
+    auto y = torch::randn({6, 3, 5}, o).requires_grad_();
+    const auto before_base = bs.detach().clone();
+    for (double beta : {1.0, 0.5, 0.0}) {
+      auto ref = torch::baddbmm(bs, x, y, beta, -0.7), got = kernels::baddbmm(bs, x, y, beta, -0.7);
+      INFO("base " << bshape.size() << "-d, beta " << beta);
+      CHECK(rel_err(got, ref) < 1e-12);
+      auto w = torch::randn(ref.sizes(), o);
+      std::vector<torch::Tensor> leaves{bs, x, y};
+      auto gr = torch::autograd::grad({(ref * w).sum()}, leaves, {}, false, false, true);
+      auto gg = torch::autograd::grad({(got * w).sum()}, leaves, {}, false, false, true);
+      for (size_t i = 0; i < 3; ++i) {
+        if (!gr[i].defined()) {
+          CHECK((!gg[i].defined() || gg[i].abs().max().item<double>() == 0.0));
+          continue;
+        }
+        CHECK(rel_err(gg[i], gr[i]) < 1e-12);
+      }
+    }
+    CHECK(torch::equal(bs.detach(), before_base));
+  }
   // Routing: integer tensors go to LibTorch.
   auto ia = torch::ones({2, 3, 4}, torch::kInt64), ib = torch::ones({2, 4, 5}, torch::kInt64);
   CHECK(kernels::bmm(ia, ib).sum().item<int64_t>() == 2 * 3 * 5 * 4);
