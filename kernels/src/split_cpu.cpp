@@ -25,6 +25,7 @@ void copy_rows(const Tensor& whole, const std::vector<Tensor>& pieces, bool to_p
   int64_t off = 0;
   for (const auto& p : pieces) {
     const int64_t w = p.size(-1);
+    if (w == 0 || rows == 0) continue;  // an empty piece may have no storage (memcpy takes no null)
     auto* pb = static_cast<char*>(p.data_ptr());
     for (int64_t r = 0; r < rows; ++r) {
       char* a = base + (r * W + off) * es;
