@@ -12,8 +12,10 @@
 //   ssd_chunked  the chunked SSD algorithm (training and prefill): intra-chunk quadratic form with
 //                a masked decay matrix, per-chunk states, state passing between chunks (an
 //                elementwise recurrence over the chunks), then state-to-output.
-// All are plain LibTorch ops, differentiable by autograd, any floating dtype, any length L (the
-// last chunk is zero-padded internally: dt = 0 there, so padding neither decays nor adds state).
+// ssd_naive, ssd_step and ssd_chunked_composite are plain LibTorch ops, differentiable by autograd,
+// any floating dtype, any length L (the composite zero-pads the last chunk: dt = 0 there, so
+// padding neither decays nor adds state); ssd_chunked takes the fused CPU kernel (ssd_chunked_cpu,
+// first-order backward) for float32 and float64 CPU tensors, the composite otherwise.
 //
 // Shapes (letters: B batch, L length, H heads, P head dim, G groups, N state dim):
 //   x (B,L,H,P), dt (B,L,H) (already softplus'ed, > 0), A (H), Bm and Cm (B,L,G,N),
