@@ -137,8 +137,7 @@ TEST_CASE("conv: the fused kernel gives the same bits on 1 and 2 threads; routin
   CHECK(kernels::causal_conv1d_cpu_unsupported(x, w, b, {}).empty());
   CHECK(kernels::causal_conv1d_cpu_unsupported(x.to(torch::kBFloat16), w, b, {}) == "dtype is not float32 or float64");
   CHECK(kernels::causal_conv1d_cpu_unsupported(x, w.to(torch::kFloat32), b, {}) == "not CPU tensors of one dtype");
-  CHECK(kernels::causal_conv1d_cpu_unsupported(x, w.narrow(0, 0, 5), b, {}) ==
-        "weight is not (C,k) for x's channels");
+  CHECK(kernels::causal_conv1d_cpu_unsupported(x, w.narrow(0, 0, 5), b, {}) == "weight is not (C,k) for x's channels");
   CHECK(kernels::causal_conv1d_cpu_unsupported(x, w, b, torch::zeros({2, 2, 12}, torch::kFloat64)) ==
         "history is not (B,k-1,C)");
   CHECK_THROWS_WITH(kernels::causal_conv1d_cpu(x, w, b.narrow(0, 0, 3), {}, false), Catch::Contains("bias is not (C)"));
