@@ -4,7 +4,7 @@
 #include <ATen/ExpandUtils.h>  // at::sum_to
 
 #include "cpu_common.hpp"
-#include "lmgrid/kernels/ssd.hpp"  // cpu_kernels_enabled
+#include "lmgrid/kernels/cpu_kernels.hpp"
 
 namespace lmgrid::kernels {
 

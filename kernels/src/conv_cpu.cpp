@@ -33,15 +33,6 @@ struct ConvArgs {
   }
 };
 
-// 1 / (1 + exp(-v)) from e = exp(-|v|) <= 1, branch-free (the loops over channels vectorise in
-// float, where exp_neg is a polynomial).
-template <class T>
-LMGRID_INLINE T sigmoid(T v) {
-  const T e = cpu::exp_neg(v < T(0) ? v : -v);
-  const T r = T(1) / (T(1) + e);
-  return v >= T(0) ? r : e * r;
-}
-
 template <class T>
 LMGRID_INLINE void forward_row(const ConvArgs<T>& a, int64_t b) {
   const int64_t C = a.C;
@@ -62,7 +53,7 @@ LMGRID_INLINE void forward_row(const ConvArgs<T>& a, int64_t b) {
       T* __restrict p = a.pre + (b * a.T_ + t) * C;
       for (int64_t c = 0; c < C; ++c) {
         p[c] = acc[c];
-        y[c] = acc[c] * sigmoid(acc[c]);
+        y[c] = acc[c] * cpu::sigmoid(acc[c]);
       }
     } else {
       std::copy(acc.begin(), acc.end(), y);
@@ -80,7 +71,7 @@ LMGRID_INLINE void backward_row(const ConvArgs<T>& a, int64_t b) {
     if (a.pre) {
       const T* __restrict p = a.pre + (b * Tn + t) * C;
       for (int64_t c = 0; c < C; ++c) {
-        const T s = sigmoid(p[c]);
+        const T s = cpu::sigmoid(p[c]);
         gt[c] = dy[c] * s * (T(1) + p[c] * (T(1) - s));
       }
     } else {
@@ -154,10 +145,7 @@ struct ConvCpuFunction : torch::autograd::Function<ConvCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    // The backward is the kernel's, not LibTorch ops: its result could not be differentiated again.
-    TORCH_CHECK(!torch::GradMode::is_enabled(),
-                "causal_conv1d_cpu: its backward is first order only (create_graph); "
-                "set LMGRID_CPU_KERNELS=composite for higher derivatives");
+    cpu::require_first_order("causal_conv1d_cpu");
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &wT = s[1], &bias = s[2], &hist = s[3], &pre = s[4];
     const bool silu = ctx->saved_data["silu"].toBool();

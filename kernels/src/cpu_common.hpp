@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/Parallel.h>  // at::get_num_threads
+#include <torch/torch.h>
 
 #include <algorithm>
 #include <cmath>
@@ -54,6 +55,23 @@ LMGRID_INLINE double exp_neg(double x) { return std::exp(x); }
 template <class T>
 LMGRID_INLINE void axpy(int64_t n, T a, const T* __restrict x, T* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// 1 / (1 + exp(-v)) from e = exp(-|v|) <= 1, branch-free (loops over it vectorise in float,
+// where exp_neg is a polynomial).
+template <class T>
+LMGRID_INLINE T sigmoid(T v) {
+  const T e = exp_neg(v < T(0) ? v : -v);
+  const T r = T(1) / (T(1) + e);
+  return v >= T(0) ? r : e * r;
+}
+
+// For a kernel's backward made of its own loops: its result could not be differentiated again,
+// so a backward under create_graph is refused rather than silently wrong.
+inline void require_first_order(const char* kernel) {
+  TORCH_CHECK(!torch::GradMode::is_enabled(), kernel,
+              ": its backward is first order only (create_graph); set LMGRID_CPU_KERNELS=composite for higher "
+              "derivatives");
 }
 
 // sum_i x[i] y[i] with 16 partial sums, so the loop vectorises (and does not wait on one

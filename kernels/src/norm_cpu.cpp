@@ -23,13 +23,6 @@ using torch::Tensor;
 constexpr int64_t kRows = 64;
 
 template <class T>
-LMGRID_INLINE T sigmoid(T v) {  // branch-free from exp(-|v|), as in conv_cpu.cpp
-  const T e = cpu::exp_neg(v < T(0) ? v : -v);
-  const T r = T(1) / (T(1) + e);
-  return v >= T(0) ? r : e * r;
-}
-
-template <class T>
 struct NormArgs {
   int64_t R, C, W;  // rows, channels, channels per group
   T eps;
@@ -48,7 +41,7 @@ LMGRID_INLINE void forward_block(const NormArgs<T>& a, int64_t blk) {
     T* __restrict gr = g.data();
     if (a.z) {
       const T* __restrict z = a.z + r * a.C;
-      for (int64_t c = 0; c < a.C; ++c) gr[c] = x[c] * z[c] * sigmoid(z[c]);
+      for (int64_t c = 0; c < a.C; ++c) gr[c] = x[c] * z[c] * cpu::sigmoid(z[c]);
     } else {
       for (int64_t c = 0; c < a.C; ++c) gr[c] = x[c];
     }
@@ -79,7 +72,7 @@ LMGRID_INLINE void backward_block(const NormArgs<T>& a, int64_t blk) {
     if (a.z) {
       const T* __restrict z = a.z + r * a.C;
       for (int64_t c = 0; c < a.C; ++c) {
-        s[c] = z[c] * sigmoid(z[c]);
+        s[c] = z[c] * cpu::sigmoid(z[c]);
         gr[c] = x[c] * s[c];
       }
     } else {
@@ -105,7 +98,7 @@ LMGRID_INLINE void backward_block(const NormArgs<T>& a, int64_t blk) {
       const T* __restrict z = a.z + r * a.C;
       T* __restrict dz = a.dz + r * a.C;
       for (int64_t c = 0; c < a.C; ++c) {
-        const T sg = sigmoid(z[c]);
+        const T sg = cpu::sigmoid(z[c]);
         dx[c] = d[c] * s[c];
         dz[c] = d[c] * x[c] * sg * (T(1) + z[c] * (T(1) - sg));
       }
@@ -145,10 +138,7 @@ struct NormCpuFunction : torch::autograd::Function<NormCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    // The backward is the kernel's, not LibTorch ops: its result could not be differentiated again.
-    TORCH_CHECK(!torch::GradMode::is_enabled(),
-                "rms_norm_cpu: its backward is first order only (create_graph); "
-                "set LMGRID_CPU_KERNELS=composite for higher derivatives");
+    cpu::require_first_order("rms_norm_cpu");
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &z = s[1], &weight = s[2], &rstd = s[3];
     if (!grads[0].defined()) return {Tensor(), Tensor(), Tensor(), Tensor(), Tensor()};

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <numeric>
 
-#include "lmgrid/kernels/ssd.hpp"  // cpu_kernels_enabled
+#include "lmgrid/kernels/cpu_kernels.hpp"
 
 namespace lmgrid::kernels {
 

@@ -22,8 +22,6 @@
 #include "cpu_common.hpp"
 
 #include <cmath>
-#include <cstdlib>
-#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -34,10 +32,14 @@ namespace {
 
 using torch::Tensor;
 
+// Decays below exp(-kCut) are zero, as in ssd.cpp's exp_nonpos (subnormals in the products are
+// ~100x slower, and such decays are below the dtype's resolution anyway).
+template <class T>
+constexpr T kCut = sizeof(T) == 8 ? T(600) : T(60);
+
 template <class T>
 LMGRID_INLINE T ex(T t) {
-  constexpr T cut = sizeof(T) == 8 ? T(600) : T(60);
-  return t < -cut ? T(0) : std::exp(t);
+  return t < -kCut<T> ? T(0) : std::exp(t);
 }
 
 using cpu::axpy;
@@ -113,7 +115,6 @@ struct ChunkScratch {
 // std::exp they took as long as all the chunk's products).
 template <class T>
 LMGRID_INLINE void decayed_scores(const Dims& d, int64_t n, const T* cb, const T* S, T* E, T* Lm) {
-  constexpr T cut = sizeof(T) == 8 ? T(600) : T(60);
   for (int64_t l = 0; l < n; ++l) {
     const T Sl = S[l];
     T* __restrict El = E + l * d.Q;
@@ -121,7 +122,7 @@ LMGRID_INLINE void decayed_scores(const Dims& d, int64_t n, const T* cb, const T
     const T* __restrict cl = cb + l * d.Q;
     for (int64_t s = 0; s < n; ++s) {
       const T t = Sl - S[s];
-      const T v = (s > l || t < -cut) ? T(0) : cpu::exp_neg(t);
+      const T v = (s > l || t < -kCut<T>) ? T(0) : cpu::exp_neg(t);
       El[s] = v;
       Ll[s] = s > l ? T(0) : cl[s] * v;
     }
@@ -344,10 +345,7 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    // The backward is the kernel's, not LibTorch ops: its result could not be differentiated again.
-    TORCH_CHECK(!torch::GradMode::is_enabled(),
-                "ssd_chunked_cpu: its backward is first order only (create_graph); "
-                "set LMGRID_CPU_KERNELS=composite for higher derivatives");
+    cpu::require_first_order("ssd_chunked_cpu");
     auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &dt = s[1], &A = s[2], &Bm = s[3], &Cm = s[4], &hin = s[5], &CB = s[6];
     const Dims d = dims_of(x, Bm, ctx->saved_data["chunk"].toInt());
@@ -374,14 +372,6 @@ struct SsdCpuFunction : torch::autograd::Function<SsdCpuFunction> {
 };
 
 }  // namespace
-
-bool cpu_kernels_enabled() {
-  const char* v = std::getenv("LMGRID_CPU_KERNELS");
-  const std::string s = v ? v : "auto";
-  if (s == "auto" || s.empty()) return true;
-  if (s == "composite") return false;
-  throw std::invalid_argument("LMGRID_CPU_KERNELS=" + s + ": expected auto or composite");
-}
 
 std::string ssd_chunked_cpu_unsupported(const Tensor& x, const Tensor& dt, const Tensor& A, const Tensor& Bm,
                                         const Tensor& Cm, const Tensor& initial_state) {

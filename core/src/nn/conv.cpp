@@ -2,14 +2,14 @@
 #include "lmgrid/nn/conv.hpp"
 
 #include "lmgrid/kernels/conv.hpp"
-#include "lmgrid/kernels/ssd.hpp"  // kernels::cpu_kernels_enabled
+#include "lmgrid/kernels/cpu_kernels.hpp"
 
 namespace lmgrid::nn {
 
 namespace {
 
 // The fused CPU kernel (kernels/conv.hpp) where it applies and LMGRID_CPU_KERNELS allows;
-// advances `history` as with_conv_history does. Undefined when it does not apply.
+// advances `history` with with_conv_history. Undefined when it does not apply.
 torch::Tensor conv_kernel(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
                           torch::Tensor* history, bool silu) {
   const int64_t k = weight.size(1);
@@ -18,15 +18,7 @@ torch::Tensor conv_kernel(const torch::Tensor& x, const torch::Tensor& weight, c
       !kernels::causal_conv1d_cpu_unsupported(x, weight, bias, past).empty())
     return {};
   auto y = kernels::causal_conv1d_cpu(x, weight, bias, past, silu);
-  if (history) {
-    const int64_t T = x.size(1);
-    auto tail =
-        T >= k - 1
-            ? x.narrow(1, T - (k - 1), k - 1)
-            : torch::cat({past.defined() ? past : torch::zeros({x.size(0), k - 1, x.size(2)}, x.options()), x}, 1)
-                  .narrow(1, T, k - 1);
-    *history = tail.detach().contiguous();
-  }
+  if (history) with_conv_history(x, k, history);  // the kernel has read the old one
   return y;
 }
 

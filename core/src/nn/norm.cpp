@@ -1,8 +1,8 @@
 // Norms (see lmgrid/nn/norm.hpp).
 #include "lmgrid/nn/norm.hpp"
 
+#include "lmgrid/kernels/cpu_kernels.hpp"
 #include "lmgrid/kernels/norm.hpp"
-#include "lmgrid/kernels/ssd.hpp"  // kernels::cpu_kernels_enabled
 
 namespace lmgrid::nn {
 

@@ -26,6 +26,8 @@
 
 #include <torch/torch.h>
 
+#include "lmgrid/kernels/cpu_kernels.hpp"  // cpu_kernels_enabled, which ssd_chunked consults
+
 namespace lmgrid::kernels {
 
 struct SsdResult {
@@ -55,11 +57,6 @@ SsdResult ssd_chunked_cpu(const torch::Tensor& x, const torch::Tensor& dt, const
 std::string ssd_chunked_cpu_unsupported(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A,
                                         const torch::Tensor& Bm, const torch::Tensor& Cm,
                                         const torch::Tensor& initial_state);
-
-// LMGRID_CPU_KERNELS (read at every call, so a test can switch it): auto (the default) lets CPU
-// tensors take lmgrid's fused CPU kernels (the SSD scan, the causal convolution); composite keeps
-// the LibTorch composites. Any other value throws std::invalid_argument naming it.
-bool cpu_kernels_enabled();
 
 // Sequential reference: the recurrence above, one token at a time.
 SsdResult ssd_naive(const torch::Tensor& x, const torch::Tensor& dt, const torch::Tensor& A, const torch::Tensor& Bm,
