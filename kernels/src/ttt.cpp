@@ -3,6 +3,7 @@
 #include "lmgrid/kernels/ttt.hpp"
 
 #include "lmgrid/kernels/bmm.hpp"
+#include "lmgrid/kernels/cpu_kernels.hpp"
 #include "lmgrid/kernels/fused.hpp"
 
 #include <algorithm>
@@ -244,6 +245,14 @@ Tensor ttt_inner(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Ten
       outs.push_back(ttt_primal_token(xq.narrow(1, t0, 1), xk.narrow(1, t0, 1), xv.narrow(1, t0, 1),
                                       lr.narrow(1, t0, 1), token_idx, norm, st, chunk));
       t0 += 1;
+    } else if (const int64_t whole = (T - t0) / chunk * chunk;
+               whole > 0 && cpu_kernels_enabled() &&
+               ttt_dual_cpu_unsupported(xq.narrow(1, t0, whole), xk.narrow(1, t0, whole), xv.narrow(1, t0, whole),
+                                        lr.narrow(1, t0, whole), token_idx, norm, st, chunk)
+                   .empty()) {  // the whole mini-batches at once through the fused CPU kernel
+      outs.push_back(ttt_dual_cpu(xq.narrow(1, t0, whole), xk.narrow(1, t0, whole), xv.narrow(1, t0, whole),
+                                  lr.narrow(1, t0, whole), token_idx, norm, st, chunk));
+      t0 += whole;
     } else {
       const int64_t n = std::min(chunk, T - t0);
       outs.push_back(ttt_dual_block(xq.narrow(1, t0, n), xk.narrow(1, t0, n), xv.narrow(1, t0, n), lr.narrow(1, t0, n),

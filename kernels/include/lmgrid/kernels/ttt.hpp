@@ -18,6 +18,8 @@
 // were already seen, so training, prefill and one-token decoding share one definition.
 #pragma once
 
+#include <string>
+
 #include <torch/torch.h>
 
 namespace lmgrid::kernels {
@@ -79,6 +81,21 @@ struct TTTNorm {
 torch::Tensor ttt_inner(const torch::Tensor& xq, const torch::Tensor& xk, const torch::Tensor& xv,
                         const torch::Tensor& lr, const torch::Tensor& token_idx, const TTTNorm& norm,
                         TTTInnerState& state, int64_t chunk);
+
+// The dual form of whole mini-batches as one fused CPU kernel (kernels/src/ttt_cpu.cpp): the
+// same values as ttt_inner's composite, forward and a hand-derived backward (first order only:
+// create_graph is refused), parallel over the N sequences, the same bits on any thread count.
+// Takes float32 or float64 CPU tensors of one dtype, T a multiple of chunk, st.p == 0; advances
+// `st` to the weights after the last mini-batch (differentiable, as the composite's). ttt_inner
+// routes there unless LMGRID_CPU_KERNELS=composite.
+torch::Tensor ttt_dual_cpu(const torch::Tensor& xq, const torch::Tensor& xk, const torch::Tensor& xv,
+                           const torch::Tensor& lr, const torch::Tensor& token_idx, const TTTNorm& norm,
+                           TTTInnerState& state, int64_t chunk);
+
+// "" when ttt_dual_cpu takes these arguments, else why not.
+std::string ttt_dual_cpu_unsupported(const torch::Tensor& xq, const torch::Tensor& xk, const torch::Tensor& xv,
+                                     const torch::Tensor& lr, const torch::Tensor& token_idx, const TTTNorm& norm,
+                                     const TTTInnerState& state, int64_t chunk);
 
 // The same rule token by token from the initial weights in `init` (a fresh sequence, p == 0):
 // per-token inner gradients by autograd (create_graph) at the mini-batch's initial weights,

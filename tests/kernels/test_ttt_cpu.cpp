@@ -1,0 +1,173 @@
+// The fused CPU kernel of the TTT dual form (kernels/src/ttt_cpu.cpp) against the LibTorch
+// composite (LMGRID_CPU_KERNELS=composite), TTT-Linear and TTT-MLP: outputs, the final inner
+// weights and the gradients of every input (through the output and the final weights) in float64
+// to 1e-10 relative, float32 against the float64 composite to 1e-4; mini-batches of 1, 5, 8 and
+// 16 tokens, a sequence that ends in a partial mini-batch (the kernel takes the whole ones, the
+// composite the rest), states continued across calls; the same bits on 1 and 2 threads; refusals.
+#include <catch2/catch.hpp>
+
+#include <ATen/Parallel.h>
+#include <lmgrid/kernels/ttt.hpp>
+
+#include "../support.hpp"
+
+using namespace lmgrid;
+namespace K = lmgrid::kernels;
+using lmgrid::test::rel_err;
+using lmgrid::test::ScopedEnv;
+
+namespace {
+
+struct Leaves {
+  torch::Tensor xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1, W2, b2;
+  std::vector<torch::Tensor> all() const {
+    std::vector<torch::Tensor> v{xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1};
+    if (W2.defined()) v.push_back(W2), v.push_back(b2);
+    return v;
+  }
+  Leaves to(torch::ScalarType t) const {
+    Leaves o;
+    auto c = [&](const torch::Tensor& x) {
+      return x.defined() ? x.detach().to(t).requires_grad_(true) : torch::Tensor();
+    };
+    o.xq = c(xq), o.xk = c(xk), o.xv = c(xv), o.lr_logit = c(lr_logit), o.tidx = c(tidx), o.nw = c(nw), o.nb = c(nb);
+    o.W1 = c(W1), o.b1 = c(b1), o.W2 = c(W2), o.b2 = c(b2);
+    return o;
+  }
+};
+
+Leaves make_leaves(int64_t N, int64_t T, int64_t D, int64_t chunk, bool mlp, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto o = torch::TensorOptions().dtype(torch::kFloat64);
+  const int64_t hid = mlp ? 4 * D : D;
+  Leaves in;
+  in.xq = torch::randn({N, T, D}, o), in.xk = torch::randn({N, T, D}, o), in.xv = torch::randn({N, T, D}, o);
+  in.lr_logit = torch::randn({N, T}, o);
+  in.tidx = 1.0 / torch::arange(1, chunk + 1, o) + 0.05 * torch::rand({chunk}, o);
+  in.nw = 1.0 + 0.3 * torch::randn({N, 1, D}, o), in.nb = 0.3 * torch::randn({N, 1, D}, o);
+  in.W1 = 0.3 * torch::randn({N, D, hid}, o), in.b1 = 0.1 * torch::randn({N, 1, hid}, o);
+  if (mlp) in.W2 = 0.3 * torch::randn({N, hid, D}, o), in.b2 = 0.1 * torch::randn({N, 1, D}, o);
+  for (auto t : in.all()) t.requires_grad_(true);
+  return in;
+}
+
+// ttt_inner over the sequence in `pieces` (continuing the state), then a scalar loss that reads the
+// outputs and the final weights; returns the outputs, the final W1 and the leaves' gradients.
+struct Run {
+  torch::Tensor out, W1;
+  std::vector<torch::Tensor> grads;
+};
+
+Run run(const Leaves& in, int64_t chunk, const std::vector<int64_t>& pieces, const std::string& kernels) {
+  ScopedEnv env("LMGRID_CPU_KERNELS", kernels);
+  K::TTTNorm norm{in.nw, in.nb, 1e-6};
+  auto lr = torch::sigmoid(in.lr_logit) * 0.5;
+  K::TTTInnerState st;
+  st.W1 = in.W1, st.b1 = in.b1, st.W2 = in.W2, st.b2 = in.b2;
+  std::vector<torch::Tensor> outs;
+  int64_t t = 0;
+  for (auto n : pieces)
+    outs.push_back(K::ttt_inner(in.xq.narrow(1, t, n), in.xk.narrow(1, t, n), in.xv.narrow(1, t, n), lr.narrow(1, t, n),
+                                in.tidx, norm, st, chunk)),
+        t += n;
+  auto out = torch::cat(outs, 1);
+  torch::manual_seed(99);  // the same loss weights for every run
+  auto w = torch::randn(out.sizes(), torch::kFloat64).to(out.scalar_type());
+  auto loss = (out * w).sum() + 0.7 * (st.W1 * st.W1).sum() + 0.3 * st.b1.sum();
+  if (st.W2.defined()) loss = loss + 0.5 * (st.W2 * st.W2).sum() - 0.2 * st.b2.sum();
+  Run r{out.detach(), st.W1.detach(), torch::autograd::grad({loss}, in.all())};
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("ttt_dual_cpu: the fused kernel equals the composite (values, final weights, gradients)",
+          "[unit][ttt][fused]") {
+  struct Case {
+    int64_t N, T, D, chunk;
+    std::vector<int64_t> pieces;
+  };
+  const std::vector<Case> cases{{3, 32, 8, 8, {32}}, {2, 16, 6, 16, {16}},      {2, 37, 4, 5, {37}},
+                                {2, 12, 4, 1, {12}}, {2, 40, 4, 8, {8, 3, 29}}, {4, 64, 32, 16, {64}}};
+  for (bool mlp : {false, true}) {
+    for (const auto& c : cases) {
+      DYNAMIC_SECTION((mlp ? "mlp" : "linear") << " N " << c.N << " T " << c.T << " D " << c.D << " chunk " << c.chunk
+                                               << " pieces " << c.pieces.size()) {
+        auto in = make_leaves(c.N, c.T, c.D, c.chunk, mlp, 3 * c.T + c.chunk + mlp);
+        auto ref = run(in, c.chunk, c.pieces, "composite");
+        auto got = run(in, c.chunk, c.pieces, "auto");
+        double e = rel_err(got.out, ref.out);
+        INFO("output rel err " << e);
+        CHECK(e < 1e-10);
+        CHECK(rel_err(got.W1, ref.W1) < 1e-10);
+        for (size_t i = 0; i < ref.grads.size(); ++i) {
+          INFO("gradient of leaf " << i);
+          REQUIRE(got.grads[i].defined());
+          CHECK(rel_err(got.grads[i], ref.grads[i]) < 1e-10);
+        }
+        // float32 kernel against the float64 composite.
+        auto got32 = run(in.to(torch::kFloat32), c.chunk, c.pieces, "auto");
+        CHECK(rel_err(got32.out.to(torch::kFloat64), ref.out) < 1e-4);
+        for (size_t i = 0; i < ref.grads.size(); ++i) {
+          INFO("float32 gradient of leaf " << i);
+          CHECK(rel_err(got32.grads[i].to(torch::kFloat64), ref.grads[i]) < 1e-4);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("ttt_dual_cpu: taken where it applies, the same bits on 1 and 2 threads, refusals", "[unit][ttt][fused]") {
+  auto in = make_leaves(6, 32, 8, 16, true, 5);
+  K::TTTNorm norm{in.nw, in.nb, 1e-6};
+  auto lr = torch::sigmoid(in.lr_logit);
+  auto state = [&] {
+    K::TTTInnerState st;
+    st.W1 = in.W1, st.b1 = in.b1, st.W2 = in.W2, st.b2 = in.b2;
+    return st;
+  };
+  {  // routed: ttt_inner's output comes from the kernel's autograd node
+    ScopedEnv env("LMGRID_CPU_KERNELS", "auto");
+    auto st = state();
+    auto out = K::ttt_inner(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 16);
+    REQUIRE(out.grad_fn());
+    CHECK(out.grad_fn()->name().find("TttDualCpu") != std::string::npos);
+    ScopedEnv off("LMGRID_CPU_KERNELS", "composite");
+    auto st2 = state();
+    auto ref = K::ttt_inner(in.xq, in.xk, in.xv, lr, in.tidx, norm, st2, 16);
+    CHECK(ref.grad_fn()->name().find("TttDualCpu") == std::string::npos);
+  }
+  const int before = at::get_num_threads();
+  std::vector<std::vector<torch::Tensor>> per_threads;
+  for (int threads : {1, 2}) {
+    at::set_num_threads(threads);
+    auto in32 = in.to(torch::kFloat32);
+    K::TTTInnerState st;
+    st.W1 = in32.W1, st.b1 = in32.b1, st.W2 = in32.W2, st.b2 = in32.b2;
+    K::TTTNorm n32{in32.nw, in32.nb, 1e-6};
+    auto out = K::ttt_dual_cpu(in32.xq, in32.xk, in32.xv, torch::sigmoid(in32.lr_logit), in32.tidx, n32, st, 16);
+    auto g = torch::autograd::grad({(out * out).sum()}, in32.all());
+    g.insert(g.begin(), out.detach());
+    per_threads.push_back(g);
+  }
+  at::set_num_threads(before);
+  for (size_t i = 0; i < per_threads[0].size(); ++i) CHECK(torch::equal(per_threads[0][i], per_threads[1][i]));
+
+  auto st = state();
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 16).empty());
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 5) ==
+        "the tokens are not whole mini-batches");
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq.to(torch::kFloat32), in.xk, in.xv, lr, in.tidx, norm, st, 16) ==
+        "not CPU tensors of one dtype");
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq.to(torch::kBFloat16), in.xk, in.xv, lr, in.tidx, norm, st, 16) ==
+        "dtype is not float32 or float64");
+  auto busy = state();
+  busy.p = 3;
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, busy, 16) == "a mini-batch is under way");
+  CHECK_THROWS_WITH(K::ttt_dual_cpu(in.xq, in.xk, in.xv, lr, in.tidx, norm, busy, 16),
+                    Catch::Contains("ttt_dual_cpu: a mini-batch is under way"));
+  // First order only: a second derivative is refused with the way out named.
+  auto out = K::ttt_dual_cpu(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 16);
+  CHECK_THROWS_WITH(torch::autograd::grad({out.pow(2).sum()}, {in.xq}, {}, true, true),
+                    Catch::Contains("LMGRID_CPU_KERNELS=composite"));
+}
