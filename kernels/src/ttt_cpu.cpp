@@ -62,14 +62,16 @@ LMGRID_INLINE T tanh_v(T u) {
 template <class T>
 struct Gelu {
   static constexpr T k = T(0.7978845608028654), q = T(0.044715);
-  static LMGRID_INLINE T f(T x) { return T(0.5) * x * (T(1) + tanh_v(k * (x + q * x * x * x))); }
-  static LMGRID_INLINE T d1(T x) {
-    const T th = tanh_v(k * (x + q * x * x * x)), vp = k * (T(1) + T(3) * q * x * x);
-    return T(0.5) * (T(1) + th) + T(0.5) * x * (T(1) - th * th) * vp;
+  static LMGRID_INLINE T th(T x) { return tanh_v(k * (x + q * x * x * x)); }
+  // From x and th(x), which the forward keeps for the derivatives.
+  static LMGRID_INLINE T f(T x, T t) { return T(0.5) * x * (T(1) + t); }
+  static LMGRID_INLINE T d1(T x, T t) {
+    const T vp = k * (T(1) + T(3) * q * x * x);
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * vp;
   }
-  static LMGRID_INLINE T d2(T x) {
-    const T th = tanh_v(k * (x + q * x * x * x)), vp = k * (T(1) + T(3) * q * x * x);
-    return (T(1) - th * th) * (vp + T(3) * k * q * x * x - x * th * vp * vp);
+  static LMGRID_INLINE T d2(T x, T t) {
+    const T vp = k * (T(1) + T(3) * q * x * x);
+    return (T(1) - t * t) * (vp + T(3) * k * q * x * x - x * t * vp * vp);
   }
 };
 
@@ -78,9 +80,9 @@ template <class T>
 struct Block {
   cpu::Scratch<T> mem;
   // keys
-  T *Z1k, *A1k, *Z2k, *Hk, *G1, *G2, *xhk, *gxh, *rk, *ak, *ck;
+  T *Z1k, *thk, *A1k, *Z2k, *Hk, *G1, *G2, *xhk, *gxh, *rk, *ak, *ck;
   // queries
-  T *te, *S1, *P1, *Z1q, *A1q, *S2, *P2, *Z2q, *xhq, *rq;
+  T *te, *S1, *P1, *Z1q, *thq, *A1q, *S2, *P2, *Z2q, *xhq, *rq;
   // transposes and the update's scaled gradients
   T *W1t, *W2t, *D;
   // backward
@@ -94,9 +96,10 @@ struct Block {
       return q;
     };
     const int64_t nH = n * H, nF = n * F, nn = n * n;
-    Z1k = take(nH), A1k = take(nH), Z2k = take(nF), Hk = take(nH), G1 = take(nH), G2 = take(nF);
+    Z1k = take(nH), thk = take(nH), A1k = take(nH), Z2k = take(nF), Hk = take(nH), G1 = take(nH), G2 = take(nF);
     xhk = take(nF), gxh = take(nF), rk = take(n), ak = take(n), ck = take(n);
-    te = take(nn), S1 = take(nn), P1 = take(nn), Z1q = take(nH), A1q = take(nH), S2 = take(nn), P2 = take(nn);
+    te = take(nn), S1 = take(nn), P1 = take(nn), Z1q = take(nH), thq = take(nH), A1q = take(nH), S2 = take(nn),
+    P2 = take(nn);
     Z2q = take(nF), xhq = take(nF), rq = take(n);
     W1t = take(F * H), W2t = take(F * H), D = take(nH);
     if (!backward) return;
@@ -106,7 +109,7 @@ struct Block {
   }
   static int64_t size(int64_t n, int64_t F, int64_t H, bool backward) {
     const int64_t nH = n * H, nF = n * F, nn = n * n;
-    const int64_t fwd = 6 * nH + 6 * nF + 4 * n + 5 * nn + 2 * F * H + nH;
+    const int64_t fwd = 8 * nH + 6 * nF + 4 * n + 5 * nn + 2 * F * H + nH;
     return fwd + (backward ? 6 * nH + 3 * nF + 2 * nn + n + F * H : 0);
   }
 };
@@ -142,7 +145,10 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
   cpu::gemm_acc(n, H, F, xk, F, 1, W1, H, b.Z1k, H);
   T* ZLk = b.Z1k;
   if (a.mlp) {
-    for (int64_t i = 0; i < n * H; ++i) b.A1k[i] = Gelu<T>::f(b.Z1k[i]);
+    for (int64_t i = 0; i < n * H; ++i) {
+      b.thk[i] = Gelu<T>::th(b.Z1k[i]);
+      b.A1k[i] = Gelu<T>::f(b.Z1k[i], b.thk[i]);
+    }
     fill_rows(n, F, b2, b.Z2k);
     cpu::gemm_acc(n, F, H, b.A1k, H, 1, W2, F, b.Z2k, F);
     ZLk = b.Z2k;
@@ -174,7 +180,7 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
     cpu::transpose(H, F, W2, b.W2t, H);
     std::fill(b.Hk, b.Hk + n * H, T(0));
     cpu::gemm_acc(n, H, F, b.G2, F, 1, b.W2t, H, b.Hk, H);
-    for (int64_t i = 0; i < n * H; ++i) b.G1[i] = b.Hk[i] * Gelu<T>::d1(b.Z1k[i]);
+    for (int64_t i = 0; i < n * H; ++i) b.G1[i] = b.Hk[i] * Gelu<T>::d1(b.Z1k[i], b.thk[i]);
   }
   // queries
   for (int64_t i = 0; i < n; ++i)
@@ -186,7 +192,10 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
   cpu::gemm_acc(n, H, n, b.P1, n, 1, b.G1, H, b.Z1q, H, Part::a_lower, T(-1));
   T* ZLq = b.Z1q;
   if (a.mlp) {
-    for (int64_t i = 0; i < n * H; ++i) b.A1q[i] = Gelu<T>::f(b.Z1q[i]);
+    for (int64_t i = 0; i < n * H; ++i) {
+      b.thq[i] = Gelu<T>::th(b.Z1q[i]);
+      b.A1q[i] = Gelu<T>::f(b.Z1q[i], b.thq[i]);
+    }
     lower_dots(n, H, b.A1q, b.A1k, b.S2);
     for (int64_t i = 0; i < n * n; ++i) b.P2[i] = b.te[i] * (b.S2[i] + T(1));
     fill_rows(n, F, b2, b.Z2q);
@@ -210,19 +219,22 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
   }
 }
 
-// The weight update at a block's end, in place: W1 -= Xk^T (e o G1), b1 -= e^T G1, and layer 2.
+// One layer's update at a block's end, in place: W -= Xin^T (e o G), bias -= e^T G, e[j] = tl lr[j].
+template <class T>
+LMGRID_INLINE void layer_update(int64_t n, T tl, const T* lr, const T* Xin, int64_t din, int64_t dout, const T* G, T* D,
+                                T* W, T* bias) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < dout; ++c) D[j * dout + c] = tl * lr[j] * G[j * dout + c];
+  cpu::gemm_acc(din, dout, n, Xin, 1, din, D, dout, W, dout, Part::full, T(-1));
+  add_colsum(n, dout, D, bias, T(-1));
+}
+
+// The weight update at a block's end: layer 1 from the keys, layer 2 from their activations.
 template <class T>
 LMGRID_INLINE void block_update(const Args<T>& a, Block<T>& b, T* th, const T* xk, const T* lr) {
-  const int64_t n = a.n, F = a.F, H = a.H;
-  const T tl = a.ti[n - 1];
-  auto layer = [&](const T* Xin, int64_t din, int64_t dout, const T* G, T* W, T* bias) {
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t c = 0; c < dout; ++c) b.D[j * dout + c] = tl * lr[j] * G[j * dout + c];
-    cpu::gemm_acc(din, dout, n, Xin, 1, din, b.D, dout, W, dout, Part::full, T(-1));
-    add_colsum(n, dout, b.D, bias, T(-1));
-  };
-  layer(xk, F, H, b.G1, th + a.oW1, th + a.ob1);
-  if (a.mlp) layer(b.A1k, H, F, b.G2, th + a.oW2, th + a.ob2);
+  const T tl = a.ti[a.n - 1];
+  layer_update(a.n, tl, lr, xk, a.F, a.H, b.G1, b.D, th + a.oW1, th + a.ob1);
+  if (a.mlp) layer_update(a.n, tl, lr, b.A1k, a.H, a.F, b.G2, b.D, th + a.oW2, th + a.ob2);
 }
 
 template <class T>
@@ -239,6 +251,48 @@ LMGRID_INLINE void forward_seq(const Args<T>& a, int64_t s) {
     block_update(a, b, th.data(), a.xk + row * a.F, a.lr + row);
   }
   std::copy(th.begin(), th.end(), a.theta_fin + s * a.P);
+}
+
+// The backward of one layer's update W' = W - Xin^T D, bias' = bias - 1^T D, D = e o G, for the
+// gradients dW', dbias' at the block's end:
+//   dD = -(Xin dW' + 1 dbias'^T),  dXin -= D dW'^T,  dG += e o dD,  de_j += G_j . dD_j.
+template <class T>
+LMGRID_INLINE void update_back(Block<T>& b, int64_t n, T tl, const T* lr, const T* Xin, T* dXin, int64_t din,
+                               int64_t dout, const T* G, T* dG, const T* dW, const T* db) {
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < dout; ++c) b.dD[j * dout + c] = -db[c];
+  cpu::gemm_acc(n, dout, din, Xin, din, 1, dW, dout, b.dD, dout, Part::full, T(-1));
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < dout; ++c) b.D[j * dout + c] = tl * lr[j] * G[j * dout + c];
+  cpu::transpose(din, dout, dW, b.dWt, din);  // (dout x din)
+  cpu::gemm_acc(n, din, dout, b.D, dout, 1, b.dWt, din, dXin, din, Part::full, T(-1));
+  for (int64_t j = 0; j < n; ++j) {
+    b.de[j] += cpu::dot(dout, G + j * dout, b.dD + j * dout);
+    cpu::axpy(dout, tl * lr[j], b.dD + j * dout, dG + j * dout);
+  }
+}
+
+// The backward of one layer of the dual form's read, Z = Ain W + bias - P G with
+// P = te o (S + 1), S = Ain Ak^T:
+//   dAin += dZ W^T + dS Ak,  dAk += dS^T Ain,  dW += Ain^T dZ,  dbias += colsum dZ,
+//   dP = -dZ G^T,  dG -= P^T dZ,  dS = dP o te,  dte += dP o (S + 1).
+// Wt: room for W^T, left holding it.
+template <class T>
+LMGRID_INLINE void read_back(Block<T>& b, int64_t n, const T* Ain, T* dAin, const T* Ak, T* dAk, int64_t din,
+                             int64_t dout, const T* W, T* Wt, const T* G, T* dG, const T* S, const T* P, const T* dZ,
+                             T* dW, T* db) {
+  cpu::transpose(din, dout, W, Wt, din);
+  cpu::gemm_acc(n, din, dout, dZ, dout, 1, Wt, din, dAin, din);
+  cpu::gemm_acc(din, dout, n, Ain, 1, din, dZ, dout, dW, dout);
+  add_colsum(n, dout, dZ, db);
+  lower_dots(n, dout, dZ, G, b.dP, T(-1));
+  cpu::gemm_acc(n, dout, n, P, 1, n, dZ, dout, dG, dout, Part::a_upper, T(-1));
+  for (int64_t i = 0; i < n * n; ++i) {
+    b.dte[i] += b.dP[i] * (S[i] + T(1));
+    b.dP[i] *= b.te[i];  // now dS
+  }
+  cpu::gemm_acc(n, din, n, b.dP, n, 1, Ak, din, dAin, din, Part::a_lower);
+  cpu::gemm_acc(n, din, n, b.dP, 1, n, Ain, din, dAk, din, Part::a_upper);
 }
 
 template <class T>
@@ -267,26 +321,10 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
   std::fill(dxq, dxq + n * F, T(0));
   std::fill(dxk, dxk + n * F, T(0));
 
-  // (U) the update, with dW' = dth as it stands (the gradient at the block's end):
-  // dD = -(Xin dW' + 1 db'^T),  dXin -= (e o G) dW'^T,  dG += e o dD,  de_j += G_j . dD_j.
+  // (U) the update, with dW' = dth as it stands (the gradient at the block's end).
   const T tl = a.ti[n - 1];
-  auto update_back = [&](const T* Xin, T* dXin, int64_t din, int64_t dout_, const T* G, T* dG, const T* dW,
-                         const T* db) {
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t c = 0; c < dout_; ++c) b.dD[j * dout_ + c] = -db[c];
-    cpu::gemm_acc(n, dout_, din, Xin, din, 1, dW, dout_, b.dD, dout_, Part::full, T(-1));
-    for (int64_t j = 0; j < n; ++j)
-      for (int64_t c = 0; c < dout_; ++c) b.D[j * dout_ + c] = tl * lr[j] * G[j * dout_ + c];
-    cpu::transpose(din, dout_, dW, b.dWt, din);  // (dout x din)
-    cpu::gemm_acc(n, din, dout_, b.D, dout_, 1, b.dWt, din, dXin, din, Part::full, T(-1));
-    for (int64_t j = 0; j < n; ++j) {
-      const T e = tl * lr[j];
-      b.de[j] += cpu::dot(dout_, G + j * dout_, b.dD + j * dout_);
-      cpu::axpy(dout_, e, b.dD + j * dout_, dG + j * dout_);
-    }
-  };
-  update_back(xk, dxk, F, H, b.G1, b.dG1, dW1, db1);
-  if (mlp) update_back(b.A1k, b.dA1k, H, F, b.G2, b.dG2, dW2, db2);
+  update_back(b, n, tl, lr, xk, dxk, F, H, b.G1, b.dG1, dW1, db1);
+  if (mlp) update_back(b, n, tl, lr, b.A1k, b.dA1k, H, F, b.G2, b.dG2, dW2, db2);
 
   // (Q) queries: the output's LN, then layer 2 and layer 1 of the dual form.
   const T invF = T(1) / T(F);
@@ -305,38 +343,20 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
     m1 *= invF, m2 *= invF;
     for (int64_t f = 0; f < F; ++f) dz[f] = b.rq[i] * (go[f] * lnw[f] - m1 - xh[f] * m2);
   }
-  // One layer of the dual form's read, Z = Ain W + bias - P G with P = te o (Ain Ak^T + 1):
-  // dAin += dZ W^T + dS Ak,  dAk += dS^T Ain,  dW += Ain^T dZ,  dbias += colsum dZ,
-  // dP = -dZ G^T,  dG -= P^T dZ,  dS = dP o te,  dte += dP o (S + 1).
-  auto read_back = [&](const T* Ain, T* dAin, const T* Ak, T* dAk, int64_t din, int64_t dout_, const T* W, T* Wt,
-                       const T* G, T* dG, const T* S, const T* P, const T* dZ, T* dW, T* db) {
-    cpu::transpose(din, dout_, W, Wt, din);
-    cpu::gemm_acc(n, din, dout_, dZ, dout_, 1, Wt, din, dAin, din);
-    cpu::gemm_acc(din, dout_, n, Ain, 1, din, dZ, dout_, dW, dout_);
-    add_colsum(n, dout_, dZ, db);
-    lower_dots(n, dout_, dZ, G, b.dP, T(-1));
-    cpu::gemm_acc(n, dout_, n, P, 1, n, dZ, dout_, dG, dout_, Part::a_upper, T(-1));
-    for (int64_t i = 0; i < nn; ++i) {
-      b.dte[i] += b.dP[i] * (S[i] + T(1));
-      b.dP[i] *= b.te[i];  // now dS
-    }
-    cpu::gemm_acc(n, din, n, b.dP, n, 1, Ak, din, dAin, din, Part::a_lower);
-    cpu::gemm_acc(n, din, n, b.dP, 1, n, Ain, din, dAk, din, Part::a_upper);
-  };
   if (mlp) {
     std::fill(b.dA1q, b.dA1q + n * H, T(0));
-    read_back(b.A1q, b.dA1q, b.A1k, b.dA1k, H, F, W2, b.W2t, b.G2, b.dG2, b.S2, b.P2, b.dZ2q, dW2, db2);
-    for (int64_t i = 0; i < n * H; ++i) b.dZ1q[i] = b.dA1q[i] * Gelu<T>::d1(b.Z1q[i]);
+    read_back(b, n, b.A1q, b.dA1q, b.A1k, b.dA1k, H, F, W2, b.W2t, b.G2, b.dG2, b.S2, b.P2, b.dZ2q, dW2, db2);
+    for (int64_t i = 0; i < n * H; ++i) b.dZ1q[i] = b.dA1q[i] * Gelu<T>::d1(b.Z1q[i], b.thq[i]);
   }
-  read_back(xq, dxq, xk, dxk, F, H, W1, b.W1t, b.G1, b.dG1, b.S1, b.P1, b.dZ1q, dW1, db1);
+  read_back(b, n, xq, dxq, xk, dxk, F, H, W1, b.W1t, b.G1, b.dG1, b.S1, b.P1, b.dZ1q, dW1, db1);
 
   // (G) G1 = Hk o gelu'(Z1k), Hk = G2 W2^T: dHk = dG1 o gelu'(Z1k) (kept in dG1),
   // dZ1k += dG1 o Hk o gelu''(Z1k),  dG2 += dHk W2,  dW2 += dHk^T G2.
   if (mlp) {
     for (int64_t i = 0; i < n * H; ++i) {
       const T z = b.Z1k[i];
-      b.dZ1k[i] += b.dG1[i] * b.Hk[i] * Gelu<T>::d2(z);
-      b.dG1[i] *= Gelu<T>::d1(z);
+      b.dZ1k[i] += b.dG1[i] * b.Hk[i] * Gelu<T>::d2(z, b.thk[i]);
+      b.dG1[i] *= Gelu<T>::d1(z, b.thk[i]);
     }
     cpu::gemm_acc(n, F, H, b.dG1, H, 1, W2, F, b.dG2, F);
     cpu::gemm_acc(H, F, n, b.dG1, 1, H, b.G2, F, dW2, F);
@@ -380,7 +400,7 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
     cpu::gemm_acc(n, H, F, b.dZ2k, F, 1, b.W2t, H, b.dA1k, H);  // W2t still holds W2^T (F x H)
     cpu::gemm_acc(H, F, n, b.A1k, 1, H, b.dZ2k, F, dW2, F);
     add_colsum(n, F, b.dZ2k, db2);
-    for (int64_t i = 0; i < n * H; ++i) b.dZ1k[i] += b.dA1k[i] * Gelu<T>::d1(b.Z1k[i]);
+    for (int64_t i = 0; i < n * H; ++i) b.dZ1k[i] += b.dA1k[i] * Gelu<T>::d1(b.Z1k[i], b.thk[i]);
   }
   cpu::gemm_acc(n, F, H, b.dZ1k, H, 1, b.W1t, F, dxk, F);  // W1t holds W1^T (H x F)
   cpu::gemm_acc(F, H, n, xk, 1, F, b.dZ1k, H, dW1, H);

@@ -6,11 +6,12 @@
 //
 //   OPENBLAS_NUM_THREADS=1 LMGRID_THREADS=1 build/bin/bench_cpu_kernels [--reps 21] [--only WORD]
 //
-// --only WORD: just the rows whose name contains WORD (e.g. SSD, conv, RMSNorm, bmm), for profiles.
+// --only WORD: just the rows whose name contains WORD (e.g. SSD, conv, RMSNorm, TTT, bmm), for profiles.
 //
 // Rows: the SSD scan (mamba2: 4 heads x 64, d_state 64, chunk 64, loss of y alone), the causal
 // convolution + SiLU (mamba2: 384 channels, width 4), the gated RMSNorm (mamba2: 256 channels)
-// and the plain one (128), the batched products of the TTT dual form (48 sequences x heads,
+// and the plain one (128), the TTT layer's dual form (48 sequences x heads, 64 tokens of 32,
+// mini-batch 16; Linear and MLP with hidden 128), the batched products of the TTT dual form (48 sequences x heads,
 // 16 x 32 by 32 x 32) and of GEM's chunks (48, 16 x 64 by 64 x 32).
 #include <algorithm>
 #include <cstdio>
@@ -23,6 +24,7 @@
 #include <lmgrid/kernels/conv.hpp>
 #include <lmgrid/kernels/norm.hpp>
 #include <lmgrid/kernels/ssd.hpp>
+#include <lmgrid/kernels/ttt.hpp>
 #include <lmgrid/nn/conv.hpp>
 #include <lmgrid/nn/norm.hpp>
 #include <lmgrid/sys/cpu.hpp>
@@ -139,6 +141,29 @@ int main(int argc, char** argv) {
     };
     auto fused = [](const auto& x) { return std::vector{K::rms_norm_cpu(x[0], {}, x[1], 1, 1e-5)}; };
     row("RMSNorm (12, 64, 128)", reps, in, norm, fused);
+  }
+  for (bool mlp : {false, true}) {  // the TTT layer's inner loop: 48 sequences x 64 tokens x 32, mini-batch 16
+    const int64_t N = 48, T = 64, D = 32, Hd = mlp ? 4 * D : D;
+    std::vector<torch::Tensor> in = {torch::randn({N, T, D}),
+                                     torch::randn({N, T, D}),
+                                     torch::randn({N, T, D}),
+                                     torch::rand({N, T}) / D,
+                                     1.0 / torch::arange(1, 17).to(torch::kFloat),
+                                     torch::ones({N, 1, D}),
+                                     torch::zeros({N, 1, D}),
+                                     0.02 * torch::randn({N, D, Hd}),
+                                     torch::zeros({N, 1, Hd}),
+                                     0.02 * torch::randn({N, Hd, D}),
+                                     torch::zeros({N, 1, D})};
+    auto ttt = [mlp](const auto& x) {
+      K::TTTNorm norm{x[5], x[6], 1e-6};
+      K::TTTInnerState st;
+      st.W1 = x[7], st.b1 = x[8];
+      if (mlp) st.W2 = x[9], st.b2 = x[10];
+      return std::vector{K::ttt_inner(x[0], x[1], x[2], x[3], x[4], norm, st, 16)};
+    };
+    row(mlp ? "TTT-MLP dual form (48, 64 x 32, hidden 128, b 16)" : "TTT-Linear dual form (48, 64 x 32, b 16)", reps,
+        in, with_mode("composite", ttt), with_mode("auto", ttt));
   }
   {
     std::vector<torch::Tensor> in = {torch::randn({48, 16, 32}), torch::randn({48, 32, 32})};
