@@ -6,6 +6,8 @@
 #include <lmgrid/nn.hpp>
 #include <lmgrid/train/trainer.hpp>
 
+#include "../support.hpp"
+
 using namespace lmgrid;
 
 TEST_CASE("causal attention equals a naive loop (float64, 1e-12)", "[unit]") {
@@ -55,6 +57,37 @@ TEST_CASE("rotary embedding matches its definition", "[unit]") {
       CHECK(y[0][0][t][2 * i].item<double>() == Approx(x0 * std::cos(ang) - x1 * std::sin(ang)).epsilon(1e-12));
       CHECK(y[0][0][t][2 * i + 1].item<double>() == Approx(x0 * std::sin(ang) + x1 * std::cos(ang)).epsilon(1e-12));
     }
+}
+
+// rope_heads: the fused split-into-heads + rotation (kernels/src/rope_cpu.cpp) against the composite
+// apply_rope on the transposed view: float64 equal to 1e-14 relative, float32 to 1e-6, the input's
+// gradient too, for a strided input and positions that restart (as the TTT layer's).
+TEST_CASE("rope_heads equals apply_rope on the heads, values and gradients", "[unit][fused]") {
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    torch::manual_seed(3);
+    auto big = torch::randn({2, 9, 40}, torch::kFloat64);
+    auto pos = torch::arange(5, 14, torch::kLong).remainder(4);
+    auto x = big.narrow(2, 4, 24).to(dtype).detach().requires_grad_(true);  // (2, 9, 3 heads x 8), strided
+    auto ref = nn::apply_rope(x.view({2, 9, 3, 8}).transpose(1, 2), pos, 500.0);
+    torch::Tensor got;
+    {
+      test::ScopedEnv env("LMGRID_CPU_KERNELS", "auto");
+      got = nn::rope_heads(x, 3, pos, 500.0);
+    }
+    REQUIRE(got.sizes() == ref.sizes());
+    CHECK(got.is_contiguous());
+    CHECK(got.grad_fn()->name().find("RopeCpu") != std::string::npos);
+    const double tol = dtype == torch::kFloat64 ? 1e-14 : 1e-6;
+    CHECK(test::rel_err(got, ref) < tol);
+    auto w = torch::randn(ref.sizes(), torch::kFloat64).to(dtype);
+    auto gr = torch::autograd::grad({(ref * w).sum()}, {x})[0];
+    auto gg = torch::autograd::grad({(got * w).sum()}, {x})[0];
+    CHECK(test::rel_err(gg, gr) < tol);
+    test::ScopedEnv off("LMGRID_CPU_KERNELS", "composite");
+    CHECK(test::rel_err(nn::rope_heads(x, 3, pos, 500.0), ref) == 0.0);
+  }
+  CHECK_THROWS_WITH(nn::rope_heads(torch::randn({2, 3, 10}), 2, torch::arange(3), 1e4),
+                    Catch::Contains("head dim (5) must be even"));
 }
 
 TEST_CASE("cosine schedule follows nanoGPT's get_lr", "[unit]") {

@@ -80,7 +80,7 @@ class TTTLayerImpl : public torch::nn::Module {
     auto heads = [&](const torch::Tensor& t) { return t.view({B, T, H, F}).transpose(1, 2); };  // (B,H,T,F)
     auto pos = torch::arange(pos0, pos0 + T, torch::TensorOptions().dtype(torch::kLong).device(x.device()))
                    .remainder(c_.mini_batch);
-    auto q = nn::apply_rope(heads(xq), pos, c_.rope_theta), k = nn::apply_rope(heads(xk), pos, c_.rope_theta);
+    auto q = nn::rope_heads(xq, H, pos, c_.rope_theta), k = nn::rope_heads(xk, H, pos, c_.rope_theta);  // (B,H,T,F)
     // eta's per-token factor: base_lr * sigmoid(theta_h . x + b_h) / head_dim, (B,H,T).
     auto lr = torch::sigmoid(torch::matmul(x, lr_weight.t()) + lr_bias).transpose(1, 2) * (c_.base_lr / F);
     auto token_idx = (token_idx_base + token_idx_offset).clamp_min(0.0);

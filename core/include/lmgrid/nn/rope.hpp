@@ -18,4 +18,9 @@ torch::Tensor apply_rope(const torch::Tensor& x, int64_t offset, double base = 1
 // every mini-batch).
 torch::Tensor apply_rope(const torch::Tensor& x, const torch::Tensor& positions, double base = 10000.0);
 
+// x (B, T, heads * D) split into heads and rotated: (B, heads, T, D), contiguous; the same values as
+// apply_rope(x.view(B, T, heads, D).transpose(1, 2), positions, base). On float32/float64 CPU
+// tensors one fused pass each way (lmgrid/kernels/rope.hpp) unless LMGRID_CPU_KERNELS=composite.
+torch::Tensor rope_heads(const torch::Tensor& x, int64_t heads, const torch::Tensor& positions, double base = 10000.0);
+
 }  // namespace lmgrid::nn
