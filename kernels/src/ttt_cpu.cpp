@@ -133,6 +133,15 @@ LMGRID_INLINE void lower_dots(int64_t n, int64_t k, const T* x, const T* y, T* S
     for (int64_t j = 0; j < n; ++j) S[i * n + j] = j <= i ? alpha * cpu::dot(k, x + i * k, y + j * k) : T(0);
 }
 
+// xc = z - mean(z); returns 1 / sqrt(mean(xc^2) + eps) (sums with partial sums: a serial sum
+// over a row of 32 waited on its adder's latency at every element).
+template <class T>
+LMGRID_INLINE T center_rstd(int64_t F, const T* __restrict z, T* __restrict xc, T eps) {
+  const T mu = cpu::sum(F, z) / T(F);
+  for (int64_t f = 0; f < F; ++f) xc[f] = z[f] - mu;
+  return T(1) / std::sqrt(cpu::dot(F, xc, xc) / T(F) + eps);
+}
+
 // The keys' and queries' part of a block's forward (everything but the weight update), from the
 // weights th and the block's rows; writes out when `out` is given.
 template <class T>
@@ -160,19 +169,12 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
     T* __restrict xh = b.xhk + i * F;
     T* __restrict g = b.gxh + i * F;
     T* __restrict G = GL + i * F;
-    T mu = 0;
-    for (int64_t f = 0; f < F; ++f) mu += z[f];
-    mu *= invF;
-    T var = 0;
-    for (int64_t f = 0; f < F; ++f) var += (z[f] - mu) * (z[f] - mu);
-    const T r = T(1) / std::sqrt(var * invF + a.eps);
-    T sa = 0, sc = 0;
+    const T r = center_rstd(F, z, xh, a.eps);
     for (int64_t f = 0; f < F; ++f) {
-      xh[f] = (z[f] - mu) * r;
+      xh[f] *= r;
       g[f] = (lnw[f] * xh[f] + lnb[f] - (xv[i * F + f] - xk[i * F + f])) * lnw[f];
-      sa += g[f], sc += g[f] * xh[f];
     }
-    sa *= invF, sc *= invF;
+    const T sa = cpu::sum(F, g) * invF, sc = cpu::dot(F, g, xh) * invF;
     for (int64_t f = 0; f < F; ++f) G[f] = r * (g[f] - sa - xh[f] * sc);
     b.rk[i] = r, b.ak[i] = sa, b.ck[i] = sc;
   }
@@ -206,14 +208,9 @@ LMGRID_INLINE void block_forward(const Args<T>& a, Block<T>& b, const T* th, con
   for (int64_t i = 0; i < n; ++i) {
     const T* __restrict z = ZLq + i * F;
     T* __restrict xh = b.xhq + i * F;
-    T mu = 0;
-    for (int64_t f = 0; f < F; ++f) mu += z[f];
-    mu *= invF;
-    T var = 0;
-    for (int64_t f = 0; f < F; ++f) var += (z[f] - mu) * (z[f] - mu);
-    const T r = T(1) / std::sqrt(var * invF + a.eps);
+    const T r = center_rstd(F, z, xh, a.eps);
     b.rq[i] = r;
-    for (int64_t f = 0; f < F; ++f) xh[f] = (z[f] - mu) * r;
+    for (int64_t f = 0; f < F; ++f) xh[f] *= r;
     if (out)
       for (int64_t f = 0; f < F; ++f) out[i * F + f] = xq[i * F + f] + lnw[f] * xh[f] + lnb[f];
   }
@@ -276,12 +273,12 @@ LMGRID_INLINE void update_back(Block<T>& b, int64_t n, T tl, const T* lr, const 
 // P = te o (S + 1), S = Ain Ak^T:
 //   dAin += dZ W^T + dS Ak,  dAk += dS^T Ain,  dW += Ain^T dZ,  dbias += colsum dZ,
 //   dP = -dZ G^T,  dG -= P^T dZ,  dS = dP o te,  dte += dP o (S + 1).
-// Wt: room for W^T, left holding it.
+// Wt: W^T when have_wt, else room for it, left holding it.
 template <class T>
 LMGRID_INLINE void read_back(Block<T>& b, int64_t n, const T* Ain, T* dAin, const T* Ak, T* dAk, int64_t din,
-                             int64_t dout, const T* W, T* Wt, const T* G, T* dG, const T* S, const T* P, const T* dZ,
-                             T* dW, T* db) {
-  cpu::transpose(din, dout, W, Wt, din);
+                             int64_t dout, const T* W, T* Wt, bool have_wt, const T* G, T* dG, const T* S, const T* P,
+                             const T* dZ, T* dW, T* db) {
+  if (!have_wt) cpu::transpose(din, dout, W, Wt, din);
   cpu::gemm_acc(n, din, dout, dZ, dout, 1, Wt, din, dAin, din);
   cpu::gemm_acc(din, dout, n, Ain, 1, din, dZ, dout, dW, dout);
   add_colsum(n, dout, dZ, db);
@@ -296,7 +293,7 @@ LMGRID_INLINE void read_back(Block<T>& b, int64_t n, const T* Ain, T* dAin, cons
 }
 
 template <class T>
-LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int64_t k, T* dth) {
+LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int64_t k, T* dth, bool end_unused) {
   const int64_t n = a.n, F = a.F, H = a.H, nn = n * n, row = s * a.L + k * n;
   const T* th = a.thetas + (s * a.nb + k) * a.P;
   const T *xq = a.xq + row * F, *xk = a.xk + row * F, *xv = a.xv + row * F, *lr = a.lr + row;
@@ -323,8 +320,10 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
 
   // (U) the update, with dW' = dth as it stands (the gradient at the block's end).
   const T tl = a.ti[n - 1];
-  update_back(b, n, tl, lr, xk, dxk, F, H, b.G1, b.dG1, dW1, db1);
-  if (mlp) update_back(b, n, tl, lr, b.A1k, b.dA1k, H, F, b.G2, b.dG2, dW2, db2);
+  if (!end_unused) {  // else dW' is zero: the last block, whose final weights nothing read
+    update_back(b, n, tl, lr, xk, dxk, F, H, b.G1, b.dG1, dW1, db1);
+    if (mlp) update_back(b, n, tl, lr, b.A1k, b.dA1k, H, F, b.G2, b.dG2, dW2, db2);
+  }
 
   // (Q) queries: the output's LN, then layer 2 and layer 1 of the dual form.
   const T invF = T(1) / T(F);
@@ -332,23 +331,21 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
     const T* __restrict go = dout + i * F;
     const T* __restrict xh = b.xhq + i * F;
     T* __restrict dz = dZLq + i * F;
-    T m1 = 0, m2 = 0;
     for (int64_t f = 0; f < F; ++f) {
-      const T dxh = go[f] * lnw[f];
-      m1 += dxh, m2 += dxh * xh[f];
+      dz[f] = go[f] * lnw[f];  // dxh, for now
       dlnw[f] += go[f] * xh[f];
       dlnb[f] += go[f];
       dxq[i * F + f] += go[f];
     }
-    m1 *= invF, m2 *= invF;
-    for (int64_t f = 0; f < F; ++f) dz[f] = b.rq[i] * (go[f] * lnw[f] - m1 - xh[f] * m2);
+    const T m1 = cpu::sum(F, dz) * invF, m2 = cpu::dot(F, dz, xh) * invF;
+    for (int64_t f = 0; f < F; ++f) dz[f] = b.rq[i] * (dz[f] - m1 - xh[f] * m2);
   }
   if (mlp) {
     std::fill(b.dA1q, b.dA1q + n * H, T(0));
-    read_back(b, n, b.A1q, b.dA1q, b.A1k, b.dA1k, H, F, W2, b.W2t, b.G2, b.dG2, b.S2, b.P2, b.dZ2q, dW2, db2);
+    read_back(b, n, b.A1q, b.dA1q, b.A1k, b.dA1k, H, F, W2, b.W2t, true, b.G2, b.dG2, b.S2, b.P2, b.dZ2q, dW2, db2);
     for (int64_t i = 0; i < n * H; ++i) b.dZ1q[i] = b.dA1q[i] * Gelu<T>::d1(b.Z1q[i], b.thq[i]);
   }
-  read_back(b, n, xq, dxq, xk, dxk, F, H, W1, b.W1t, b.G1, b.dG1, b.S1, b.P1, b.dZ1q, dW1, db1);
+  read_back(b, n, xq, dxq, xk, dxk, F, H, W1, b.W1t, false, b.G1, b.dG1, b.S1, b.P1, b.dZ1q, dW1, db1);
 
   // (G) G1 = Hk o gelu'(Z1k), Hk = G2 W2^T: dHk = dG1 o gelu'(Z1k) (kept in dG1),
   // dZ1k += dG1 o Hk o gelu''(Z1k),  dG2 += dHk W2,  dW2 += dHk^T G2.
@@ -369,14 +366,9 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
     const T* __restrict g = b.gxh + i * F;
     const T r = b.rk[i], ca = b.ak[i], cc = b.ck[i];
     T* __restrict dz = dZLk + i * F;
-    T mu = 0, mux = 0, dr = 0;
-    for (int64_t f = 0; f < F; ++f) {
-      const T u = r * dG[f];
-      mu += u, mux += u * xh[f];
-      dr += dG[f] * (g[f] - ca - xh[f] * cc);
-    }
-    mu *= invF, mux *= invF;
-    T m1 = 0, m2 = 0;
+    const T sdG = cpu::sum(F, dG), sdGx = cpu::dot(F, dG, xh);
+    const T mu = r * sdG * invF, mux = r * sdGx * invF;
+    const T dr = cpu::dot(F, dG, g) - ca * sdG - cc * sdGx;
     for (int64_t f = 0; f < F; ++f) {
       const T u = r * dG[f];
       const T dg = u - mu - xh[f] * mux;
@@ -388,9 +380,8 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
       dxv[i * F + f] = -dy;
       dxk[i * F + f] += dy;
       dz[f] = dxh;  // for now
-      m1 += dxh, m2 += dxh * xh[f];
     }
-    m1 *= invF, m2 *= invF;
+    const T m1 = cpu::sum(F, dz) * invF, m2 = cpu::dot(F, dz, xh) * invF;
     for (int64_t f = 0; f < F; ++f) dz[f] = r * (dz[f] - m1 - xh[f] * m2) - dr * r * r * xh[f] * invF;
   }
 
@@ -433,7 +424,7 @@ LMGRID_INLINE void backward_seq(const Args<T>& a, int64_t s) {
   std::fill(a.dlnw + s * a.F, a.dlnw + (s + 1) * a.F, T(0));
   std::fill(a.dlnb + s * a.F, a.dlnb + (s + 1) * a.F, T(0));
   std::fill(a.dti + s * a.n, a.dti + (s + 1) * a.n, T(0));
-  for (int64_t k = a.nb - 1; k >= 0; --k) backward_block(a, b, s, k, dth);
+  for (int64_t k = a.nb - 1; k >= 0; --k) backward_block(a, b, s, k, dth, k == a.nb - 1 && !a.dfin);
 }
 
 #define LMGRID_TTT_KERNELS(T)                                                                     \
