@@ -189,55 +189,67 @@ void parallel_tasks(int64_t n, double work, const F& task) {
 // multiply-adds of zeros and unneeded blocks, not single entries: zeros inside a block still count.
 enum class Part { full, a_lower, a_upper, c_lower };
 
+// Rows [k0, k1) of A's columns that row block [i0, i1) needs under `part`.
+LMGRID_INLINE std::pair<int64_t, int64_t> gemm_k_range(Part part, int64_t k, int64_t i0, int64_t i1) {
+  if (part == Part::a_lower) return {0, std::min(k, i1)};
+  if (part == Part::a_upper) return {std::min(k, i0), k};
+  return {0, k};
+}
+
+// gemm_acc's columns [j0, j0 + J) for every row: register blocks of 8 rows, then single rows.
+template <class T, int64_t J>
+LMGRID_INLINE void gemm_cols(int64_t m, int64_t k, int64_t j0, const T* A, int64_t ars, int64_t acs, const T* B,
+                             int64_t ldb, T* C, int64_t ldc, Part part, T alpha) {
+  constexpr int64_t R = 8;
+  int64_t i = 0;
+  for (; i + R <= m; i += R) {
+    if (part == Part::c_lower && j0 > i + R - 1) continue;
+    const auto [k0, k1] = gemm_k_range(part, k, i, i + R);
+    T acc[R][J] = {};
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      const T* __restrict b = B + kk * ldb + j0;
+      for (int64_t r = 0; r < R; ++r) {
+        const T a = A[(i + r) * ars + kk * acs];
+        for (int64_t j = 0; j < J; ++j) acc[r][j] += a * b[j];
+      }
+    }
+    for (int64_t r = 0; r < R; ++r)
+      for (int64_t j = 0; j < J; ++j) C[(i + r) * ldc + j0 + j] += alpha * acc[r][j];
+  }
+  for (; i < m; ++i) {
+    if (part == Part::c_lower && j0 > i) continue;
+    const auto [k0, k1] = gemm_k_range(part, k, i, i + 1);
+    T acc[J] = {};
+    for (int64_t kk = k0; kk < k1; ++kk) {
+      const T a = A[i * ars + kk * acs];
+      const T* __restrict b = B + kk * ldb + j0;
+      for (int64_t j = 0; j < J; ++j) acc[j] += a * b[j];
+    }
+    for (int64_t j = 0; j < J; ++j) C[i * ldc + j0 + j] += alpha * acc[j];
+  }
+}
+
 // C[i][j] += alpha sum_kk A(i, kk) B[kk][j] for i < m, j < n, with A(i, kk) = A[i ars + kk acs] (any
 // strides, so transposes and row-strided inputs need no copy), B's rows at B + kk ldb and C's at
 // C + i ldc, both contiguous along j. Register blocks of 8 rows x 128 bytes (16 AVX-512
-// accumulators: per step of kk two loads of B and eight broadcasts of A feed 16 multiply-adds);
-// the remaining rows and columns take plain loops. The register blocks sum the products from zero
-// and add alpha times the sum to C once (alpha inside the loop cost a multiply and a shuffle per
-// broadcast: 10% of a 16 x 128 x 32 product).
+// accumulators: per step of kk two loads of B and eight broadcasts of A feed 16 multiply-adds),
+// then one of 8 rows x 64 bytes where that many columns remain (products 16 wide, as the TTT
+// dual form's 16 x 16 scores); the last columns take plain loops. The blocks sum the products
+// from zero and add alpha times the sum to C once (alpha inside the loop cost a multiply and a
+// shuffle per broadcast: 10% of a 16 x 128 x 32 product).
 template <class T>
 LMGRID_INLINE void gemm_acc(int64_t m, int64_t n, int64_t k, const T* A, int64_t ars, int64_t acs, const T* B,
                             int64_t ldb, T* C, int64_t ldc, Part part = Part::full, T alpha = T(1)) {
-  constexpr int64_t R = 8, J = 128 / sizeof(T);
-  auto k_range = [&](int64_t i0, int64_t i1) -> std::pair<int64_t, int64_t> {  // rows [i0, i1)
-    if (part == Part::a_lower) return {0, std::min(k, i1)};
-    if (part == Part::a_upper) return {std::min(k, i0), k};
-    return {0, k};
-  };
+  constexpr int64_t J = 128 / sizeof(T);
   int64_t j0 = 0;
-  for (; j0 + J <= n; j0 += J) {
-    int64_t i = 0;
-    for (; i + R <= m; i += R) {
-      if (part == Part::c_lower && j0 > i + R - 1) continue;
-      const auto [k0, k1] = k_range(i, i + R);
-      T acc[R][J] = {};
-      for (int64_t kk = k0; kk < k1; ++kk) {
-        const T* __restrict b = B + kk * ldb + j0;
-        for (int64_t r = 0; r < R; ++r) {
-          const T a = A[(i + r) * ars + kk * acs];
-          for (int64_t j = 0; j < J; ++j) acc[r][j] += a * b[j];
-        }
-      }
-      for (int64_t r = 0; r < R; ++r)
-        for (int64_t j = 0; j < J; ++j) C[(i + r) * ldc + j0 + j] += alpha * acc[r][j];
-    }
-    for (; i < m; ++i) {
-      if (part == Part::c_lower && j0 > i) continue;
-      const auto [k0, k1] = k_range(i, i + 1);
-      T acc[J];
-      for (int64_t j = 0; j < J; ++j) acc[j] = C[i * ldc + j0 + j];
-      for (int64_t kk = k0; kk < k1; ++kk) {
-        const T a = alpha * A[i * ars + kk * acs];
-        const T* __restrict b = B + kk * ldb + j0;
-        for (int64_t j = 0; j < J; ++j) acc[j] += a * b[j];
-      }
-      for (int64_t j = 0; j < J; ++j) C[i * ldc + j0 + j] = acc[j];
-    }
+  for (; j0 + J <= n; j0 += J) gemm_cols<T, J>(m, k, j0, A, ars, acs, B, ldb, C, ldc, part, alpha);
+  if (j0 + J / 2 <= n) {
+    gemm_cols<T, J / 2>(m, k, j0, A, ars, acs, B, ldb, C, ldc, part, alpha);
+    j0 += J / 2;
   }
   if (j0 < n)
     for (int64_t i = 0; i < m; ++i) {
-      const auto [k0, k1] = k_range(i, i + 1);
+      const auto [k0, k1] = gemm_k_range(part, k, i, i + 1);
       for (int64_t kk = k0; kk < k1; ++kk)
         axpy(n - j0, alpha * A[i * ars + kk * acs], B + kk * ldb + j0, C + i * ldc + j0);
     }
