@@ -9,7 +9,7 @@
 // --only WORD: just the rows whose name contains WORD (e.g. SSD, conv, RMSNorm, TTT, bmm), for profiles.
 //
 // Rows: the SSD scan (mamba2: 4 heads x 64, d_state 64, chunk 64, loss of y alone), the causal
-// convolution + SiLU (mamba2: 384 channels, width 4), the gated RMSNorm (mamba2: 256 channels)
+// convolution + SiLU (mamba2: 384 channels, width 4), SwiGLU's gate (373), the gated RMSNorm (mamba2: 256 channels)
 // and the plain one (128), the TTT layer's dual form (48 sequences x heads, 64 tokens of 32,
 // mini-batch 16; Linear and MLP with hidden 128), the batched products of the TTT dual form (48 sequences x heads,
 // 16 x 32 by 32 x 32) and of GEM's chunks (48, 16 x 64 by 64 x 32).
@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <lmgrid/kernels/act.hpp>
 #include <lmgrid/kernels/bmm.hpp>
 #include <lmgrid/kernels/conv.hpp>
 #include <lmgrid/kernels/norm.hpp>
@@ -141,6 +142,12 @@ int main(int argc, char** argv) {
     };
     auto fused = [](const auto& x) { return std::vector{K::rms_norm_cpu(x[0], {}, x[1], 1, 1e-5)}; };
     row("RMSNorm (12, 64, 128)", reps, in, norm, fused);
+  }
+  {
+    std::vector<torch::Tensor> in = {torch::randn({12, 64, 373}), torch::randn({12, 64, 373})};
+    row(
+        "silu(a) * b (12, 64, 373)", reps, in, [](const auto& x) { return std::vector{torch::silu(x[0]) * x[1]}; },
+        [](const auto& x) { return std::vector{K::act_mul_cpu(x[0], x[1], K::GateAct::silu)}; });
   }
   for (bool mlp : {false, true}) {  // the TTT layer's inner loop: 48 sequences x 64 tokens x 32, mini-batch 16
     const int64_t N = 48, T = 64, D = 32, Hd = mlp ? 4 * D : D;

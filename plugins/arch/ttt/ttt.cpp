@@ -100,7 +100,7 @@ class TTTLayerImpl : public torch::nn::Module {
     auto out = K::ttt_inner(flat(q), flat(k), flat(heads(xv)), lr.reshape({N, T}), token_idx, norm, st.inner,
                             c_.mini_batch);  // (N,T,F)
     out = post_norm(out.view({B, H, T, F}).transpose(1, 2).reshape({B, T, C}));
-    if (c_.use_gate) out = torch::gelu(g_proj(x), "tanh") * out;
+    if (c_.use_gate) out = nn::gelu_tanh_mul(g_proj(x), out);
     return o_proj(out);
   }
 

@@ -7,6 +7,12 @@
 
 namespace lmgrid::nn {
 
+// The gated activations: on float32/float64 CPU tensors one fused pass each way
+// (lmgrid/kernels/act.hpp) unless LMGRID_CPU_KERNELS=composite; else LibTorch's ops.
+torch::Tensor gelu(const torch::Tensor& x);                                   // GELU (erf)
+torch::Tensor silu_mul(const torch::Tensor& a, const torch::Tensor& b);       // silu(a) * b
+torch::Tensor gelu_tanh_mul(const torch::Tensor& a, const torch::Tensor& b);  // gelu_tanh(a) * b
+
 // c_fc (C -> F) -> GELU (erf) -> c_proj (F -> C) -> dropout. Checkpoint keys c_fc.*, c_proj.*.
 class MLPImpl : public torch::nn::Module {
  public:
