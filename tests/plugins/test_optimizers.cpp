@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include <lmgrid/config/train_settings.hpp>
+#include <lmgrid/kernels/optim.hpp>
 #include <lmgrid/train/checkpoint.hpp>
 #include <lmgrid/train/trainer.hpp>
 
@@ -151,7 +152,7 @@ void check_exact_resume(const std::string& name, const std::map<std::string, Val
   }
   auto clone_all = [](const std::vector<torch::Tensor>& v) {
     std::vector<torch::Tensor> out;
-    for (const auto& t : v) out.push_back(t.clone().requires_grad_(true));
+    for (const auto& t : v) out.push_back(t.detach().clone().requires_grad_(true));
     return out;
   };
   auto first = [&](int n) { return std::vector<std::vector<torch::Tensor>>(grads.begin(), grads.begin() + n); };
@@ -370,6 +371,7 @@ TEST_CASE("optimizers: N steps + save + load + N steps equals 2N steps bit for b
       {"sgd", {{"momentum", 0.9}, {"weight_decay", 0.1}}},
       {"sgd", {{"momentum", 0.9}, {"nesterov", true}}},
       {"lion", {}},
+      {"adamw", {}},
       {"muon", {}},
       {"muon", {{"nesterov", false}, {"weight_decay", 0.1}, {"ns_dtype", std::string("bfloat16")}}},
   };
@@ -377,6 +379,10 @@ TEST_CASE("optimizers: N steps + save + load + N steps equals 2N steps bit for b
     DYNAMIC_SECTION(cases[k].first << " case " << k) {
       // Plain SGD keeps no state but the step count, so skipping the load changes nothing there.
       check_exact_resume(cases[k].first, cases[k].second, /*stateful=*/k != 0);
+      if (cases[k].first == "adamw") {  // LibTorch's own step too
+        test::ScopedEnv env("LMGRID_CPU_KERNELS", "composite");
+        check_exact_resume(cases[k].first, cases[k].second, true);
+      }
     }
   }
 }
@@ -521,4 +527,50 @@ TEST_CASE("muon: a 3-d parameter steps as its (size(0), rest) matrix", "[unit][o
   o2->step();
   CHECK(test::rel_err(p3[0].reshape({6, 4}), p2[0]) < kTol);
   CHECK(!torch::equal(p3[0], w));
+}
+
+// adamw's fused step (kernels/src/optim_cpu.cpp) against LibTorch's torch::optim::AdamW step
+// (LMGRID_CPU_KERNELS=composite): parameters after 1 to 3 steps in float64 to 1e-12 relative and
+// float32 to 1e-6; the two share the optimizer state, so steps may alternate between them (which
+// would diverge if the fused path kept its moments under other keys than LibTorch's).
+TEST_CASE("adamw: the fused step equals LibTorch's AdamW step, and they share its state", "[unit][optim][fused]") {
+  const Problem pr = problem(3);
+  const std::vector<double> lrs{1e-2, 8e-3, 6e-3};
+  const std::map<std::string, Value> values{{"weight_decay", 0.1}, {"beta2", 0.95}};
+  auto run = [&](torch::ScalarType dtype, const std::vector<std::string>& modes) {
+    std::vector<torch::Tensor> params;
+    for (const auto& t : pr.init) params.push_back(t.to(dtype).clone().requires_grad_(true));
+    auto opt = make("adamw", values, named(params, {"w", "b"}, pr.decay));
+    for (size_t s = 0; s < modes.size(); ++s) {
+      test::ScopedEnv env("LMGRID_CPU_KERNELS", modes[s]);
+      std::vector<std::vector<torch::Tensor>> g{{pr.grads[s][0].to(dtype), pr.grads[s][1].to(dtype)}};
+      run_steps(*opt, params, g, {lrs[s]});
+    }
+    return params;
+  };
+  for (auto dtype : {torch::kFloat64, torch::kFloat32}) {
+    const double tol = dtype == torch::kFloat64 ? 1e-12 : 1e-6;
+    auto ref = run(dtype, {"composite", "composite", "composite"});
+    auto fused = run(dtype, {"auto", "auto", "auto"});
+    auto mixed = run(dtype, {"auto", "composite", "auto"});
+    for (size_t i = 0; i < ref.size(); ++i) {
+      INFO("parameter " << i << (dtype == torch::kFloat64 ? " float64" : " float32"));
+      CHECK(test::rel_err(fused[i], ref[i]) < tol);
+      CHECK(test::rel_err(mixed[i], ref[i]) < tol);
+      CHECK(test::rel_err(ref[i], pr.init[i].to(dtype)) > 1e-4);  // the steps moved it
+    }
+  }
+}
+
+TEST_CASE("sum_squares_cpu equals LibTorch's, refuses what it cannot take", "[unit][optim][fused]") {
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> ts{torch::randn({300, 700}), torch::randn({5}), torch::randn({70000})};
+  double ref = 0;
+  for (const auto& t : ts) ref += t.to(torch::kFloat64).pow(2).sum().item<double>();
+  CHECK(kernels::sum_squares_cpu(ts) == Approx(ref).epsilon(1e-6));
+  std::vector<torch::Tensor> t64{torch::randn({123, 45}, torch::kFloat64)};
+  CHECK(kernels::sum_squares_cpu(t64) == Approx(t64[0].pow(2).sum().item<double>()).epsilon(1e-13));
+  CHECK(kernels::sum_squares_cpu_unsupported({torch::randn({4, 4}).t()}) ==
+        "not contiguous float32/float64 CPU tensors");
+  CHECK_THROWS_WITH(kernels::sum_squares_cpu({torch::ones({3}, torch::kInt64)}), Catch::Contains("sum_squares_cpu"));
 }

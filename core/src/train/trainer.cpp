@@ -18,6 +18,8 @@
 #include <torch/csrc/autograd/profiler.h>
 
 #include "lmgrid/dist/process_group.hpp"
+#include "lmgrid/kernels/cpu_kernels.hpp"
+#include "lmgrid/kernels/optim.hpp"
 #include "lmgrid/plugin/boundary.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
 #include "lmgrid/train/answers.hpp"
@@ -93,6 +95,25 @@ namespace {
 torch::Tensor to_device(const torch::Tensor& t, const torch::Device& device) {
   if (!t.defined() || t.device() == device) return t;
   return device.is_cuda() ? t.pin_memory().to(device, /*non_blocking=*/true) : t.to(device);
+}
+
+// torch::nn::utils::clip_grad_norm_: the L2 norm of all gradients, which are scaled by
+// max_norm / (norm + 1e-6) where that is below 1 (or not a number); the norm comes from one fused
+// pass per gradient (lmgrid/kernels/optim.hpp) where they are all float32/float64 contiguous CPU
+// tensors and LMGRID_CPU_KERNELS allows, LibTorch's per-tensor norms otherwise.
+double clip_grad_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.grad().defined()) grads.push_back(p.grad());
+  if (grads.empty() || !kernels::cpu_kernels_enabled() || !kernels::sum_squares_cpu_unsupported(grads).empty())
+    return torch::nn::utils::clip_grad_norm_(params, max_norm);
+  const double norm = std::sqrt(kernels::sum_squares_cpu(grads));
+  const double coef = max_norm / (norm + 1e-6);
+  if (!(coef >= 1.0)) {
+    torch::NoGradGuard no_grad;
+    for (auto& g : grads) g.mul_(coef);
+  }
+  return norm;
 }
 
 }  // namespace
@@ -663,7 +684,7 @@ class RunTrainer {
     // float16: gradients back to their true size; a step with inf/NaN gradients is skipped.
     const bool finite_grads = scaler_.unscale_and_update(params_);
     double max_norm = ts_.clip > 0 ? ts_.clip : std::numeric_limits<double>::infinity();
-    grad_norm_ = finite_grads ? torch::nn::utils::clip_grad_norm_(params_, max_norm) : NAN;
+    grad_norm_ = finite_grads ? clip_grad_norm(params_, max_norm) : NAN;
     if (finite_grads) call_plugin(optim_id_, [&] { o_.optimizer->step(); });
     clock_.mark(PhaseClock::optimizer);  // with the gradient clipping and, data parallel, the last all-reduce
     ++st_.step;
