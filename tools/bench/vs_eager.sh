@@ -8,9 +8,11 @@
 #   mamba2  the quickstart's Mamba-2, 7 x 128 (tools/bench/mamba2_eager.py)
 # Batch 12 x 64 tokens of tiny Shakespeare (char), AdamW, clip 1.0. lmgrid evaluates one batch
 # and writes one checkpoint at the end, the eager scripts neither (in their favour). Eager runs
-# twice per round, with the process's OpenMP defaults and with OMP_WAIT_POLICY=PASSIVE (what
-# lmgrid gives its workers); the faster median is its figure. Prints every wall time, the medians
-# and lmgrid's speed-up (eager wall / lmgrid wall) per model.
+# three times per round: --threads N with the process's OpenMP defaults, --threads N with
+# OMP_WAIT_POLICY=PASSIVE (what lmgrid gives its workers), and --threads 1 (when N > 1), where
+# Debian's torch still runs OpenBLAS on all cores (torch.set_num_threads does not size OpenBLAS's
+# pool): one LibTorch thread and N BLAS threads. The fastest median of the three is its figure.
+# Prints every wall time, the medians and lmgrid's speed-up (eager wall / lmgrid wall) per model.
 #
 #   tools/bench/vs_eager.sh [--runs 3] [--steps 450] [--threads 2] [--models gpt,gem,mamba2]
 set -euo pipefail
@@ -72,11 +74,11 @@ sed -e "s/^steps = .*/steps = $STEPS/" -e "s/^eval_every = .*/eval_every = $STEP
   printf 'schedule = "constant"\nwarmup = 0\n'
 } >"$WORK/mamba2.toml"
 
-eager_cmd() {  # the eager script of a model, for $STEPS steps
+eager_cmd() {  # eager_cmd MODEL THREADS: the eager script of a model, for $STEPS steps
   case $1 in
-    gpt) echo "$ROOT/tools/bench/nanogpt_ref.py --steps $STEPS --threads $THREADS --no-eval" ;;
-    gem) echo "$ROOT/tools/bench/gem_eager.py --steps $STEPS --warmup 0 --threads $THREADS" ;;
-    mamba2) echo "$ROOT/tools/bench/mamba2_eager.py --steps $STEPS --warmup 0 --threads $THREADS" ;;
+    gpt) echo "$ROOT/tools/bench/nanogpt_ref.py --steps $STEPS --threads $2 --no-eval" ;;
+    gem) echo "$ROOT/tools/bench/gem_eager.py --steps $STEPS --warmup 0 --threads $2" ;;
+    mamba2) echo "$ROOT/tools/bench/mamba2_eager.py --steps $STEPS --warmup 0 --threads $2" ;;
   esac
 }
 wall() {  # wall LOG CMD...: whole-process seconds of CMD (its output to LOG); fails with it
@@ -95,21 +97,25 @@ echo "load average $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; $STEPS steps
 summary=()
 for model in ${MODELS//,/ }; do
   [ -f "$WORK/$model.toml" ] || { echo "$0: unknown model $model" >&2; exit 2; }
-  lm=() py=() pyp=()
+  lm=() py=() pyp=() py1=()
   for i in $(seq "$RUNS"); do
     rm -rf "$WORK/db.sqlite"* "$WORK/runs"
     a=$(wall "$WORK/lm.log" env LMGRID_THREADS="$THREADS" "$LMGRID" run "$WORK/$model.toml" --workers 1 --db "$WORK/db.sqlite" --no-report)
     # shellcheck disable=SC2046
-    b=$(wall "$WORK/py.log" env -u OMP_WAIT_POLICY "$PY" $(eager_cmd "$model"))
+    b=$(wall "$WORK/py.log" env -u OMP_WAIT_POLICY "$PY" $(eager_cmd "$model" "$THREADS"))
     # shellcheck disable=SC2046
-    c=$(wall "$WORK/pyp.log" env OMP_WAIT_POLICY=PASSIVE "$PY" $(eager_cmd "$model"))
-    lm+=("$a") py+=("$b") pyp+=("$c")
-    printf '%s run %d: lmgrid %.1f s | eager %.1f s | eager, passive OpenMP %.1f s\n' "$model" "$i" "$a" "$b" "$c"
+    c=$(wall "$WORK/pyp.log" env OMP_WAIT_POLICY=PASSIVE "$PY" $(eager_cmd "$model" "$THREADS"))
+    d=$c
+    # shellcheck disable=SC2046
+    if [ "$THREADS" -gt 1 ]; then d=$(wall "$WORK/py1.log" env OMP_WAIT_POLICY=PASSIVE "$PY" $(eager_cmd "$model" 1)); fi
+    lm+=("$a") py+=("$b") pyp+=("$c") py1+=("$d")
+    printf '%s run %d: lmgrid %.1f s | eager %.1f s | eager, passive OpenMP %.1f s | eager, 1 thread %.1f s\n' \
+      "$model" "$i" "$a" "$b" "$c" "$d"
   done
-  ml=$(median "${lm[@]}") me=$(median "${py[@]}") mp=$(median "${pyp[@]}")
-  best=$(printf '%s\n%s\n' "$me" "$mp" | sort -g | head -1)
-  line=$(printf '%-7s lmgrid %6.1f s, eager %6.1f s (passive %6.1f s): lmgrid %.2fx the best eager' "$model" "$ml" "$me" "$mp" \
-    "$(echo "scale=4; $best / $ml" | bc)")
+  ml=$(median "${lm[@]}") me=$(median "${py[@]}") mp=$(median "${pyp[@]}") m1=$(median "${py1[@]}")
+  best=$(printf '%s\n%s\n%s\n' "$me" "$mp" "$m1" | sort -g | head -1)
+  line=$(printf '%-7s lmgrid %6.1f s, eager %6.1f s (passive %6.1f s, 1 thread %6.1f s): lmgrid %.2fx the best eager' \
+    "$model" "$ml" "$me" "$mp" "$m1" "$(echo "scale=4; $best / $ml" | bc)")
   echo "$line"
   summary+=("$line")
 done
