@@ -24,7 +24,8 @@ const std::vector<EnvVar>& env_vars() {
        "(LibTorch's own: SDPA on 2.x, the plain math on 1.13), for CPU tensors"},
       {"LMGRID_CPU_KERNELS",
        "`auto` (default: float32 and float64 CPU tensors take lmgrid's fused CPU kernels for the SSD scan, the "
-       "causal convolution and RMSNorm) or `composite` (LibTorch ops throughout), see docs/performance.md"},
+       "causal convolution, RMSNorm, the TTT dual form, RoPE, the gated activations and AdamW) or `composite` "
+       "(LibTorch ops throughout), see docs/performance.md"},
       {"LMGRID_PEAK_GFLOPS", "fixes the peak that MFU is measured against"},
       {"LMGRID_PROFILE",
        "`phases`: each run prints where its training loop's time went (data, forward, backward, optimizer, "
