@@ -13,23 +13,14 @@ using torch::Tensor;
 
 constexpr int64_t kChunk = 16384;  // elements per task
 
-// tanh(u) = sign(u) (1 - e) / (1 + e), e = exp(-2 |u|).
-template <class T>
-LMGRID_INLINE T tanh_v(T u) {
-  const T e = cpu::exp_neg(T(-2) * (u < T(0) ? -u : u));
-  const T r = (T(1) - e) / (T(1) + e);
-  return u < T(0) ? -r : r;
-}
-
 // The gate activations' value and derivative (silu: sigmoid s, a s and s (1 + a (1 - s));
-// gelu_tanh: th = tanh(k (a + q a^3)), a (1 + th) / 2 and (1 + th) / 2 + a (1 - th^2) k (1 + 3 q a^2) / 2).
+// gelu_tanh: cpu::GeluTanh).
 template <class T, GateAct A>
 LMGRID_INLINE T act(T a) {
   if constexpr (A == GateAct::silu) {
     return a * cpu::sigmoid(a);
   } else {
-    constexpr T k = T(0.7978845608028654), q = T(0.044715);
-    return T(0.5) * a * (T(1) + tanh_v(k * (a + q * a * a * a)));
+    return cpu::GeluTanh<T>::f(a, cpu::GeluTanh<T>::th(a));
   }
 }
 template <class T, GateAct A>
@@ -38,10 +29,8 @@ LMGRID_INLINE void act_and_d(T a, T& f, T& d) {
     const T s = cpu::sigmoid(a);
     f = a * s, d = s * (T(1) + a * (T(1) - s));
   } else {
-    constexpr T k = T(0.7978845608028654), q = T(0.044715);
-    const T th = tanh_v(k * (a + q * a * a * a));
-    f = T(0.5) * a * (T(1) + th);
-    d = T(0.5) * (T(1) + th) + T(0.5) * a * (T(1) - th * th) * k * (T(1) + T(3) * q * a * a);
+    const T th = cpu::GeluTanh<T>::th(a);
+    f = cpu::GeluTanh<T>::f(a, th), d = cpu::GeluTanh<T>::d1(a, th);
   }
 }
 

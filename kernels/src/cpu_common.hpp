@@ -66,6 +66,34 @@ LMGRID_INLINE T sigmoid(T v) {
   return v >= T(0) ? r : e * r;
 }
 
+// tanh(u) = sign(u) (1 - e) / (1 + e) with e = exp(-2 |u|) from exp_neg, so loops over it
+// vectorise (absolute error at float's rounding; exact to rounding in double).
+template <class T>
+LMGRID_INLINE T tanh_v(T u) {
+  const T e = exp_neg(T(-2) * (u < T(0) ? -u : u));
+  const T r = (T(1) - e) / (T(1) + e);
+  return u < T(0) ? -r : r;
+}
+
+// GELU with the tanh approximation and its first two derivatives, from x and th = th(x) (kept
+// by callers that need several of them): k = sqrt(2/pi), q = 0.044715, v' = k (1 + 3 q x^2),
+//   gelu = x (1 + th) / 2,  gelu' = (1 + th) / 2 + x (1 - th^2) v' / 2,
+//   gelu'' = (1 - th^2) (v' + 3 k q x^2 - x th v'^2).
+template <class T>
+struct GeluTanh {
+  static constexpr T k = T(0.7978845608028654), q = T(0.044715);
+  static LMGRID_INLINE T th(T x) { return tanh_v(k * (x + q * x * x * x)); }
+  static LMGRID_INLINE T f(T x, T t) { return T(0.5) * x * (T(1) + t); }
+  static LMGRID_INLINE T d1(T x, T t) {
+    const T vp = k * (T(1) + T(3) * q * x * x);
+    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * vp;
+  }
+  static LMGRID_INLINE T d2(T x, T t) {
+    const T vp = k * (T(1) + T(3) * q * x * x);
+    return (T(1) - t * t) * (vp + T(3) * k * q * x * x - x * t * vp * vp);
+  }
+};
+
 // For a kernel's backward made of its own loops: its result could not be differentiated again,
 // so a backward under create_graph is refused rather than silently wrong.
 inline void require_first_order(const char* kernel) {

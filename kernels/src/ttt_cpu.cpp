@@ -48,32 +48,8 @@ struct Args {
   T *dxq, *dxk, *dxv, *dlr, *dti, *dlnw, *dlnb, *dtheta0;  // dti (N, n), dlnw/dlnb (N, F)
 };
 
-// tanh from exp_neg (so loops over it vectorise): sign(u) (1 - e) / (1 + e), e = exp(-2|u|).
 template <class T>
-LMGRID_INLINE T tanh_v(T u) {
-  const T e = cpu::exp_neg(T(-2) * (u < T(0) ? -u : u));
-  const T r = (T(1) - e) / (T(1) + e);
-  return u < T(0) ? -r : r;
-}
-
-// GELU (tanh approximation) and its first two derivatives, with k = sqrt(2/pi), q = 0.044715,
-// v = k (x + q x^3), th = tanh(v), s = 1 - th^2, v' = k (1 + 3 q x^2):
-//   gelu = x (1 + th) / 2,  gelu' = (1 + th) / 2 + x s v' / 2,  gelu'' = s (v' + 3 k q x^2 - x th v'^2).
-template <class T>
-struct Gelu {
-  static constexpr T k = T(0.7978845608028654), q = T(0.044715);
-  static LMGRID_INLINE T th(T x) { return tanh_v(k * (x + q * x * x * x)); }
-  // From x and th(x), which the forward keeps for the derivatives.
-  static LMGRID_INLINE T f(T x, T t) { return T(0.5) * x * (T(1) + t); }
-  static LMGRID_INLINE T d1(T x, T t) {
-    const T vp = k * (T(1) + T(3) * q * x * x);
-    return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * vp;
-  }
-  static LMGRID_INLINE T d2(T x, T t) {
-    const T vp = k * (T(1) + T(3) * q * x * x);
-    return (T(1) - t * t) * (vp + T(3) * k * q * x * x - x * t * vp * vp);
-  }
-};
+using Gelu = cpu::GeluTanh<T>;  // TTT-MLP's inner nonlinearity
 
 // The intermediates of one mini-batch (a block), carved out of one scratch array.
 template <class T>

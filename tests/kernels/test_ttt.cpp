@@ -8,6 +8,7 @@
 #include <lmgrid/plugin/registry.hpp>
 
 #include "../support.hpp"
+#include "ttt_inputs.hpp"
 
 using namespace lmgrid;
 namespace K = lmgrid::kernels;
@@ -16,35 +17,11 @@ namespace {
 
 using lmgrid::test::rel_err;
 
-struct Inputs {
-  torch::Tensor xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1, W2, b2;
-  std::vector<torch::Tensor> all() const {
-    std::vector<torch::Tensor> v{xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1};
-    if (W2.defined()) v.push_back(W2), v.push_back(b2);
-    return v;
-  }
-};
-
+using Inputs = test::TTTInputs;
 Inputs make_inputs(int64_t N, int64_t T, int64_t D, int64_t chunk, bool mlp, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto o = torch::TensorOptions().dtype(torch::kFloat64);
-  const int64_t hid = mlp ? 4 * D : D;
-  Inputs in;
-  in.xq = torch::randn({N, T, D}, o), in.xk = torch::randn({N, T, D}, o), in.xv = torch::randn({N, T, D}, o);
-  in.lr_logit = torch::randn({N, T}, o);
-  in.tidx = 1.0 / torch::arange(1, chunk + 1, o) + 0.05 * torch::rand({chunk}, o);
-  in.nw = 1.0 + 0.3 * torch::randn({N, 1, D}, o), in.nb = 0.3 * torch::randn({N, 1, D}, o);
-  in.W1 = 0.3 * torch::randn({N, D, hid}, o), in.b1 = 0.1 * torch::randn({N, 1, hid}, o);
-  if (mlp) in.W2 = 0.3 * torch::randn({N, hid, D}, o), in.b2 = 0.1 * torch::randn({N, 1, D}, o);
-  for (auto t : in.all()) t.requires_grad_(true);
-  return in;
+  return test::make_ttt_inputs(N, T, D, chunk, mlp, seed);
 }
-
-K::TTTInnerState init_state(const Inputs& in) {
-  K::TTTInnerState s;
-  s.W1 = in.W1, s.b1 = in.b1, s.W2 = in.W2, s.b2 = in.b2;
-  return s;
-}
+K::TTTInnerState init_state(const Inputs& in) { return in.state(); }
 
 }  // namespace
 

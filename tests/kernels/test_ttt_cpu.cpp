@@ -10,6 +10,7 @@
 #include <lmgrid/kernels/ttt.hpp>
 
 #include "../support.hpp"
+#include "ttt_inputs.hpp"
 
 using namespace lmgrid;
 namespace K = lmgrid::kernels;
@@ -18,38 +19,7 @@ using lmgrid::test::ScopedEnv;
 
 namespace {
 
-struct Leaves {
-  torch::Tensor xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1, W2, b2;
-  std::vector<torch::Tensor> all() const {
-    std::vector<torch::Tensor> v{xq, xk, xv, lr_logit, tidx, nw, nb, W1, b1};
-    if (W2.defined()) v.push_back(W2), v.push_back(b2);
-    return v;
-  }
-  Leaves to(torch::ScalarType t) const {
-    Leaves o;
-    auto c = [&](const torch::Tensor& x) {
-      return x.defined() ? x.detach().to(t).requires_grad_(true) : torch::Tensor();
-    };
-    o.xq = c(xq), o.xk = c(xk), o.xv = c(xv), o.lr_logit = c(lr_logit), o.tidx = c(tidx), o.nw = c(nw), o.nb = c(nb);
-    o.W1 = c(W1), o.b1 = c(b1), o.W2 = c(W2), o.b2 = c(b2);
-    return o;
-  }
-};
-
-Leaves make_leaves(int64_t N, int64_t T, int64_t D, int64_t chunk, bool mlp, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto o = torch::TensorOptions().dtype(torch::kFloat64);
-  const int64_t hid = mlp ? 4 * D : D;
-  Leaves in;
-  in.xq = torch::randn({N, T, D}, o), in.xk = torch::randn({N, T, D}, o), in.xv = torch::randn({N, T, D}, o);
-  in.lr_logit = torch::randn({N, T}, o);
-  in.tidx = 1.0 / torch::arange(1, chunk + 1, o) + 0.05 * torch::rand({chunk}, o);
-  in.nw = 1.0 + 0.3 * torch::randn({N, 1, D}, o), in.nb = 0.3 * torch::randn({N, 1, D}, o);
-  in.W1 = 0.3 * torch::randn({N, D, hid}, o), in.b1 = 0.1 * torch::randn({N, 1, hid}, o);
-  if (mlp) in.W2 = 0.3 * torch::randn({N, hid, D}, o), in.b2 = 0.1 * torch::randn({N, 1, D}, o);
-  for (auto t : in.all()) t.requires_grad_(true);
-  return in;
-}
+using Leaves = test::TTTInputs;
 
 // ttt_inner over the sequence in `pieces` (continuing the state), then a scalar loss that reads the
 // outputs and the final weights; returns the outputs, the final W1 and the leaves' gradients.
@@ -62,8 +32,7 @@ Run run(const Leaves& in, int64_t chunk, const std::vector<int64_t>& pieces, con
   ScopedEnv env("LMGRID_CPU_KERNELS", kernels);
   K::TTTNorm norm{in.nw, in.nb, 1e-6};
   auto lr = torch::sigmoid(in.lr_logit) * 0.5;
-  K::TTTInnerState st;
-  st.W1 = in.W1, st.b1 = in.b1, st.W2 = in.W2, st.b2 = in.b2;
+  auto st = in.state();
   std::vector<torch::Tensor> outs;
   int64_t t = 0;
   for (auto n : pieces)
@@ -93,7 +62,7 @@ TEST_CASE("ttt_dual_cpu: the fused kernel equals the composite (values, final we
     for (const auto& c : cases) {
       DYNAMIC_SECTION((mlp ? "mlp" : "linear") << " N " << c.N << " T " << c.T << " D " << c.D << " chunk " << c.chunk
                                                << " pieces " << c.pieces.size()) {
-        auto in = make_leaves(c.N, c.T, c.D, c.chunk, mlp, 3 * c.T + c.chunk + mlp);
+        auto in = test::make_ttt_inputs(c.N, c.T, c.D, c.chunk, mlp, 3 * c.T + c.chunk + mlp);
         auto ref = run(in, c.chunk, c.pieces, "composite");
         auto got = run(in, c.chunk, c.pieces, "auto");
         double e = rel_err(got.out, ref.out);
@@ -118,14 +87,10 @@ TEST_CASE("ttt_dual_cpu: the fused kernel equals the composite (values, final we
 }
 
 TEST_CASE("ttt_dual_cpu: taken where it applies, the same bits on 1 and 2 threads, refusals", "[unit][ttt][fused]") {
-  auto in = make_leaves(6, 32, 8, 16, true, 5);
+  auto in = test::make_ttt_inputs(6, 32, 8, 16, true, 5);
   K::TTTNorm norm{in.nw, in.nb, 1e-6};
   auto lr = torch::sigmoid(in.lr_logit);
-  auto state = [&] {
-    K::TTTInnerState st;
-    st.W1 = in.W1, st.b1 = in.b1, st.W2 = in.W2, st.b2 = in.b2;
-    return st;
-  };
+  auto state = [&] { return in.state(); };
   {  // routed: ttt_inner's output comes from the kernel's autograd node
     ScopedEnv env("LMGRID_CPU_KERNELS", "auto");
     auto st = state();
@@ -142,8 +107,7 @@ TEST_CASE("ttt_dual_cpu: taken where it applies, the same bits on 1 and 2 thread
   for (int threads : {1, 2}) {
     at::set_num_threads(threads);
     auto in32 = in.to(torch::kFloat32);
-    K::TTTInnerState st;
-    st.W1 = in32.W1, st.b1 = in32.b1, st.W2 = in32.W2, st.b2 = in32.b2;
+    auto st = in32.state();
     K::TTTNorm n32{in32.nw, in32.nb, 1e-6};
     auto out = K::ttt_dual_cpu(in32.xq, in32.xk, in32.xv, torch::sigmoid(in32.lr_logit), in32.tidx, n32, st, 16);
     auto g = torch::autograd::grad({(out * out).sum()}, in32.all());
