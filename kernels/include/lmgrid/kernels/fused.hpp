@@ -7,7 +7,8 @@
 //                      one thread per (sequence, state element), looping over the chunks.
 //   gem_chunk          GEM memory, one full chunk of the dual form (ttt.hpp): reads and the
 //                      values after the chunk, from the values before it.
-// TTT-Linear and TTT-MLP keep their composites (ttt_inner); no kernel here yet.
+// TTT-Linear and TTT-MLP have no CUDA kernel here (on the CPU ttt_inner routes whole mini-batches
+// to ttt_dual_cpu, kernels/src/ttt_cpu.cpp).
 //
 // The kernels' per-thread bodies are __host__ __device__ code (kernels/src/cuda/*_body.cuh); a CPU
 // loop over the same bodies (FusedImpl::emulation, float and double) lets the tests check their

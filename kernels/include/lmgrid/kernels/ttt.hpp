@@ -13,7 +13,8 @@
 //     W_t = W_0 - sum_{j<=t} eta[t, j] grad_j(W_0), eta[t, j] = token_idx[t] * lr[j].
 //
 // Letters: N independent sequences (batch x heads), T tokens, M slots, D width, F inner hidden.
-// Every function is plain LibTorch ops (autograd flows through all of them) in the input dtype.
+// Every function but ttt_dual_cpu (a fused CPU kernel, kernels/src/ttt_cpu.cpp) is plain LibTorch
+// ops (autograd flows through all of them) in the input dtype.
 // A partial chunk is allowed anywhere: the state records how many tokens of the current chunk
 // were already seen, so training, prefill and one-token decoding share one definition.
 #pragma once
