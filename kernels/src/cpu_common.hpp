@@ -1,5 +1,6 @@
-// What lmgrid's CPU kernels (attention.cpp, ssd_cpu.cpp, conv_cpu.cpp) share: function
-// multiversioning for the inner loops, and a small task pool on LibTorch's intra-op thread count.
+// What lmgrid's CPU kernels (attention.cpp and src/*_cpu.cpp) share: function multiversioning for
+// the inner loops, a small task pool on LibTorch's intra-op thread count, vectorisable exp, tanh,
+// sigmoid and GELU, dot products and sums, the register-blocked product and the tiled transpose.
 // Internal to liblmgrid_kernels (not installed).
 #pragma once
 

@@ -1,5 +1,6 @@
 // The switch for lmgrid's fused CPU kernels (the SSD scan, the causal convolution, RMSNorm, the
-// batched products, split_last; kernels/src/*_cpu.cpp).
+// batched products, split_last, the TTT dual form, RoPE, the gated activations, AdamW and the
+// gradient norm; kernels/src/*_cpu.cpp).
 #pragma once
 
 namespace lmgrid::kernels {
