@@ -19,6 +19,7 @@
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/report/report.hpp>
 #include <lmgrid/store/store.hpp>
+#include <lmgrid/train/batch_split.hpp>
 #include <lmgrid/run/supervisor.hpp>
 #include <lmgrid/base/util.hpp>
 #include <lmgrid/report/table.hpp>
@@ -146,9 +147,11 @@ int run_grid(const RunOptions& opt) {
                  launch.master_addr.c_str(), launch.master_port);
     return follow_grid(fo);
   }
-  // Bad input writes nothing: a bad LMGRID_PEAK_GFLOPS is refused here, before the database exists
-  // (the peak itself is taken below, once the thread count is known).
+  // Bad input writes nothing: a bad LMGRID_PEAK_GFLOPS or LMGRID_CPU_SPLIT is refused here, before
+  // the database exists (the peak itself is taken below, once the thread count is known; each run
+  // plans its split when it starts).
   (void)fixed_peak_gflops();
+  (void)plan_batch_split(2, 2, true, false);
   Store store(db_path);
   store.check_integrity();
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory

@@ -26,6 +26,9 @@ const std::vector<EnvVar>& env_vars() {
        "`auto` (default: float32 and float64 CPU tensors take lmgrid's fused CPU kernels for the SSD scan, the "
        "causal convolution, RMSNorm, the TTT dual form, RoPE, the gated activations and AdamW) or `composite` "
        "(LibTorch ops throughout), see docs/performance.md"},
+      {"LMGRID_CPU_SPLIT",
+       "`auto` (default: a CPU run with T threads splits each micro-batch into T parts trained at once, one "
+       "thread each, see docs/performance.md) or a count of parts (`1` turns them off)"},
       {"LMGRID_PEAK_GFLOPS", "fixes the peak that MFU is measured against"},
       {"LMGRID_PROFILE",
        "`phases`: each run prints where its training loop's time went (data, forward, backward, optimizer, "

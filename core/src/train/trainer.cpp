@@ -23,6 +23,7 @@
 #include "lmgrid/plugin/boundary.hpp"
 #include "lmgrid/plugin/torch_compat.hpp"
 #include "lmgrid/train/answers.hpp"
+#include "lmgrid/train/batch_split.hpp"
 #include "lmgrid/train/checkpoint.hpp"
 #include "lmgrid/train/tokenizer_cache.hpp"
 #include "lmgrid/base/env.hpp"
@@ -239,7 +240,7 @@ void reduce_slices(dist::Group& group, int64_t round, std::map<std::string, Answ
 // and the sums are all-reduced, so every rank gets the single-process result (up to the order
 // of the additions). `round` names this evaluation among the run's (for the slice exchange).
 EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string& data_id, int64_t batches,
-                    int64_t batch_size, dist::Group* group, int64_t round) {
+                    int64_t batch_size, dist::Group* group, int64_t round, SplitPool* split) {
   const torch::Device device = o.device;
   torch::NoGradGuard ng;
   o.model->eval();
@@ -255,8 +256,12 @@ EvalResult evaluate(RunObjects& o, const std::string& arch_id, const std::string
     auto inputs = to_device(b.inputs, device), targets = to_device(b.targets, device);
     torch::Tensor mask = to_device(b.loss_mask, device);
     auto logits = call_plugin(arch_id, [&] {
-      compat::AutocastGuard amp(device.type(), o.precision.autocast_dtype);
-      return o.model->forward(inputs, nullptr).logits;
+      auto forward = [&](const torch::Tensor& rows) {
+        torch::NoGradGuard no_grad;  // thread-local: the split's helpers need their own
+        compat::AutocastGuard amp(device.type(), o.precision.autocast_dtype);
+        return o.model->forward(rows, nullptr).logits;
+      };
+      return split && inputs.size(0) >= split->parts() ? split_forward(*split, inputs, forward) : forward(inputs);
     });
     double w = mask.defined() ? mask.sum().item<double>() : static_cast<double>(targets.numel());
     weight += w;
@@ -430,6 +435,12 @@ class PhaseClock {
     secs_[p] += t - last_;
     last_ = t;
   }
+  // Charges `secs` of the time since the last mark to p (the rest goes to the next mark).
+  void charge(Phase p, double secs) {
+    if (!on_) return;
+    secs_[p] += secs;
+    last_ += secs;
+  }
   bool on() const { return on_; }
   // "250 steps in 20.1 s: data 0.41 s (2.0%), forward 6.10 s (30.3%), ..., other 0.00 s (0.0%)";
   // the stop check and the learning-rate schedule count in optimizer, other is what no mark took.
@@ -589,6 +600,10 @@ class RunTrainer {
     flops_per_token_ = o_.model->flops_per_token();
     for (const auto& p : named_parameters_for_optim(*o_.model)) params_.push_back(p.tensor);
     if (group_) reducer_.emplace(*group_, params_);
+    // The split is off while operations are traced (the trace records the calling thread only).
+    const bool tracing = env_or("LMGRID_PROFILE", "").rfind("ops:", 0) == 0;
+    split_plan_ = plan_batch_split(torch::get_num_threads(), ts_.batch_size, o_.device.is_cpu(), group_ != nullptr);
+    if (tracing && split_plan_.parts > 1) split_plan_ = SplitPlan{1, 0, "off (LMGRID_PROFILE=ops traces one thread)"};
     t_start_ = progress_.start = monotonic_seconds();
   }
 
@@ -653,6 +668,7 @@ class RunTrainer {
       auto mask = to_device(b.loss_mask, o_.device);
       clock_.mark(PhaseClock::data);
       auto loss = call_plugin(arch_id_, [&] {
+        if (use_split(inputs)) return split_forward_backward(inputs, targets, mask, share);
         torch::Tensor l;
         {
           compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);  // forward and loss only
@@ -696,6 +712,46 @@ class RunTrainer {
     return true;
   }
 
+  // Whether this micro-batch is split into parts on threads (batch_split.hpp). The first call decides for
+  // the run: a model whose forward draws random numbers keeps the whole batch on one thread.
+  bool use_split(const torch::Tensor& inputs) {
+    if (split_plan_.parts <= 1) return false;
+    if (!split_pool_) {
+      bool drew = false;
+      {
+        torch::NoGradGuard ng;
+        compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);
+        drew = forward_draws_random([&] { (void)o_.model->forward(inputs.narrow(0, 0, 1), nullptr); });
+      }
+      if (drew) split_plan_ = SplitPlan{1, 0, "off (the model draws random numbers in training, e.g. dropout)"};
+      if (writer())
+        std::fprintf(stderr, "lmgrid: run %lld: batch split: %s\n", static_cast<long long>(run_id_),
+                     split_plan_.why.c_str());
+      if (drew) return false;
+      split_pool_ = std::make_unique<SplitPool>(split_plan_.parts, split_plan_.threads_each);
+    }
+    return inputs.size(0) >= split_plan_.parts;
+  }
+
+  // One micro-batch as parts on the pool's threads (split_forward_backward). Returns its loss.
+  torch::Tensor split_forward_backward(const torch::Tensor& inputs, const torch::Tensor& targets,
+                                       const torch::Tensor& mask, double share) {
+    const double parts = static_cast<double>(split_pool_->parts());
+    double forward_secs = 0;
+    auto loss = lmgrid::split_forward_backward(
+        *split_pool_, params_, inputs, targets, mask,
+        [&](const torch::Tensor& in, const torch::Tensor& tg, const torch::Tensor& mk, double weight) {
+          compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);
+          ModelOutput out = o_.model->forward(in, nullptr);
+          auto l = lm_loss(out.logits, tg, mk) * (share * weight);
+          return out.aux_loss.defined() ? l + out.aux_loss / parts : l;
+        },
+        [&](const torch::Tensor& l) { return scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)); },
+        &forward_secs);
+    clock_.charge(PhaseClock::forward, forward_secs);
+    return loss;
+  }
+
   // Keeps this rank's rows of a global batch; returns their share of its loss weight (scored
   // positions with a mask, else tokens), so that the ranks' losses sum to the whole batch's.
   double take_rank_rows(Batch& b) const {
@@ -728,7 +784,8 @@ class RunTrainer {
 
   // Scores the val split, records it, tracks the best. True when early stopping says stop.
   bool evaluate_now() {
-    EvalResult ev = evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, group_, eval_round_++);
+    EvalResult ev =
+        evaluate(o_, arch_id_, data_id_, ts_.eval_batches, ts_.batch_size, group_, eval_round_++, split_pool_.get());
     st_.last_val = ev.loss;
     metric("val/loss", ev.loss);
     if (std::isfinite(ev.accuracy)) metric("val/accuracy", ev.accuracy);
@@ -840,6 +897,8 @@ class RunTrainer {
   std::string arch_id_, data_id_, optim_id_;
   std::vector<torch::Tensor> params_;
   std::optional<dist::GradReducer> reducer_;
+  SplitPlan split_plan_;
+  std::unique_ptr<SplitPool> split_pool_;  // made at the first step that splits a batch
   TrainState st_;
   Interval interval_;
   PhaseClock clock_;

@@ -3,6 +3,7 @@
 //   fail = "throw_create" | "throw_forward" | "segv_forward" | "nan_loss", from step fail_at.
 // Built twice: normally, and with LMGRID_PROBE_BAD_ABI as arch/probe_badabi whose build stamp
 // claims another ABI version (the host must refuse it before calling anything).
+#include <atomic>
 #include <csignal>
 #include <stdexcept>
 
@@ -25,17 +26,19 @@ class Probe : public Model {
     head = register_module("head", torch::nn::Linear(d, vocab));
   }
   ModelOutput forward(const torch::Tensor& idx, DecodeState*) override {
-    if (is_training()) ++calls_;
-    if (calls_ >= fail_at_) {
+    // Counted atomically: under the batch split (LMGRID_CPU_SPLIT) a step's parts call forward
+    // from two threads at once, and each call counts.
+    const int64_t calls = is_training() ? ++calls_ : calls_.load();
+    if (calls >= fail_at_) {
       if (fail_ == "throw_forward")
-        throw std::runtime_error("probe failure requested at forward " + std::to_string(calls_));
+        throw std::runtime_error("probe failure requested at forward " + std::to_string(calls));
       if (fail_ == "segv_forward") {
         volatile int* p = nullptr;
         *p = 42;  // deliberate crash
       }
     }
     auto logits = head(emb(idx));
-    if (fail_ == "nan_loss" && calls_ >= fail_at_) logits = logits * std::numeric_limits<float>::quiet_NaN();
+    if (fail_ == "nan_loss" && calls >= fail_at_) logits = logits * std::numeric_limits<float>::quiet_NaN();
     return {logits, {}};
   }
   torch::nn::Embedding emb{nullptr};
@@ -44,7 +47,7 @@ class Probe : public Model {
  private:
   std::string fail_;
   int64_t fail_at_;
-  int64_t calls_ = 0;
+  std::atomic<int64_t> calls_{0};
 };
 
 class ProbePlugin : public ArchPlugin {
