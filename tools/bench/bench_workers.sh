@@ -2,7 +2,10 @@
 # Grids that fill the machine (issue 15): a 12-run grid of tiny gpt models (the nanoGPT CPU
 # recipe's shape at 2 layers x 64 wide, 4 learning rates x 3 seeds) run whole as
 #   auto : lmgrid run (--workers auto, the default: here 2 one-thread workers on 2 cores)
-#   one  : lmgrid run --workers 1 (one worker on every core)
+#   one  : lmgrid run --workers 1 (one worker on every core; each run's batches split over them,
+#          docs/performance.md "The batch split")
+#   whole: LMGRID_CPU_SPLIT=1 lmgrid run --workers 1 (one worker on every core, whole batches: what
+#          --workers 1 meant before the batch split)
 #   one1 : lmgrid run --workers 1 --threads 1 (one worker, the thread count auto gives each run)
 # interleaved --runs times; prints each invocation's whole-process wall time, the medians and the
 # speed-up one / auto, and how far the final train losses of auto are from one's (every run's
@@ -69,19 +72,22 @@ timed() {  # timed DB ARGS...: runs the grid into DB, prints the wall seconds
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc
 }
-auto=() one=() one1=()
+auto=() one=() one1=() whole=()
 for i in $(seq 1 "$RUNS"); do
   a=$(timed auto.db)
   o=$(timed one.db --workers 1)
   o1=$(timed one1.db --workers 1 --threads 1)
-  auto+=("$a") one+=("$o") one1+=("$o1")
-  printf 'run %d: auto %.1f s (%s) | --workers 1 %.1f s | --workers 1 --threads 1 %.1f s\n' "$i" "$a" \
-    "$(grep -o '[0-9]* workers\? x [0-9]* threads\?' auto.db.log | head -1)" "$o" "$o1"
+  w=$(LMGRID_CPU_SPLIT=1 timed whole.db --workers 1)
+  auto+=("$a") one+=("$o") one1+=("$o1") whole+=("$w")
+  printf 'run %d: auto %.1f s (%s) | --workers 1 %.1f s | --workers 1 --threads 1 %.1f s | --workers 1, no split %.1f s\n' \
+    "$i" "$a" "$(grep -o '[0-9]* workers\? x [0-9]* threads\?' auto.db.log | head -1)" "$o" "$o1" "$w"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-ma=$(median "${auto[@]}") mo=$(median "${one[@]}") mo1=$(median "${one1[@]}")
-printf 'median wall: auto %.1f s, --workers 1 %.1f s, --workers 1 --threads 1 %.1f s\n' "$ma" "$mo" "$mo1"
-echo "speed-up of --workers auto: $(echo "scale=2; $mo / $ma" | bc)x over --workers 1"
+ma=$(median "${auto[@]}") mo=$(median "${one[@]}") mo1=$(median "${one1[@]}") mw=$(median "${whole[@]}")
+printf 'median wall: auto %.1f s, --workers 1 %.1f s, --workers 1 --threads 1 %.1f s, --workers 1 no split %.1f s\n' \
+  "$ma" "$mo" "$mo1" "$mw"
+echo "speed-up of --workers auto: $(echo "scale=2; $mo / $ma" | bc)x over --workers 1," \
+  "$(echo "scale=2; $mw / $ma" | bc)x over --workers 1 without the split"
 # Final losses of the last invocation of each.
 paste -d' ' <(final_losses auto.db) <(final_losses one.db | awk '{print $NF}') <(final_losses one1.db | awk '{print $NF}') |
   awk '{d1 = $(NF-2) - $(NF-1); if (d1 < 0) d1 = -d1; if (d1 > m1) m1 = d1; if ($(NF-2) != $NF) n++}
