@@ -151,7 +151,7 @@ int run_grid(const RunOptions& opt) {
   // the database exists (the peak itself is taken below, once the thread count is known; each run
   // plans its split when it starts).
   (void)fixed_peak_gflops();
-  (void)plan_batch_split(2, 2, true, false);
+  (void)batch_split_setting();
   Store store(db_path);
   store.check_integrity();
   db_path = store.path();  // absolute: workers and run files do not depend on the working directory

@@ -16,16 +16,19 @@
 
 namespace lmgrid {
 
-SplitPlan plan_batch_split(int threads, int64_t rows, bool cpu, bool distributed) {
+int batch_split_setting() {
   const std::string v = env_or("LMGRID_CPU_SPLIT", "auto");
-  int asked = 0;  // 0: auto
-  if (v != "auto") {
-    char* end = nullptr;
-    const long n = std::strtol(v.c_str(), &end, 10);
-    if (v.empty() || !end || *end != '\0' || n < 1 || n > 4096)
-      throw UserError("LMGRID_CPU_SPLIT='" + v + "' is neither `auto` nor a count of parts (1 turns them off)");
-    asked = static_cast<int>(n);
-  }
+  if (v == "auto") return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v.c_str(), &end, 10);
+  if (v.empty() || !end || *end != '\0' || n < 1 || n > 4096)
+    throw UserError("LMGRID_CPU_SPLIT='" + v + "' is neither `auto` nor a count of parts (1 turns them off)");
+  return static_cast<int>(n);
+}
+
+SplitPlan plan_batch_split(int threads, int64_t rows, bool cpu, bool distributed) {
+  const int asked = batch_split_setting();
+  const std::string v = asked > 0 ? std::to_string(asked) : "auto";
   SplitPlan p;
   threads = std::max(1, threads);
   if (!cpu) return p.why = "off (not a CPU run)", p;

@@ -669,15 +669,9 @@ class RunTrainer {
       clock_.mark(PhaseClock::data);
       auto loss = call_plugin(arch_id_, [&] {
         if (use_split(inputs)) return split_forward_backward(inputs, targets, mask, share);
-        torch::Tensor l;
-        {
-          compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);  // forward and loss only
-          ModelOutput out = o_.model->forward(inputs, nullptr);
-          l = lm_loss(out.logits, targets, mask) * share;
-          if (out.aux_loss.defined()) l = l + out.aux_loss / static_cast<double>(group_ ? group_->size() : 1);
-        }
+        auto l = rows_loss(inputs, targets, mask, share, static_cast<double>(group_ ? group_->size() : 1));
         clock_.mark(PhaseClock::forward);
-        scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)).backward();
+        loss_to_differentiate(l).backward();
         return l;
       });
       step_loss += loss.item<double>() / static_cast<double>(ts_.grad_accum);
@@ -712,6 +706,21 @@ class RunTrainer {
     return true;
   }
 
+  // The loss of some rows of a micro-batch: their forward pass under autocast (forward and loss
+  // only), lm_loss times `weight`, plus the model's auxiliary loss divided by `aux_div` (the ranks
+  // or parts whose losses are added up).
+  torch::Tensor rows_loss(const torch::Tensor& inputs, const torch::Tensor& targets, const torch::Tensor& mask,
+                          double weight, double aux_div) {
+    compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);
+    ModelOutput out = o_.model->forward(inputs, nullptr);
+    auto l = lm_loss(out.logits, targets, mask) * weight;
+    return out.aux_loss.defined() ? l + out.aux_loss / aux_div : l;
+  }
+  // What backward starts from: the loss scaled (float16) and divided over the micro-batches.
+  torch::Tensor loss_to_differentiate(const torch::Tensor& l) {
+    return scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum));
+  }
+
   // Whether this micro-batch is split into parts on threads (batch_split.hpp). The first call decides for
   // the run: a model whose forward draws random numbers keeps the whole batch on one thread.
   bool use_split(const torch::Tensor& inputs) {
@@ -741,13 +750,9 @@ class RunTrainer {
     auto loss = lmgrid::split_forward_backward(
         *split_pool_, params_, inputs, targets, mask,
         [&](const torch::Tensor& in, const torch::Tensor& tg, const torch::Tensor& mk, double weight) {
-          compat::AutocastGuard amp(o_.device.type(), o_.precision.autocast_dtype);
-          ModelOutput out = o_.model->forward(in, nullptr);
-          auto l = lm_loss(out.logits, tg, mk) * (share * weight);
-          return out.aux_loss.defined() ? l + out.aux_loss / parts : l;
+          return rows_loss(in, tg, mk, share * weight, parts);
         },
-        [&](const torch::Tensor& l) { return scaler_.scale_loss(l / static_cast<double>(ts_.grad_accum)); },
-        &forward_secs);
+        [&](const torch::Tensor& l) { return loss_to_differentiate(l); }, &forward_secs);
     clock_.charge(PhaseClock::forward, forward_secs);
     return loss;
   }

@@ -36,6 +36,10 @@ struct SplitPlan {
   std::string why;       // one line for the run's log
 };
 
+// LMGRID_CPU_SPLIT: 0 for `auto`, else the count of parts asked for. Throws UserError for a
+// value that is neither.
+int batch_split_setting();
+
 // The plan for a run with `threads` intra-op threads and micro-batches of `rows` rows.
 // Throws UserError for an LMGRID_CPU_SPLIT that is neither `auto` nor a positive count.
 SplitPlan plan_batch_split(int threads, int64_t rows, bool cpu, bool distributed);
