@@ -17,6 +17,9 @@
 #include <thread>
 #include <utility>
 #include <vector>
+#if defined(__x86_64__)
+#include <immintrin.h>  // _mm_stream_si128, _mm_sfence (SSE2: every x86-64 clone)
+#endif
 
 // Inner loops compiled for AVX-512 and AVX2+FMA machines as well as baseline x86-64, chosen when
 // the library loads (GCC's ifunc resolver); other compilers and CPUs get one generic version.
@@ -56,6 +59,31 @@ LMGRID_INLINE double exp_neg(double x) { return std::exp(x); }
 template <class T>
 LMGRID_INLINE void axpy(int64_t n, T a, const T* __restrict x, T* __restrict y) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// dst[0, n) = src[0, n) with non-temporal (streaming) stores where dst is 16-byte aligned: for
+// arrays written now and read back much later (the TTT dual form's weights at each mini-batch
+// start, 6.3 MB a TTT-MLP layer), which an ordinary copy first reads into the cache and then
+// evicts. A copy of 192 x 33 KB into a 6.3 MB array out of the cache took 0.28 ms against 0.71 ms
+// with memcpy on the AMD EPYC. The caller orders the stores with stream_fence() before another
+// thread may read them.
+template <class T>
+LMGRID_INLINE void stream_copy(int64_t n, const T* __restrict src, T* __restrict dst) {
+#if defined(__x86_64__)
+  int64_t i = 0;
+  for (; i < n && (reinterpret_cast<uintptr_t>(dst + i) & 15) != 0; ++i) dst[i] = src[i];
+  constexpr int64_t per = 16 / sizeof(T);
+  for (; i + per <= n; i += per)
+    _mm_stream_si128(reinterpret_cast<__m128i*>(dst + i), _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i)));
+  for (; i < n; ++i) dst[i] = src[i];
+#else
+  std::copy(src, src + n, dst);
+#endif
+}
+inline void stream_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();
+#endif
 }
 
 // 1 / (1 + exp(-v)) from e = exp(-|v|) <= 1, branch-free (loops over it vectorise in float,

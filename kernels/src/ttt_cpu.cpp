@@ -42,7 +42,8 @@ struct Args {
   T eps;
   int64_t oW1, ob1, oW2, ob2, P;  // offsets of the packed weights of one sequence, their count
   const T *xq, *xk, *xv, *lr, *ti, *lnw, *lnb, *theta0;
-  T *out, *thetas, *theta_fin;  // thetas (N, nb, P): the weights at each mini-batch's start
+  T *out, *thetas, *theta_fin;  // thetas (N, nb, P): the weights at each mini-batch's start (null:
+                                // no backward will run, nothing is kept)
   // backward
   const T *dout, *dfin;                                    // dfin (N, P) or null
   T *dxq, *dxk, *dxv, *dlr, *dti, *dlnw, *dlnb, *dtheta0;  // dti (N, n), dlnw/dlnb (N, F)
@@ -217,13 +218,14 @@ LMGRID_INLINE void forward_seq(const Args<T>& a, int64_t s) {
   std::copy(a.theta0 + s * a.P, a.theta0 + (s + 1) * a.P, th.data());
   const T *lnw = a.lnw + s * a.F, *lnb = a.lnb + s * a.F;
   for (int64_t k = 0; k < a.nb; ++k) {
-    std::copy(th.begin(), th.end(), a.thetas + (s * a.nb + k) * a.P);
+    if (a.thetas) cpu::stream_copy(a.P, th.data(), a.thetas + (s * a.nb + k) * a.P);
     const int64_t row = s * a.L + k * a.n;
     block_forward(a, b, th.data(), a.xq + row * a.F, a.xk + row * a.F, a.xv + row * a.F, a.lr + row, lnw, lnb,
                   a.out + row * a.F);
     block_update(a, b, th.data(), a.xk + row * a.F, a.lr + row);
   }
   std::copy(th.begin(), th.end(), a.theta_fin + s * a.P);
+  cpu::stream_fence();
 }
 
 // The backward of one layer's update W' = W - Xin^T D, bias' = bias - 1^T D, D = e o G, for the
@@ -437,20 +439,23 @@ Args<T> args_of(const Shape& d, double eps) {
 
 // Inputs contiguous: xq, xk, xv (N, L, F), lr (N, L), ti (n), lnw, lnb (N, F), theta0 (N, P) the
 // packed weights [W1 | b1 | W2 | b2]. Returns out (N, L, F) and the final packed weights (N, P).
+// keep: a backward may follow (grad mode on and an input that requires grad), so the weights at
+// each mini-batch's start are kept for it; evaluation and decoding skip that copy.
 struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const Tensor& xq,
                                                 const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& ti,
                                                 const Tensor& lnw, const Tensor& lnb, const Tensor& theta0, int64_t H,
-                                                bool mlp, double eps) {
+                                                bool mlp, double eps, bool keep) {
     const Shape d{xq.size(0), xq.size(1), xq.size(2), H, ti.size(0), mlp};
     auto out = torch::empty_like(xq), fin = torch::empty_like(theta0);
-    auto thetas = torch::empty({d.N, d.L / d.n, d.P()}, xq.options());
+    auto thetas = keep ? torch::empty({d.N, d.L / d.n, d.P()}, xq.options()) : torch::empty({0}, xq.options());
     AT_DISPATCH_FLOATING_TYPES(xq.scalar_type(), "ttt_dual_cpu", [&] {
       auto a = args_of<scalar_t>(d, eps);
       a.xq = xq.data_ptr<scalar_t>(), a.xk = xk.data_ptr<scalar_t>(), a.xv = xv.data_ptr<scalar_t>();
       a.lr = lr.data_ptr<scalar_t>(), a.ti = ti.data_ptr<scalar_t>(), a.lnw = lnw.data_ptr<scalar_t>();
       a.lnb = lnb.data_ptr<scalar_t>(), a.theta0 = theta0.data_ptr<scalar_t>();
-      a.out = out.data_ptr<scalar_t>(), a.thetas = thetas.data_ptr<scalar_t>(), a.theta_fin = fin.data_ptr<scalar_t>();
+      a.out = out.data_ptr<scalar_t>(), a.thetas = keep ? thetas.data_ptr<scalar_t>() : nullptr,
+      a.theta_fin = fin.data_ptr<scalar_t>();
       cpu::parallel_tasks(d.N, d.work(), [&](int64_t s) { run_forward(a, s); });
     });
     ctx->save_for_backward({xq, xk, xv, lr, ti, lnw, lnb, thetas});
@@ -466,6 +471,7 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
     cpu::require_first_order("ttt_dual_cpu");
     auto s = ctx->get_saved_variables();
     const Tensor &xq = s[0], &xk = s[1], &xv = s[2], &lr = s[3], &ti = s[4], &lnw = s[5], &lnb = s[6], &thetas = s[7];
+    TORCH_CHECK(thetas.numel() > 0, "ttt_dual_cpu: a backward of a forward that kept nothing for it");
     const Shape d{
         xq.size(0), xq.size(1), xq.size(2), ctx->saved_data["H"].toInt(), ti.size(0), ctx->saved_data["mlp"].toBool()};
     Tensor dout = grads[0].defined() ? grads[0].to(xq.scalar_type()).contiguous() : torch::zeros_like(xq);
@@ -485,7 +491,7 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
       a.dlnb = dlnb.data_ptr<scalar_t>(), a.dtheta0 = dtheta.data_ptr<scalar_t>();
       cpu::parallel_tasks(d.N, 3 * d.work(), [&](int64_t i) { run_backward(a, i); });
     });
-    return {dxq, dxk, dxv, dlr, dti.sum(0), dlnw, dlnb, dtheta, Tensor(), Tensor(), Tensor()};
+    return {dxq, dxk, dxv, dlr, dti.sum(0), dlnw, dlnb, dtheta, Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -524,10 +530,16 @@ Tensor ttt_dual_cpu(const Tensor& xq, const Tensor& xk, const Tensor& xv, const 
   const bool mlp = st.mlp();
   std::vector<Tensor> parts{st.W1.reshape({N, F * H}), st.b1.reshape({N, H})};
   if (mlp) parts.push_back(st.W2.reshape({N, H * F})), parts.push_back(st.b2.reshape({N, F}));
+  bool keep = false;
+  if (torch::GradMode::is_enabled()) {
+    for (const Tensor* t : {&xq, &xk, &xv, &lr, &token_idx, &norm.weight, &norm.bias})
+      keep = keep || t->requires_grad();
+    for (const Tensor& t : parts) keep = keep || t.requires_grad();
+  }
   auto r =
       TttDualCpuFunction::apply(xq.contiguous(), xk.contiguous(), xv.contiguous(), lr.contiguous(),
                                 token_idx.narrow(0, 0, chunk).contiguous(), norm.weight.reshape({N, F}).contiguous(),
-                                norm.bias.reshape({N, F}).contiguous(), torch::cat(parts, 1), H, mlp, norm.eps);
+                                norm.bias.reshape({N, F}).contiguous(), torch::cat(parts, 1), H, mlp, norm.eps, keep);
   const Tensor& fin = r[1];
   st.W1 = fin.narrow(1, 0, F * H).view({N, F, H});
   st.b1 = fin.narrow(1, F * H, H).view({N, 1, H});

@@ -3,7 +3,8 @@
 // weights and the gradients of every input (through the output and the final weights) in float64
 // to 1e-10 relative, float32 against the float64 composite to 1e-4; mini-batches of 1, 5, 8 and
 // 16 tokens, a sequence that ends in a partial mini-batch (the kernel takes the whole ones, the
-// composite the rest), states continued across calls; the same bits on 1 and 2 threads; refusals.
+// composite the rest), states continued across calls; the same bits on 1 and 2 threads, and
+// without grad mode (nothing kept for a backward); refusals.
 #include <catch2/catch.hpp>
 
 #include <ATen/Parallel.h>
@@ -117,6 +118,20 @@ TEST_CASE("ttt_dual_cpu: taken where it applies, the same bits on 1 and 2 thread
   at::set_num_threads(before);
   for (size_t i = 0; i < per_threads[0].size(); ++i) CHECK(torch::equal(per_threads[0][i], per_threads[1][i]));
 
+  {  // Without grad mode (evaluation, decoding) the kernel keeps nothing for a backward: the same
+     // outputs and final weights, bit for bit, and outputs that need no gradient.
+    auto st_grad = state();
+    auto with_grad = K::ttt_dual_cpu(in.xq, in.xk, in.xv, lr, in.tidx, norm, st_grad, 16);
+    REQUIRE(with_grad.requires_grad());
+    torch::NoGradGuard no_grad;
+    auto st_eval = state();
+    auto eval = K::ttt_dual_cpu(in.xq, in.xk, in.xv, lr, in.tidx, norm, st_eval, 16);
+    CHECK_FALSE(eval.requires_grad());
+    CHECK(torch::equal(eval, with_grad.detach()));
+    CHECK(torch::equal(st_eval.W1, st_grad.W1.detach()));
+    CHECK(torch::equal(st_eval.W2, st_grad.W2.detach()));
+    CHECK(torch::equal(st_eval.b2, st_grad.b2.detach()));
+  }
   auto st = state();
   CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 16).empty());
   CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 5) ==
