@@ -26,6 +26,8 @@
 #include "cpu_common.hpp"
 #include "lmgrid/kernels/cpu_kernels.hpp"
 
+#include <torch/csrc/autograd/functions/utils.h>  // compute_requires_grad
+
 #include <cmath>
 
 namespace lmgrid::kernels {
@@ -530,12 +532,8 @@ Tensor ttt_dual_cpu(const Tensor& xq, const Tensor& xk, const Tensor& xv, const 
   const bool mlp = st.mlp();
   std::vector<Tensor> parts{st.W1.reshape({N, F * H}), st.b1.reshape({N, H})};
   if (mlp) parts.push_back(st.W2.reshape({N, H * F})), parts.push_back(st.b2.reshape({N, F}));
-  bool keep = false;
-  if (torch::GradMode::is_enabled()) {
-    for (const Tensor* t : {&xq, &xk, &xv, &lr, &token_idx, &norm.weight, &norm.bias})
-      keep = keep || t->requires_grad();
-    for (const Tensor& t : parts) keep = keep || t.requires_grad();
-  }
+  // Autograd's own rule for whether a graph is built: grad mode on and an input that requires grad.
+  const bool keep = torch::autograd::compute_requires_grad(xq, xk, xv, lr, token_idx, norm.weight, norm.bias, parts);
   auto r =
       TttDualCpuFunction::apply(xq.contiguous(), xk.contiguous(), xv.contiguous(), lr.contiguous(),
                                 token_idx.narrow(0, 0, chunk).contiguous(), norm.weight.reshape({N, F}).contiguous(),
