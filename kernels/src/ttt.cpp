@@ -147,6 +147,23 @@ Tensor ln_l2_grad(const Tensor& Z, const Tensor& target, const TTTNorm& norm) {
 
 namespace {
 
+// t's G rows as N rows, sequence s taking row s % G (the state's and norm's shared per-head
+// form, ttt.hpp); t itself when it already has N rows or is undefined.
+Tensor rows_for(const Tensor& t, int64_t N) {
+  if (!t.defined() || t.size(0) == N) return t;
+  const int64_t G = t.size(0);
+  TORCH_CHECK(G > 0 && N % G == 0, "ttt_inner: ", G, " rows of weights or norm for ", N,
+              " sequences (need N or a divisor of N)");
+  auto expanded = t.sizes().vec(), flat = t.sizes().vec();
+  expanded.insert(expanded.begin(), N / G);
+  flat[0] = N;
+  return t.unsqueeze(0).expand(expanded).reshape(flat);
+}
+
+void rows_for(TTTInnerState& st, int64_t N) {
+  st.W1 = rows_for(st.W1, N), st.b1 = rows_for(st.b1, N), st.W2 = rows_for(st.W2, N), st.b2 = rows_for(st.b2, N);
+}
+
 // Inner gradients of a block of tokens at the state's initial weights: returns g1 (and g2, X2
 // for mlp): dLoss/dZ1, dLoss/dZ2 and the hidden activations of the keys.
 struct InnerGrads {
@@ -238,12 +255,18 @@ Tensor ttt_primal_token(const Tensor& xq, const Tensor& xk, const Tensor& xv, co
 
 Tensor ttt_inner(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& token_idx,
                  const TTTNorm& norm, TTTInnerState& st, int64_t chunk) {
-  const int64_t T = xq.size(1);
+  const int64_t N = xq.size(0), T = xq.size(1);
+  // The composite takes one row per sequence; the fused kernel reads shared rows as they are.
+  TTTNorm per_seq{Tensor(), Tensor(), norm.eps};
+  auto composite_norm = [&]() -> const TTTNorm& {
+    if (!per_seq.weight.defined()) per_seq.weight = rows_for(norm.weight, N), per_seq.bias = rows_for(norm.bias, N);
+    return per_seq;
+  };
   std::vector<Tensor> outs;
   for (int64_t t0 = 0; t0 < T;) {
     if (st.p > 0) {
       outs.push_back(ttt_primal_token(xq.narrow(1, t0, 1), xk.narrow(1, t0, 1), xv.narrow(1, t0, 1),
-                                      lr.narrow(1, t0, 1), token_idx, norm, st, chunk));
+                                      lr.narrow(1, t0, 1), token_idx, composite_norm(), st, chunk));
       t0 += 1;
     } else if (const int64_t whole = (T - t0) / chunk * chunk;
                whole > 0 && cpu_kernels_enabled() &&
@@ -255,8 +278,9 @@ Tensor ttt_inner(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Ten
       t0 += whole;
     } else {
       const int64_t n = std::min(chunk, T - t0);
+      rows_for(st, N);
       outs.push_back(ttt_dual_block(xq.narrow(1, t0, n), xk.narrow(1, t0, n), xv.narrow(1, t0, n), lr.narrow(1, t0, n),
-                                    token_idx, norm, st, chunk));
+                                    token_idx, composite_norm(), st, chunk));
       t0 += n;
     }
   }
@@ -264,12 +288,15 @@ Tensor ttt_inner(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Ten
 }
 
 Tensor ttt_inner_naive(const Tensor& xq, const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& token_idx,
-                       const TTTNorm& norm, const TTTInnerState& init, int64_t chunk) {
+                       const TTTNorm& norm_in, const TTTInnerState& init, int64_t chunk) {
   torch::AutoGradMode enable(true);
   const int64_t N = xq.size(0), T = xq.size(1);
   const bool mlp = init.mlp();
+  TTTInnerState first = init;
+  rows_for(first, N);
+  const TTTNorm norm{rows_for(norm_in.weight, N), rows_for(norm_in.bias, N), norm_in.eps};
   std::vector<Tensor> W =
-      mlp ? std::vector<Tensor>{init.W1, init.b1, init.W2, init.b2} : std::vector<Tensor>{init.W1, init.b1};
+      mlp ? std::vector<Tensor>{first.W1, first.b1, first.W2, first.b2} : std::vector<Tensor>{first.W1, first.b1};
   for (auto& w : W)
     if (!w.requires_grad()) w = w.detach().requires_grad_(true);
   auto g_of = [&](const Tensor& x, const std::vector<Tensor>& w) {  // inner model g(x; w), x (N, 1, D)

@@ -40,10 +40,11 @@ using torch::Tensor;
 template <class T>
 struct Args {
   int64_t N, L, F, H, n, nb;  // sequences, tokens, width, inner hidden, mini-batch, mini-batches
+  int64_t Gt, Gn;             // rows of theta0 and of lnw, lnb: sequence s reads row s % G
   bool mlp;
   T eps;
-  int64_t oW1, ob1, oW2, ob2, P;  // offsets of the packed weights of one sequence, their count
-  const T *xq, *xk, *xv, *lr, *ti, *lnw, *lnb, *theta0;
+  int64_t oW1, ob1, oW2, ob2, P;                         // offsets of the packed weights of one sequence, their count
+  const T *xq, *xk, *xv, *lr, *ti, *lnw, *lnb, *theta0;  // lnw, lnb (Gn, F), theta0 (Gt, P)
   T *out, *thetas, *theta_fin;  // thetas (N, nb, P): the weights at each mini-batch's start (null:
                                 // no backward will run, nothing is kept)
   // backward
@@ -217,8 +218,9 @@ template <class T>
 LMGRID_INLINE void forward_seq(const Args<T>& a, int64_t s) {
   Block<T> b(a.n, a.F, a.H, false);
   cpu::Scratch<T> th(a.P);
-  std::copy(a.theta0 + s * a.P, a.theta0 + (s + 1) * a.P, th.data());
-  const T *lnw = a.lnw + s * a.F, *lnb = a.lnb + s * a.F;
+  const T* theta0 = a.theta0 + (s % a.Gt) * a.P;
+  std::copy(theta0, theta0 + a.P, th.data());
+  const T *lnw = a.lnw + (s % a.Gn) * a.F, *lnb = a.lnb + (s % a.Gn) * a.F;
   for (int64_t k = 0; k < a.nb; ++k) {
     if (a.thetas) cpu::stream_copy(a.P, th.data(), a.thetas + (s * a.nb + k) * a.P);
     const int64_t row = s * a.L + k * a.n;
@@ -277,7 +279,7 @@ LMGRID_INLINE void backward_block(const Args<T>& a, Block<T>& b, int64_t s, int6
   const int64_t n = a.n, F = a.F, H = a.H, nn = n * n, row = s * a.L + k * n;
   const T* th = a.thetas + (s * a.nb + k) * a.P;
   const T *xq = a.xq + row * F, *xk = a.xk + row * F, *xv = a.xv + row * F, *lr = a.lr + row;
-  const T *lnw = a.lnw + s * F, *lnb = a.lnb + s * F;
+  const T *lnw = a.lnw + (s % a.Gn) * F, *lnb = a.lnb + (s % a.Gn) * F;
   const T* dout = a.dout + row * F;
   T *dxq = a.dxq + row * F, *dxk = a.dxk + row * F, *dxv = a.dxv + row * F, *dlr = a.dlr + row;
   T *dlnw = a.dlnw + s * F, *dlnb = a.dlnb + s * F, *dti = a.dti + s * n;
@@ -421,6 +423,7 @@ void run_backward(const Args<double>& a, int64_t s) { ttt_backward_double(a, s);
 struct Shape {
   int64_t N, L, F, H, n;
   bool mlp;
+  int64_t Gt, Gn;  // rows of the initial weights and of the norm (N, or a divisor of N)
   int64_t oW1() const { return 0; }
   int64_t ob1() const { return F * H; }
   int64_t oW2() const { return F * H + H; }
@@ -433,14 +436,17 @@ struct Shape {
 template <class T>
 Args<T> args_of(const Shape& d, double eps) {
   Args<T> a{};
-  a.N = d.N, a.L = d.L, a.F = d.F, a.H = d.H, a.n = d.n, a.nb = d.L / d.n, a.mlp = d.mlp;
+  a.N = d.N, a.L = d.L, a.F = d.F, a.H = d.H, a.n = d.n, a.nb = d.L / d.n, a.mlp = d.mlp, a.Gt = d.Gt, a.Gn = d.Gn;
   a.eps = static_cast<T>(eps);
   a.oW1 = d.oW1(), a.ob1 = d.ob1(), a.oW2 = d.oW2(), a.ob2 = d.ob2(), a.P = d.P();
   return a;
 }
 
-// Inputs contiguous: xq, xk, xv (N, L, F), lr (N, L), ti (n), lnw, lnb (N, F), theta0 (N, P) the
-// packed weights [W1 | b1 | W2 | b2]. Returns out (N, L, F) and the final packed weights (N, P).
+// Inputs contiguous: xq, xk, xv (N, L, F), lr (N, L), ti (n), lnw, lnb (Gn, F), theta0 (Gt, P) the
+// packed weights [W1 | b1 | W2 | b2], Gn and Gt N or divisors of N (sequence s reads row s % G: a
+// head's weights shared by the batch). Returns out (N, L, F) and the final packed weights (N, P).
+// The backward sums the per-sequence gradients of shared rows in sequence order (fixed, so the
+// bits do not depend on the thread count).
 // keep: a backward may follow (grad mode on and an input that requires grad), so the weights at
 // each mini-batch's start are kept for it; evaluation and decoding skip that copy.
 struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
@@ -448,8 +454,8 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
                                                 const Tensor& xk, const Tensor& xv, const Tensor& lr, const Tensor& ti,
                                                 const Tensor& lnw, const Tensor& lnb, const Tensor& theta0, int64_t H,
                                                 bool mlp, double eps, bool keep) {
-    const Shape d{xq.size(0), xq.size(1), xq.size(2), H, ti.size(0), mlp};
-    auto out = torch::empty_like(xq), fin = torch::empty_like(theta0);
+    const Shape d{xq.size(0), xq.size(1), xq.size(2), H, ti.size(0), mlp, theta0.size(0), lnw.size(0)};
+    auto out = torch::empty_like(xq), fin = torch::empty({d.N, d.P()}, theta0.options());
     auto thetas = keep ? torch::empty({d.N, d.L / d.n, d.P()}, xq.options()) : torch::empty({0}, xq.options());
     AT_DISPATCH_FLOATING_TYPES(xq.scalar_type(), "ttt_dual_cpu", [&] {
       auto a = args_of<scalar_t>(d, eps);
@@ -465,6 +471,7 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
     ctx->saved_data["H"] = H;
     ctx->saved_data["mlp"] = mlp;
     ctx->saved_data["eps"] = eps;
+    ctx->saved_data["Gt"] = d.Gt;
     return {out, fin};
   }
 
@@ -474,13 +481,19 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
     auto s = ctx->get_saved_variables();
     const Tensor &xq = s[0], &xk = s[1], &xv = s[2], &lr = s[3], &ti = s[4], &lnw = s[5], &lnb = s[6], &thetas = s[7];
     TORCH_CHECK(thetas.numel() > 0, "ttt_dual_cpu: a backward of a forward that kept nothing for it");
-    const Shape d{
-        xq.size(0), xq.size(1), xq.size(2), ctx->saved_data["H"].toInt(), ti.size(0), ctx->saved_data["mlp"].toBool()};
+    const Shape d{xq.size(0),
+                  xq.size(1),
+                  xq.size(2),
+                  ctx->saved_data["H"].toInt(),
+                  ti.size(0),
+                  ctx->saved_data["mlp"].toBool(),
+                  ctx->saved_data["Gt"].toInt(),
+                  lnw.size(0)};
     Tensor dout = grads[0].defined() ? grads[0].to(xq.scalar_type()).contiguous() : torch::zeros_like(xq);
     Tensor dfin = grads[1].defined() ? grads[1].to(xq.scalar_type()).contiguous() : Tensor();
     auto dxq = torch::empty_like(xq), dxk = torch::empty_like(xq), dxv = torch::empty_like(xq);
     auto dlr = torch::empty_like(lr), dti = torch::empty({d.N, d.n}, xq.options());
-    auto dlnw = torch::empty_like(lnw), dlnb = torch::empty_like(lnb);
+    auto dlnw = torch::empty({d.N, d.F}, xq.options()), dlnb = torch::empty({d.N, d.F}, xq.options());
     auto dtheta = torch::empty({d.N, d.P()}, xq.options());
     AT_DISPATCH_FLOATING_TYPES(xq.scalar_type(), "ttt_dual_cpu_backward", [&] {
       auto a = args_of<scalar_t>(d, ctx->saved_data["eps"].toDouble());
@@ -493,7 +506,11 @@ struct TttDualCpuFunction : torch::autograd::Function<TttDualCpuFunction> {
       a.dlnb = dlnb.data_ptr<scalar_t>(), a.dtheta0 = dtheta.data_ptr<scalar_t>();
       cpu::parallel_tasks(d.N, 3 * d.work(), [&](int64_t i) { run_backward(a, i); });
     });
-    return {dxq, dxk, dxv, dlr, dti.sum(0), dlnw, dlnb, dtheta, Tensor(), Tensor(), Tensor(), Tensor()};
+    // Shared rows: sequence s = b G + g added into row g, over b in order.
+    auto shared = [&](const Tensor& t, int64_t G) { return G == d.N ? t : t.view({d.N / G, G, t.size(1)}).sum(0); };
+    return {
+        dxq,      dxk,      dxv,      dlr,     dti.sum(0), shared(dlnw, d.Gn), shared(dlnb, d.Gn), shared(dtheta, d.Gt),
+        Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -516,10 +533,15 @@ std::string ttt_dual_cpu_unsupported(const Tensor& xq, const Tensor& xk, const T
   if (N == 0 || F == 0) return "empty tensors";
   if (token_idx.dim() != 1 || token_idx.size(0) < chunk) return "token_idx has fewer than chunk entries";
   if (!lr.sizes().equals({N, L})) return "lr is not (N, T)";
-  if (norm.weight.numel() != N * F || norm.bias.numel() != N * F) return "the norm is not (N, 1, D)";
-  const int64_t H = st.W1.size(-1);
-  if (!st.W1.sizes().equals({N, F, H}) || st.b1.numel() != N * H) return "W1, b1 are not (N, D, H), (N, 1, H)";
-  if (st.mlp() && (!st.W2.sizes().equals({N, H, F}) || st.b2.numel() != N * F)) return "W2, b2 shapes";
+  auto divides = [&](int64_t G) { return G > 0 && N % G == 0; };
+  const int64_t Gn = norm.weight.size(0);
+  if (!divides(Gn) || norm.weight.numel() != Gn * F || norm.bias.numel() != Gn * F)
+    return "the norm is not (N, 1, D) or (G, 1, D) with G dividing N";
+  if (st.W1.dim() != 3) return "W1 is not (N, D, H) or (G, D, H)";
+  const int64_t Gt = st.W1.size(0), H = st.W1.size(-1);
+  if (!divides(Gt) || !st.W1.sizes().equals({Gt, F, H}) || st.b1.numel() != Gt * H)
+    return "W1, b1 are not (N, D, H), (N, 1, H) or G rows of them with G dividing N";
+  if (st.mlp() && (!st.W2.sizes().equals({Gt, H, F}) || st.b2.numel() != Gt * F)) return "W2, b2 shapes";
   if (st.p != 0) return "a mini-batch is under way";
   return "";
 }
@@ -528,16 +550,16 @@ Tensor ttt_dual_cpu(const Tensor& xq, const Tensor& xk, const Tensor& xv, const 
                     const TTTNorm& norm, TTTInnerState& st, int64_t chunk) {
   const std::string why = ttt_dual_cpu_unsupported(xq, xk, xv, lr, token_idx, norm, st, chunk);
   TORCH_CHECK(why.empty(), "ttt_dual_cpu: ", why);
-  const int64_t N = xq.size(0), F = xq.size(2), H = st.W1.size(-1);
+  const int64_t N = xq.size(0), F = xq.size(2), Gt = st.W1.size(0), Gn = norm.weight.size(0), H = st.W1.size(-1);
   const bool mlp = st.mlp();
-  std::vector<Tensor> parts{st.W1.reshape({N, F * H}), st.b1.reshape({N, H})};
-  if (mlp) parts.push_back(st.W2.reshape({N, H * F})), parts.push_back(st.b2.reshape({N, F}));
+  std::vector<Tensor> parts{st.W1.reshape({Gt, F * H}), st.b1.reshape({Gt, H})};
+  if (mlp) parts.push_back(st.W2.reshape({Gt, H * F})), parts.push_back(st.b2.reshape({Gt, F}));
   // Autograd's own rule for whether a graph is built: grad mode on and an input that requires grad.
   const bool keep = torch::autograd::compute_requires_grad(xq, xk, xv, lr, token_idx, norm.weight, norm.bias, parts);
   auto r =
       TttDualCpuFunction::apply(xq.contiguous(), xk.contiguous(), xv.contiguous(), lr.contiguous(),
-                                token_idx.narrow(0, 0, chunk).contiguous(), norm.weight.reshape({N, F}).contiguous(),
-                                norm.bias.reshape({N, F}).contiguous(), torch::cat(parts, 1), H, mlp, norm.eps, keep);
+                                token_idx.narrow(0, 0, chunk).contiguous(), norm.weight.reshape({Gn, F}).contiguous(),
+                                norm.bias.reshape({Gn, F}).contiguous(), torch::cat(parts, 1), H, mlp, norm.eps, keep);
   const Tensor& fin = r[1];
   st.W1 = fin.narrow(1, 0, F * H).view({N, F, H});
   st.b1 = fin.narrow(1, F * H, H).view({N, 1, H});

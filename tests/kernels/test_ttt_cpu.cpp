@@ -3,8 +3,9 @@
 // weights and the gradients of every input (through the output and the final weights) in float64
 // to 1e-10 relative, float32 against the float64 composite to 1e-4; mini-batches of 1, 5, 8 and
 // 16 tokens, a sequence that ends in a partial mini-batch (the kernel takes the whole ones, the
-// composite the rest), states continued across calls; the same bits on 1 and 2 threads, and
-// without grad mode (nothing kept for a backward); refusals.
+// composite the rest), states continued across calls; initial weights and norm shared per head
+// (G rows for N sequences); the same bits on 1 and 2 threads, and without grad mode (nothing kept
+// for a backward); refusals.
 #include <catch2/catch.hpp>
 
 #include <ATen/Parallel.h>
@@ -85,6 +86,65 @@ TEST_CASE("ttt_dual_cpu: the fused kernel equals the composite (values, final we
       }
     }
   }
+}
+
+TEST_CASE("ttt_inner: initial weights and norm shared per head (G rows) equal their per-sequence copies",
+          "[unit][ttt][fused]") {
+  // N = 6 sequences read G = 3 rows (sequence s takes row s % 3, the plugin's b H + h order):
+  // against the same rows copied per sequence by hand, for the kernel and the composite, whole
+  // mini-batches and a sequence that ends in a partial one (the composite takes the rest).
+  const int64_t N = 6, G = 3, D = 8, chunk = 8;
+  for (bool mlp : {false, true}) {
+    for (int64_t T : {int64_t{32}, int64_t{29}}) {
+      for (const char* mode : {"auto", "composite"}) {
+        DYNAMIC_SECTION((mlp ? "mlp" : "linear") << " T " << T << " " << mode) {
+          ScopedEnv env("LMGRID_CPU_KERNELS", mode);
+          auto in = test::make_ttt_inputs(G, T, D, chunk, mlp, 40 + T + mlp);  // G rows of weights and norm
+          auto seq = test::make_ttt_inputs(N, T, D, chunk, mlp, 7 + T);        // N sequences of tokens
+          auto lr = torch::sigmoid(seq.lr_logit);
+          auto copies = [&](const torch::Tensor& t) {  // row s = t[s % G], differentiable
+            auto sizes = t.sizes().vec();
+            auto expanded = sizes;
+            expanded.insert(expanded.begin(), N / G);
+            sizes[0] = N;
+            return t.unsqueeze(0).expand(expanded).reshape(sizes);
+          };
+          auto leaves = std::vector<torch::Tensor>{in.nw, in.nb, in.W1, in.b1};
+          if (mlp) leaves.push_back(in.W2), leaves.push_back(in.b2);
+          auto result = [&](bool shared) {
+            K::TTTInnerState st;
+            st.W1 = shared ? in.W1 : copies(in.W1), st.b1 = shared ? in.b1 : copies(in.b1);
+            if (mlp) st.W2 = shared ? in.W2 : copies(in.W2), st.b2 = shared ? in.b2 : copies(in.b2);
+            K::TTTNorm norm{shared ? in.nw : copies(in.nw), shared ? in.nb : copies(in.nb), 1e-6};
+            auto out = K::ttt_inner(seq.xq, seq.xk, seq.xv, lr, seq.tidx, norm, st, chunk);
+            REQUIRE(st.W1.size(0) == N);  // one row per sequence after the call
+            auto loss = (out * out.detach().cos()).sum() + 0.7 * (st.W1 * st.W1).sum();
+            auto g = torch::autograd::grad({loss}, leaves);
+            g.insert(g.begin(), {out.detach(), st.W1.detach()});
+            return g;
+          };
+          auto shared = result(true), per_seq = result(false);
+          for (size_t i = 0; i < shared.size(); ++i) {
+            INFO("result " << i << " (output, final W1, then the gradients of nw, nb, W1, b1, W2, b2)");
+            CHECK(rel_err(shared[i], per_seq[i]) < 1e-12);
+          }
+        }
+      }
+    }
+  }
+  auto in = test::make_ttt_inputs(4, 16, 8, 16, true, 1);  // 4 sequences cannot share 3 rows
+  auto three = test::make_ttt_inputs(3, 16, 8, 16, true, 2);
+  K::TTTNorm norm{in.nw, in.nb, 1e-6};
+  auto lr = torch::sigmoid(in.lr_logit);
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm, three.state(), 16) ==
+        "W1, b1 are not (N, D, H), (N, 1, H) or G rows of them with G dividing N");
+  K::TTTNorm norm3{three.nw, three.nb, 1e-6};
+  CHECK(K::ttt_dual_cpu_unsupported(in.xq, in.xk, in.xv, lr, in.tidx, norm3, in.state(), 16) ==
+        "the norm is not (N, 1, D) or (G, 1, D) with G dividing N");
+  ScopedEnv composite("LMGRID_CPU_KERNELS", "composite");
+  auto st = three.state();
+  CHECK_THROWS_WITH(K::ttt_inner(in.xq, in.xk, in.xv, lr, in.tidx, norm, st, 16),
+                    Catch::Contains("3 rows of weights or norm for 4 sequences"));
 }
 
 TEST_CASE("ttt_dual_cpu: taken where it applies, the same bits on 1 and 2 threads, refusals", "[unit][ttt][fused]") {

@@ -84,18 +84,13 @@ class TTTLayerImpl : public torch::nn::Module {
     // eta's per-token factor: base_lr * sigmoid(theta_h . x + b_h) / head_dim, (B,H,T).
     auto lr = torch::sigmoid(torch::matmul(x, lr_weight.t()) + lr_bias).transpose(1, 2) * (c_.base_lr / F);
     auto token_idx = (token_idx_base + token_idx_offset).clamp_min(0.0);
-    auto per_seq = [&](const torch::Tensor& p) {  // (H, ...) -> (B*H, ...)
-      std::vector<int64_t> shape{B};
-      for (auto s : p.sizes()) shape.push_back(s);
-      auto sizes = p.sizes().vec();
-      sizes[0] = N;
-      return p.unsqueeze(0).expand(shape).reshape(sizes);
-    };
+    // Per head, shared by the batch: sequence b H + h reads row h (ttt_inner's G-row form, no copy
+    // per sequence); the state holds one row per sequence after the first call.
     if (!st.inner.W1.defined()) {
-      st.inner.W1 = per_seq(W1), st.inner.b1 = per_seq(b1);
-      if (W2.defined()) st.inner.W2 = per_seq(W2), st.inner.b2 = per_seq(b2);
+      st.inner.W1 = W1, st.inner.b1 = b1;
+      if (W2.defined()) st.inner.W2 = W2, st.inner.b2 = b2;
     }
-    K::TTTNorm norm{per_seq(ttt_norm_weight.unsqueeze(1)), per_seq(ttt_norm_bias.unsqueeze(1)), 1e-6};
+    K::TTTNorm norm{ttt_norm_weight.unsqueeze(1), ttt_norm_bias.unsqueeze(1), 1e-6};
     auto flat = [&](const torch::Tensor& t) { return t.reshape({N, T, F}); };
     auto out = K::ttt_inner(flat(q), flat(k), flat(heads(xv)), lr.reshape({N, T}), token_idx, norm, st.inner,
                             c_.mini_batch);  // (N,T,F)

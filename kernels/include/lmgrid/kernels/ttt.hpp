@@ -60,6 +60,9 @@ torch::Tensor gem_memory_naive(const torch::Tensor& aq, const torch::Tensor& ak,
 // b1 (N, 1, D); mlp uses W1 (N, D, F), b1 (N, 1, F), W2 (N, F, D), b2 (N, 1, D). gW*, gb*: the
 // lr-weighted gradient sums sum_j lr_j grad_j of the p tokens of the current mini-batch seen so far
 // (primal form; undefined when p == 0). p: tokens of the current mini-batch seen so far.
+// A fresh state (p == 0) may instead hold G rows, N a multiple of G, sequence s taking row s % G:
+// the per-head initial weights that a batch of N = B x G sequences shares (row order b G + g),
+// with no copy per sequence; ttt_inner leaves N rows, one per sequence.
 struct TTTInnerState {
   torch::Tensor W1, b1, W2, b2;
   torch::Tensor gW1, gb1, gW2, gb2;
@@ -67,7 +70,8 @@ struct TTTInnerState {
   bool mlp() const { return W2.defined(); }
 };
 
-// Per-head LayerNorm of the inner model: weight, bias (N, 1, D), eps (reference: 1e-6).
+// Per-head LayerNorm of the inner model: weight, bias (N, 1, D) or (G, 1, D) as the state's G
+// rows (sequence s takes row s % G), eps (reference: 1e-6).
 struct TTTNorm {
   torch::Tensor weight, bias;
   double eps = 1e-6;
