@@ -148,9 +148,9 @@ Tensor ln_l2_grad(const Tensor& Z, const Tensor& target, const TTTNorm& norm) {
 namespace {
 
 // t's G rows as N rows, sequence s taking row s % G (the state's and norm's shared per-head
-// form, ttt.hpp); t itself when it already has N rows or is undefined.
+// form, ttt.hpp); t itself when it already has N rows, is a scalar (it broadcasts) or is undefined.
 Tensor rows_for(const Tensor& t, int64_t N) {
-  if (!t.defined() || t.size(0) == N) return t;
+  if (!t.defined() || t.dim() == 0 || t.size(0) == N) return t;
   const int64_t G = t.size(0);
   TORCH_CHECK(G > 0 && N % G == 0, "ttt_inner: ", G, " rows of weights or norm for ", N,
               " sequences (need N or a divisor of N)");

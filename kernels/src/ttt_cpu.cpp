@@ -534,6 +534,7 @@ std::string ttt_dual_cpu_unsupported(const Tensor& xq, const Tensor& xk, const T
   if (token_idx.dim() != 1 || token_idx.size(0) < chunk) return "token_idx has fewer than chunk entries";
   if (!lr.sizes().equals({N, L})) return "lr is not (N, T)";
   auto divides = [&](int64_t G) { return G > 0 && N % G == 0; };
+  if (norm.weight.dim() == 0) return "the norm is not (N, 1, D) or (G, 1, D) with G dividing N";
   const int64_t Gn = norm.weight.size(0);
   if (!divides(Gn) || norm.weight.numel() != Gn * F || norm.bias.numel() != Gn * F)
     return "the norm is not (N, 1, D) or (G, 1, D) with G dividing N";
