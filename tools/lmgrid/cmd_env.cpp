@@ -5,6 +5,7 @@
 #include <sqlite3.h>
 
 #include <lmgrid/sys/cpu.hpp>
+#include <lmgrid/sys/memory.hpp>
 #include <lmgrid/sys/gpu.hpp>
 #include <lmgrid/data/data_source.hpp>
 #include <lmgrid/plugin/plugin.hpp>
@@ -55,6 +56,7 @@ void add_env(CLI::App& app) {
         {"blas_core_best", best_openblas_core()},
         {"blas_corrected_by_lmgrid", b.corrected ? "yes" : "no"},
         {"OPENBLAS_CORETYPE", b.coretype_env},
+        {"worker_malloc", allocator_plan()},
         {fmt::format("matmul_fp32_{}_gflops", opt->n), fmt::format("{:.1f}", gflops)},
         {"mfu_peak_gflops", fmt::format("{:.1f} ({}, 512^3 at {} threads)", peak.gflops, peak.source, threads)},
         {"cuda_devices", std::to_string(devices.size())},

@@ -24,6 +24,7 @@
 #include <lmgrid/base/machine_error.hpp>
 #include <lmgrid/sys/cpu.hpp>
 #include <lmgrid/sys/gpu.hpp>
+#include <lmgrid/sys/memory.hpp>
 #include <lmgrid/plugin/registry.hpp>
 #include <lmgrid/run/supervisor.hpp>
 #include <lmgrid/store/store.hpp>
@@ -83,6 +84,7 @@ bool is_out_of_memory(const std::exception& e) {
 }
 
 int work(const WorkerOptions& opt) {
+  tune_allocator();  // before the run allocates: keep freed activations for the next step
   for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT}) signal(sig, on_crash);
   struct sigaction sa {};
   sa.sa_handler = on_stop;

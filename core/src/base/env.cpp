@@ -42,6 +42,11 @@ const std::vector<EnvVar>& env_vars() {
       {"OPENBLAS_NUM_THREADS",
        "respected by commands run directly; training workers always get their own thread count"},
       {"OMP_WAIT_POLICY", "respected when set (workers default to `PASSIVE`)"},
+      {"MALLOC_MMAP_THRESHOLD_",
+       "glibc's own; when it, `MALLOC_TRIM_THRESHOLD_` or a `glibc.malloc` tunable is set, workers keep the "
+       "allocator as set (else they fix its thresholds, see \"CPU speed\")"},
+      {"MALLOC_TRIM_THRESHOLD_", "glibc's own; respected as `MALLOC_MMAP_THRESHOLD_`"},
+      {"GLIBC_TUNABLES", "glibc's own; a `glibc.malloc.*` setting in it is respected as `MALLOC_MMAP_THRESHOLD_`"},
       {"RANK", "data parallel (torchrun convention): this process's rank among `WORLD_SIZE`"},
       {"WORLD_SIZE", "data parallel: the number of processes of one run (over all machines); > 1 turns it on"},
       {"LOCAL_RANK", "data parallel: the rank on this machine (picks the GPU of a CUDA run)"},
