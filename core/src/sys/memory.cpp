@@ -20,7 +20,7 @@ std::string reason_to_leave() {
 #if defined(__GLIBC__)
   if (env_set("MALLOC_MMAP_THRESHOLD_") || env_set("MALLOC_TRIM_THRESHOLD_") ||
       env_or("GLIBC_TUNABLES", "").find("glibc.malloc.") != std::string::npos)
-    return "glibc's defaults or the environment's settings (a malloc setting is in the environment)";
+    return "as the environment sets it (a malloc setting is in the environment)";
   return "";
 #else
   return "the C library's defaults (not glibc)";

@@ -6,7 +6,7 @@
 // allocates and frees the same activations and gradients every step, mostly between 100 KB and a
 // few MB, so with these defaults the kernel maps and zeroes the same pages again at every step:
 // a 100-step TTT-MLP run at the quickstart size took 252K page faults (66K with the settings
-// below) and 4-7% longer (docs/performance.md, "The allocator").
+// below) and about 4% longer (docs/performance.md, "The allocator").
 //
 // tune_allocator() fixes the mmap threshold at 32 MB (glibc's largest) and the trim threshold at
 // 256 MB, so a worker keeps what it freed for the next step, up to 256 MB of free memory at the
