@@ -34,7 +34,8 @@ inline std::filesystem::path source_root() {
 
 // AddressSanitizer builds (LMGRID_SANITIZE): gcc defines __SANITIZE_ADDRESS__, clang before 16
 // only has __has_feature. The sentencepiece tokenizer refuses to load there (it needs
-// RTLD_DEEPBIND, which ASan refuses), so tests that load every plugin skip it.
+// RTLD_DEEPBIND, which ASan refuses), so tests that load every plugin skip it; ASan's malloc
+// also ignores mallopt (tests/core/test_memory.cpp).
 #if defined(__SANITIZE_ADDRESS__)
 inline constexpr bool kAsanBuild = true;
 #elif defined(__has_feature)

@@ -21,18 +21,6 @@ using namespace lmgrid;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kSanitizedMalloc = true;  // ASan's malloc ignores mallopt
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kSanitizedMalloc = true;
-#else
-constexpr bool kSanitizedMalloc = false;
-#endif
-#else
-constexpr bool kSanitizedMalloc = false;
-#endif
-
 const char* const kMallocVars[] = {"MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES"};
 
 // A training step's pattern: 40 blocks of 1 MB allocated, written and freed, 5 times. Runs in a
@@ -78,7 +66,7 @@ long churn_faults(bool tune) {
 }  // namespace
 
 TEST_CASE("tune_allocator: a step's freed blocks are reused without page faults", "[unit]") {
-  if (kSanitizedMalloc) {
+  if (test::kAsanBuild) {
     WARN("skipped: the sanitizer's malloc ignores mallopt");
     return;
   }

@@ -5,7 +5,7 @@
 // to the kernel once it exceeds the trim threshold (twice the mmap threshold). A training step
 // allocates and frees the same activations and gradients every step, mostly between 100 KB and a
 // few MB, so with these defaults the kernel maps and zeroes the same pages again at every step:
-// a 100-step TTT-MLP run at the quickstart size took 252K page faults (66K with the settings
+// a 100-step TTT-MLP run at the quickstart size took 252K page faults (69K with the settings
 // below) and about 4% longer (docs/performance.md, "The allocator").
 //
 // tune_allocator() fixes the mmap threshold at 32 MB (glibc's largest) and the trim threshold at
