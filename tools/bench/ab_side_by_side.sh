@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # A/B of two builds of lmgrid on one quickstart variant (or of two variants, below), side by side:
-# in each round build A and build B train the same run at the same time, one thread each on a
-# core of their own (taskset), and the cores are swapped every round, so that both see the same
-# machine at the same moment (these machines are shared and noisy: alternating runs one after the
-# other gave 3-5% swings, more than the changes being measured). Prints each round's loop times
-# and B / A, then their geometric mean; below 1 means B is faster. The two cores need not be equally fast (3% apart was
-# seen here); over an even number of rounds each side has each core equally often, and the
+# in each round build A and build B train the same run at the same time, one thread each on a core
+# of their own (taskset), and the cores are swapped every round, so that both see the same machine
+# at the same moment (these machines are shared and noisy: alternating runs one after the other gave
+# 3-5% swings, more than the changes being measured). Prints each round's loop times and B / A, then
+# their geometric mean; below 1 means B is faster. The two cores need not be equally fast (3% apart
+# was seen here); over an even number of rounds each side has each core equally often, and the
 # geometric mean cancels that, where a median over rounds would not. Two identical builds gave
 # 0.957-1.041 per round and 0.993 in all over 6 rounds: effects under 2-3% are not resolved.
 #
